@@ -1,0 +1,62 @@
+"""Argument checks for constructors, which are the config schema (DEVELOPERS.md rule 2).
+
+Each check raises ValueError naming the parameter, the bad value and what is allowed. The runner prefixes
+the config group, so a user sees e.g. `strategy.population_size=1: must be an integer >= 2`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class UserError(Exception):
+    """A mistake in the user's config, data or environment: reported as one line, without a traceback."""
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = value == value  # not NaN
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+    if not ok:
+        lower = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
+        upper = "" if high is None else f" <= {high}"
+        joined = " and".join(p for p in (lower, upper) if p)
+        raise ValueError(f"{name}={value!r}: must be a number{joined}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: must be true or false")
+    return value
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    allowed = list(allowed)
+    if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed if a == value):
+        raise ValueError(f"{name}={value!r}: choose one of: {', '.join(str(a) for a in allowed)}")
+    return value
+
+
+def _range(low, high) -> str:
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""

@@ -1,0 +1,174 @@
+"""`nasrun`: compose the Hydra config, build each group's object by its `_target_`, run the search.
+
+User mistakes (a wrong key, an unknown option, a bad value, missing data) end with one line on stderr and
+exit status 2; real bugs keep their traceback. HYDRA_FULL_ERROR=1 shows full tracebacks for everything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from nasrun.checks import UserError, check_bool, check_choice, check_int
+
+log = logging.getLogger("nasrun")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+USER_ERROR_EXIT = 2
+
+
+def resolve_device(name: str):
+    import torch
+
+    check_choice("device", name, ("auto", "cpu", "cuda"))
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda: no CUDA device is visible; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def build(group: str, node, **runtime):
+    """The object a config group option describes: its `_target_` called with the option's keys plus the
+    runtime values given here. Runtime objects (data tensors, the space) are passed at the call, never
+    merged into the config. Constructor complaints become one-line errors naming the config key
+    (`strategy.population_size=1: must be an integer >= 2`)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_object, instantiate
+
+    try:
+        factory = instantiate(node, _partial_=True)
+    except InstantiationException as err:
+        raise UserError(f"{group}._target_: {str(err).splitlines()[0]}") from None
+    try:
+        return factory(**runtime)
+    except UserError:
+        raise
+    except ValueError as err:
+        raise UserError(f"{group}.{err}") from None
+    except TypeError as err:
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if not unexpected:
+            raise
+        params = inspect.signature(get_object(node._target_)).parameters
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        allowed = [p for p, spec in params.items() if p not in runtime and spec.kind in kinds]
+        raise UserError(f"{group}.{unexpected.group(1)}: unknown key; {group} accepts: "
+                        f"{', '.join(allowed) or 'no keys'}") from None
+
+
+def run(cfg: DictConfig) -> dict:
+    """One search from a composed config (the Hydra task function's body)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nasrun.console import print_top_trials, trial_progress
+    from nasrun.runner import run_search
+
+    seed = _top_level("seed", lambda: check_int("seed", cfg.seed, low=0))
+    resume = _top_level("resume", lambda: check_bool("resume", cfg.resume))
+    device = _top_level("device", lambda: resolve_device(cfg.device))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    space = build("space", cfg.space)
+    budget = build("budget", cfg.budget)
+    proxy = build("proxy", cfg.proxy) if cfg.proxy is not None else None  # zero-cost proxies: a later issue
+    data = build("dataset", cfg.dataset, seed=seed, device=device)
+    evaluator = build("evaluator", cfg.evaluator, space=space, data=data, epochs=budget.epochs, seed=seed)
+    strategy = build("strategy", cfg.strategy, space=space, seed=seed)
+    del proxy
+    model_info = {
+        "space": OmegaConf.to_container(cfg.space, resolve=True),
+        "space_name": space.name,
+        "dataset": data.name,
+        "in_channels": data.in_channels,
+        "image_size": data.image_size,
+        "num_classes": data.num_classes,
+        "mean": data.mean.flatten().tolist(),
+        "std": data.std.flatten().tolist(),
+    }
+    label = f"{type(strategy).__name__} on {space.name}/{data.name}"
+    with trial_progress(budget.trials, label) as on_trial:
+        result = run_search(space, strategy, evaluator, budget, run_dir, resume=resume, model_info=model_info,
+                            on_trial=on_trial)
+    print_top_trials(result.records, str(run_dir), result.stop_reason)
+    if result.best is None:
+        first = next((r.get("error") for r in result.records if r["status"] == "failed"), "no trials ran")
+        raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
+    return {"best_val_acc": result.best["metrics"]["val_acc"], "best_test_acc": result.best["metrics"]["test_acc"]}
+
+
+def _top_level(key: str, check):
+    try:
+        return check()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig):
+    return run(cfg)
+
+
+def main() -> None:
+    """Console script entry point."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nasrun.console import print_error
+
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise instead of printing, so we can report one line
+    try:
+        _hydra_main()
+    except (UserError, HydraException, OmegaConfBaseException) as err:
+        if wants_traceback:
+            raise
+        print_error(str(err) if isinstance(err, UserError) else describe_config_error(err))
+        sys.exit(USER_ERROR_EXIT)
+    except KeyboardInterrupt:
+        print_error("interrupted; continue the run with resume=true hydra.run.dir=<its run directory>")
+        sys.exit(130)
+
+
+def describe_config_error(err: Exception) -> str:
+    """One line for Hydra's multi-line composition errors, naming the key or option and what is allowed."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
+        group, _, option = err.missing_cfg_file.rpartition("/")
+        return f"{group}={option}: no such option; choose one of: {', '.join(sorted(err.options))}"
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    cause = err.__cause__
+    missing_key = re.search(r"Key '([^']+)' is not in struct", str(cause) if cause else text)
+    if missing_key:
+        full_key = re.search(r"full_key: (\S+)", str(cause) if cause else text)
+        return unknown_key_message(full_key.group(1) if full_key else missing_key.group(1))
+    if cause is not None:
+        text += " " + " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    return text
+
+
+def unknown_key_message(full_key: str) -> str:
+    """`foo.bar: unknown key; keys of foo are: ...`, listing the keys of the default config at that level."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    parent, _, _ = full_key.rpartition(".")
+    choices = [a for a in sys.argv[1:] if re.fullmatch(r"[A-Za-z_]+=[\w.-]+", a)]  # group picks like strategy=random
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=choices)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        keys = [k for k in node.keys() if k != "_target_"] if isinstance(node, DictConfig) else []
+    except Exception:  # the hint is a courtesy; the message below stands without it
+        keys = []
+    where = f"keys of {parent}" if parent else "top-level keys"
+    hint = f"; {where} are: {', '.join(map(str, keys))}" if keys else ""
+    return f"{full_key}: unknown key{hint} (prefix + to add a new key)"

@@ -1,0 +1,48 @@
+"""The rich edges of the CLI: the progress bar, the final table of trials, one-line errors."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def print_error(message: str) -> None:
+    # soft_wrap keeps the message on one line however narrow the terminal.
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+@contextmanager
+def trial_progress(total: int, label: str) -> Iterator:
+    """A progress bar over trials; yields the callback the runner calls with each finished trial record."""
+    best = [None]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[best]}"), transient=False) as progress:
+        task = progress.add_task(label, total=total, best="")
+
+        def on_trial(record: dict) -> None:
+            if record["status"] == "ok" and (best[0] is None or record["metrics"]["val_acc"] > best[0]):
+                best[0] = record["metrics"]["val_acc"]
+            progress.update(task, advance=1, best="" if best[0] is None else f"best val {best[0]:.2f}%")
+
+        yield on_trial
+
+
+def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10) -> None:
+    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["metrics"]["val_acc"])
+    failed = len(records) - len(ok)
+    table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}")
+    for column in ("trial", "architecture", "val acc %", "test acc %", "params", "seconds"):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for r in ok[:top]:
+        m = r["metrics"]
+        test = m.get("test_acc")
+        table.add_row(str(r["trial"]), r["key"], f"{m['val_acc']:.2f}", "-" if test is None else f"{test:.2f}",
+                      f"{m['params']:,}" if "params" in m else "-", f"{r['seconds']:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)

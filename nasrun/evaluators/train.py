@@ -1,0 +1,45 @@
+"""The training evaluator: build the architecture's network, train it for the budget's epochs, measure it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from nasrun.train import TrainConfig, train
+
+
+def trial_seed(run_seed: int, key: str) -> int:
+    """A seed for one architecture in one run: the same network, order and dropout masks wherever it is trained
+    (first run, resumed run, or the rebuild of best.pt), independent of the trial's position in the search."""
+    digest = hashlib.sha256(f"{run_seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class TrainingEvaluator:
+    def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
+                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0):
+        self.space = space
+        self.data = data
+        self.seed = seed
+        # Validates every training option up front, so a typo fails before the first trial.
+        self.config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+                                  weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
+
+    def build(self, arch, seed: int):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
+
+    def __call__(self, arch):
+        import torch
+
+        seed = trial_seed(self.seed, arch.key)
+        model = self.build(arch, seed)
+        cuda = [self.data.device] if self.data.device.type == "cuda" else []
+        # Dropout draws from torch's default generators; fork them so a trial neither reads nor leaves global state.
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            metrics = train(model, self.data, replace(self.config, seed=seed))
+        return metrics, model

@@ -1,0 +1,211 @@
+"""The search loop: ask -> deduplicate -> evaluate -> tell -> log, until the budget is spent.
+
+The runner owns everything a strategy must not: the budget, deduplication, the trial log, resume, the best
+model on disk. It knows nothing of Hydra; `nasrun.cli` builds the pieces from the config and calls `run_search`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from nasrun.checks import UserError, check_float, check_int
+from nasrun.trial_log import append_trial, jsonable, read_trials
+
+log = logging.getLogger(__name__)
+
+MAX_REPEATS = 1000  # consecutive already-evaluated proposals before we conclude the strategy is stuck
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When the search stops: after `trials` evaluated architectures or `seconds` of wall clock (checked
+    before each trial starts; a running trial is never cut short). `epochs` is the training length per trial."""
+
+    trials: int = 20
+    epochs: int = 1
+    seconds: float | None = None
+
+    def __post_init__(self):
+        check_int("trials", self.trials, low=1)
+        check_int("epochs", self.epochs, low=1)
+        if self.seconds is not None:
+            check_float("seconds", self.seconds, low=0.0, low_open=True)
+
+
+@dataclass
+class SearchResult:
+    records: list[dict]  # every trial of the run, resumed ones included, in trial order
+    best: dict | None  # the best ok trial by val_acc
+    stop_reason: str
+    evaluated: int  # trials evaluated by this process (not replayed from the log)
+    replayed: int  # trials taken from trials.jsonl on resume
+    repeats: int = 0  # proposals of already-evaluated architectures, answered from the records
+    extra: dict = field(default_factory=dict)
+
+
+def fitness(record: dict) -> float | None:
+    return record["metrics"]["val_acc"] if record["status"] == "ok" else None
+
+
+def better(record: dict, best: dict | None) -> bool:
+    """Strictly higher validation accuracy wins; ties keep the earlier trial."""
+    return record["status"] == "ok" and (best is None or fitness(record) > fitness(best))
+
+
+def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
+    """Write best.pt, then best.json (both atomically): best.json never names weights that are not on disk."""
+    import torch
+
+    if model is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        tmp = run_dir / "best.pt.tmp"
+        torch.save(weights, tmp)
+        os.replace(tmp, run_dir / "best.pt")
+    write_best_json(run_dir, record, model_info)
+
+
+def write_best_json(run_dir: Path, record: dict, model_info: dict) -> None:
+    tmp = run_dir / "best.json.tmp"
+    tmp.write_text(json.dumps(jsonable({**record, **model_info}), indent=2))
+    os.replace(tmp, run_dir / "best.json")
+
+
+def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
+               model_info: dict | None = None, on_trial: Callable[[dict], None] | None = None,
+               clock: Callable[[], float] = time.monotonic) -> SearchResult:
+    """Run one search in `run_dir` and return every trial.
+
+    resume: replay `trials.jsonl` into the fresh `strategy`, then go on. Replay feeds the strategy the same
+    ask/tell sequence the first run made (recorded results stand in for evaluation), so a seeded strategy
+    proposes exactly what the uninterrupted run would have, and no recorded trial is evaluated again.
+    model_info: what best.json needs besides the trial to rebuild the network (space config, shapes).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "trials.jsonl"
+    model_info = model_info or {}
+    previous = read_trials(log_path)
+    if previous and not resume:
+        raise UserError(f"{log_path} already holds {len(previous)} trials; add resume=true to continue that run, "
+                        f"or choose a new hydra.run.dir")
+    if resume:
+        log.info("resuming %s: %d recorded trials", run_dir, len(previous))
+    pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
+    records: list[dict] = []
+    done: dict[str, dict] = {}  # key -> record, for deduplication
+    best = None
+    evaluated = replayed = repeats = streak = 0
+    offset = previous[-1].get("elapsed", 0.0) if previous else 0.0
+    start = clock()
+    stop_reason = "budget.trials reached"
+
+    def finish(arch, record):
+        nonlocal best
+        records.append(record)
+        done[record["key"]] = record
+        strategy.tell(arch, fitness(record))
+        if better(record, best):
+            best = record
+        if on_trial:
+            on_trial(record)
+
+    while True:
+        if len(records) >= budget.trials:
+            break
+        if budget.seconds is not None and offset + clock() - start >= budget.seconds:
+            stop_reason = "budget.seconds reached"
+            break
+        if len(done) >= len(space):
+            stop_reason = f"space exhausted: all {len(space)} architectures evaluated"
+            break
+        arch = strategy.ask()
+        key = arch.key
+        if key in done:
+            # Not trained again: the strategy hears the recorded result and asks again.
+            repeats += 1
+            streak += 1
+            strategy.tell(arch, fitness(done[key]))
+            if streak >= MAX_REPEATS:
+                stop_reason = f"the strategy proposed {MAX_REPEATS} evaluated architectures in a row"
+                break
+            continue
+        streak = 0
+        if key in pending:
+            finish(arch, pending.pop(key))
+            replayed += 1
+            continue
+        if pending:
+            # The strategy no longer retraces the recorded run (its config changed, or trials ran in
+            # parallel). Keep every recorded trial anyway: tell them all, then go on from here.
+            log.warning("resumed run diverges from its log at trial %d; replaying the remaining %d recorded "
+                        "trials as they are", len(records), len(pending))
+            for rec in list(pending.values()):
+                finish(space.from_json(rec["arch"]), rec)
+                replayed += 1
+            pending.clear()
+            if len(records) >= budget.trials:
+                break
+        record, model = evaluate_trial(evaluator, arch, len(records), offset + clock() - start)
+        record["elapsed"] = offset + clock() - start
+        evaluated += 1
+        append_trial(log_path, record)
+        if better(record, best):
+            save_best(run_dir, record, model, model_info)
+        finish(arch, record)
+
+    if best is not None:
+        ensure_best_weights(run_dir, best, evaluator, space, model_info)
+    log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
+             stop_reason, len(records), evaluated, replayed, repeats)
+    return SearchResult(records, best, stop_reason, evaluated, replayed, repeats)
+
+
+def evaluate_trial(evaluator, arch, number: int, elapsed: float) -> tuple[dict, object]:
+    """Evaluate one architecture; any exception (NaN loss, out of memory, a build error) makes a failed record."""
+    began = time.perf_counter()
+    record = {"trial": number, "arch": arch.to_json(), "key": arch.key}
+    try:
+        metrics, model = evaluator(arch)
+    except Exception as err:  # a failing trial must not end the search; the record keeps the error
+        log.warning("trial %d failed: %s: %s", number, type(err).__name__, err)
+        log.debug("".join(traceback.format_exception(err)))
+        _release_cuda_memory()
+        record.update(status="failed", metrics={}, seconds=time.perf_counter() - began,
+                      error=f"{type(err).__name__}: {err}")
+        return record, None
+    record.update(status="ok", metrics=metrics, seconds=time.perf_counter() - began)
+    log.info("trial %d ok: val_acc=%.2f test_acc=%s params=%s %s", number, metrics["val_acc"],
+             _fmt(metrics.get("test_acc")), metrics.get("params", "-"), arch.key)
+    return record, model
+
+
+def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
+    """After a resume, best.pt may hold no weights or another trial's (a kill between log and save).
+    Training is seeded per architecture, so retraining the best one restores exactly its weights."""
+    path = run_dir / "best.json"
+    on_disk = json.loads(path.read_text()).get("key") if path.exists() else None
+    if on_disk == best["key"] and (run_dir / "best.pt").exists():
+        return
+    if on_disk == best["key"] and not getattr(evaluator, "trains", True):
+        return
+    log.warning("best.pt does not hold trial %d; retraining %s to restore its weights", best["trial"], best["key"])
+    metrics, model = evaluator(space.from_json(best["arch"]))
+    save_best(run_dir, best, model, model_info)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _release_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

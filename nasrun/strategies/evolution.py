@@ -1,0 +1,70 @@
+"""Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image Classifier Architecture Search".
+
+The population is a queue: every child joins at the young end and the oldest member leaves, whatever its
+fitness. Ageing out good-but-old members is the regularisation: an architecture survives only by being
+re-discovered through its descendants, which favours architectures that retrain well.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from nasrun.checks import check_bool, check_float, check_int
+
+
+class RegularizedEvolution:
+    """ask/tell aging evolution.
+
+    population_size: members kept (P). sample_size: tournament size (S). mutation_prob: chance that each
+    choice changes (null: exactly one choice changes). crossover: when true, two tournament winners are
+    crossed uniformly before mutation; when false, the child mutates a copy of one winner.
+    """
+
+    def __init__(self, space, seed: int, population_size: int = 30, sample_size: int = 10,
+                 mutation_prob: float | None = 0.05, crossover: bool = True):
+        self.space = space
+        self.population_size = check_int("population_size", population_size, low=2)
+        self.sample_size = check_int("sample_size", sample_size, low=1, high=population_size)
+        self.mutation_prob = None if mutation_prob is None else check_float(
+            "mutation_prob", mutation_prob, low=0.0, high=1.0, low_open=True)
+        self.crossover = check_bool("crossover", crossover)
+        self.rng = np.random.default_rng(seed)
+        self.population: deque = deque()  # (arch, fitness), oldest on the left
+        self.outstanding = 0  # asked but not yet told, so parallel asks do not overfill the random phase
+
+    def ask(self):
+        self.outstanding += 1
+        # Random initialisation until the population (counting answers still to come) is full. Failed trials
+        # never join, so they are replaced by further random samples.
+        if len(self.population) + self.outstanding - 1 < self.population_size:
+            return self.space.sample(self.rng)
+        first = self._tournament()
+        second = self._tournament() if self.crossover else first
+        return self._child(first, second)
+
+    def tell(self, arch, fitness: float | None) -> None:
+        self.outstanding = max(0, self.outstanding - 1)
+        if fitness is None:
+            return
+        self.population.append((arch, float(fitness)))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def _tournament(self):
+        """The fittest of `sample_size` members drawn without replacement (ties: the younger wins)."""
+        k = min(self.sample_size, len(self.population))
+        picks = self.rng.choice(len(self.population), size=k, replace=False)
+        best = max(picks, key=lambda i: (self.population[i][1], i))
+        return self.population[best][0]
+
+    def _child(self, first, second):
+        parents = {first, second}
+        base = self.space.crossover(first, second, self.rng) if first != second else first
+        # The mutation always changes something; redraw the rare child that lands back on a parent.
+        for _ in range(100):
+            child = self.space.mutate(base, self.rng, self.mutation_prob)
+            if child not in parents:
+                return child
+        return self.space.mutate(first, self.rng, None)
