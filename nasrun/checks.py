@@ -25,18 +25,18 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
                 low_open: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
-        value = float(value)
-        ok = value == value  # not NaN
+        number = float(value)
+        ok = number == number  # not NaN
         if ok and low is not None:
-            ok = value > low if low_open else value >= low
+            ok = number > low if low_open else number >= low
         if ok and high is not None:
-            ok = value <= high
+            ok = number <= high
     if not ok:
         lower = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
         upper = "" if high is None else f" <= {high}"
         joined = " and".join(p for p in (lower, upper) if p)
         raise ValueError(f"{name}={value!r}: must be a number{joined}")
-    return value
+    return number
 
 
 def check_bool(name: str, value: Any) -> bool:

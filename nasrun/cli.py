@@ -75,13 +75,14 @@ def run(cfg: DictConfig) -> dict:
     device = _top_level("device", lambda: resolve_device(cfg.device))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
+    # Cheap pieces first, so a typo fails before the data is read.
     space = build("space", cfg.space)
     budget = build("budget", cfg.budget)
-    proxy = build("proxy", cfg.proxy) if cfg.proxy is not None else None  # zero-cost proxies: a later issue
+    strategy = build("strategy", cfg.strategy, space=space, seed=seed)
+    if cfg.proxy is not None:
+        raise UserError("proxy: zero-cost proxies are not available yet; use proxy=none")
     data = build("dataset", cfg.dataset, seed=seed, device=device)
     evaluator = build("evaluator", cfg.evaluator, space=space, data=data, epochs=budget.epochs, seed=seed)
-    strategy = build("strategy", cfg.strategy, space=space, seed=seed)
-    del proxy
     model_info = {
         "space": OmegaConf.to_container(cfg.space, resolve=True),
         "space_name": space.name,
@@ -112,7 +113,16 @@ def _top_level(key: str, check):
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig):
-    return run(cfg)
+    try:
+        return run(cfg)
+    except UserError as err:
+        # Reported here: past this point Hydra would first print its own "Error executing job" line.
+        if os.environ.get("NASRUN_TRACEBACK") == "1":
+            raise
+        from nasrun.console import print_error
+
+        print_error(str(err))
+        raise SystemExit(USER_ERROR_EXIT) from None
 
 
 def main() -> None:
@@ -123,6 +133,7 @@ def main() -> None:
     from nasrun.console import print_error
 
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["NASRUN_TRACEBACK"] = "1" if wants_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise instead of printing, so we can report one line
     try:
         _hydra_main()
@@ -160,7 +171,8 @@ def unknown_key_message(full_key: str) -> str:
     from hydra.core.global_hydra import GlobalHydra
 
     parent, _, _ = full_key.rpartition(".")
-    choices = [a for a in sys.argv[1:] if re.fullmatch(r"[A-Za-z_]+=[\w.-]+", a)]  # group picks like strategy=random
+    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    choices = [a for a in sys.argv[1:] if re.fullmatch(r"[A-Za-z_]+=[\w.-]+", a) and a.split("=")[0] in groups]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -68,12 +68,9 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
         tmp = run_dir / "best.pt.tmp"
         torch.save(weights, tmp)
         os.replace(tmp, run_dir / "best.pt")
-    write_best_json(run_dir, record, model_info)
-
-
-def write_best_json(run_dir: Path, record: dict, model_info: dict) -> None:
+    info = {**record, **model_info, "weights": "best.pt" if model is not None else None}
     tmp = run_dir / "best.json.tmp"
-    tmp.write_text(json.dumps(jsonable({**record, **model_info}), indent=2))
+    tmp.write_text(json.dumps(jsonable(info), indent=2))
     os.replace(tmp, run_dir / "best.json")
 
 
@@ -160,7 +157,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
             save_best(run_dir, record, model, model_info)
         finish(arch, record)
 
-    if best is not None:
+    if best is not None and previous:
         ensure_best_weights(run_dir, best, evaluator, space, model_info)
     log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
              stop_reason, len(records), evaluated, replayed, repeats)
@@ -190,10 +187,8 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
     """After a resume, best.pt may hold no weights or another trial's (a kill between log and save).
     Training is seeded per architecture, so retraining the best one restores exactly its weights."""
     path = run_dir / "best.json"
-    on_disk = json.loads(path.read_text()).get("key") if path.exists() else None
-    if on_disk == best["key"] and (run_dir / "best.pt").exists():
-        return
-    if on_disk == best["key"] and not getattr(evaluator, "trains", True):
+    on_disk = json.loads(path.read_text()) if path.exists() else {}
+    if on_disk.get("key") == best["key"] and (not on_disk.get("weights") or (run_dir / on_disk["weights"]).exists()):
         return
     log.warning("best.pt does not hold trial %d; retraining %s to restore its weights", best["trial"], best["key"])
     metrics, model = evaluator(space.from_json(best["arch"]))

@@ -17,13 +17,14 @@ def trial_seed(run_seed: int, key: str) -> int:
 
 class TrainingEvaluator:
     def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
-                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0):
+                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0, precision: str = "auto"):
         self.space = space
         self.data = data
         self.seed = seed
         # Validates every training option up front, so a typo fails before the first trial.
         self.config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
-                                  weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
+                                  weight_decay=weight_decay, label_smoothing=label_smoothing, precision=precision,
+                                  seed=seed)
 
     def build(self, arch, seed: int):
         import torch

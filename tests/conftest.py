@@ -1,0 +1,51 @@
+"""Shared test helpers: the real-data folder, and running the `nasrun` CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = str(REPO / "conf")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def real_data_root() -> Path:
+    """Where the real datasets are: NASRUN_DATA, else ../shared/data beside the checkout.
+
+    In CI the data must be there: a missing folder fails the test (never a skip). Elsewhere a missing folder
+    falls back to ./data with torchvision's download, the path a user on the internet takes.
+    """
+    env = os.environ.get("NASRUN_DATA")
+    root = Path(env) if env else REPO.parent / "shared" / "data"
+    if (root / "FashionMNIST" / "raw").is_dir():
+        return root
+    if IN_CI:
+        pytest.fail(f"real data not found in {root} (CI=true): set NASRUN_DATA to the shared data folder")
+    return REPO / "data"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return real_data_root()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m nasrun ARGS` from the repository root, as the console script would."""
+    full_env = {**os.environ, "COLUMNS": "200", "NASRUN_DATA": str(real_data_root()), **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "nasrun", *args], cwd=REPO, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def compose(*overrides: str):
+    """The composed config for `overrides`, as `nasrun` would see it (without running anything)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))

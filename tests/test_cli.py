@@ -1,0 +1,110 @@
+"""The `nasrun` command end to end, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+from nasrun.best import load_best, normalize
+from nasrun.data import synthetic
+from nasrun.train import evaluate
+
+SMOKE = ["dataset=synthetic", "budget=smoke"]
+
+
+def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accuracy(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*SMOKE, "budget.trials=4", "strategy=random", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in records] == [0, 1, 2, 3]
+    for r in records:
+        assert r["status"] == "ok" and set(r) >= {"trial", "arch", "key", "status", "metrics", "seconds"}
+        assert set(r["metrics"]) >= {"val_acc", "val_loss", "test_acc", "params", "history"}
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["metrics"]["val_acc"] == max(r["metrics"]["val_acc"] for r in records)
+    assert best["space_name"] == "custom" and "top 4 of 4 trials" in proc.stdout
+
+    model, info = load_best(run_dir)
+    data = synthetic(seed=0)  # the run's dataset and seed: the same split and normalisation
+    assert info["mean"] == pytest.approx(data.mean.flatten().tolist())
+    acc, _ = evaluate(model.to(memory_format=torch.channels_last), data, "test", info["metrics"]["precision"] == "bf16")
+    assert acc == pytest.approx(best["metrics"]["test_acc"], abs=1e-9)
+    with torch.no_grad():  # the documented path for a user's own images
+        logits = model(normalize(data.test_x[:8], info))
+    assert logits.shape == (8, 4)
+
+
+def test_multirun_sweeps_seeds_and_strategies(tmp_path):
+    proc = run_cli("-m", "seed=0,1", "strategy=random,evolution", *SMOKE, "budget.trials=2",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "trials.jsonl").exists())
+    assert len(jobs) == 4
+    keys = {j.name: [json.loads(l)["key"] for l in (j / "trials.jsonl").read_text().splitlines()] for j in jobs}
+    assert all(len(k) == 2 for k in keys.values())
+    assert len({tuple(k) for k in keys.values()}) > 1  # different seeds search differently
+
+
+def _lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
+    args = [*SMOKE, "budget.trials=6", "strategy.population_size=3", "strategy.sample_size=2"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "nasrun", *args, f"hydra.run.dir={killed}"], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while len(_lines(killed / "trials.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _lines(killed / "trials.jsonl")
+    assert 2 <= len(before) < 6, "the run must be killed mid-search"
+
+    resumed = run_cli(*args, f"hydra.run.dir={killed}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    after = [json.loads(l) for l in _lines(killed / "trials.jsonl")]
+    assert _lines(killed / "trials.jsonl")[: len(before) - 1] == before[: len(before) - 1]  # nothing lost
+    assert [r["trial"] for r in after] == list(range(6))
+    assert len({r["key"] for r in after}) == 6  # nothing repeated
+
+    straight = tmp_path / "straight"
+    assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
+    reference = [json.loads(l) for l in _lines(straight / "trials.jsonl")]
+    assert [r["key"] for r in after] == [r["key"] for r in reference]  # the same proposals, in order
+    assert [r["metrics"]["val_acc"] for r in after] == [r["metrics"]["val_acc"] for r in reference]
+    assert json.loads((killed / "best.json").read_text())["key"] == json.loads((straight / "best.json").read_text())["key"]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["strategy=foo"], ["strategy=foo", "evolution, random"]),
+    (["foo=1"], ["foo", "unknown key", "seed"]),
+    (["strategy.popsize=3"], ["strategy.popsize", "unknown key", "population_size"]),
+    (["+strategy.popsize=3"], ["strategy.popsize", "population_size, sample_size"]),
+    (["seed=abc"], ["seed='abc'", "integer"]),
+    (["device=tpu"], ["device='tpu'", "auto, cpu, cuda"]),
+    (["resume=maybe"], ["resume='maybe'", "true or false"]),
+    (["strategy.population_size=1"], ["strategy.population_size=1", ">= 2"]),
+    (["budget.trials=0"], ["budget.trials=0", ">= 1"]),
+    (["dataset.fraction=2"], ["dataset.fraction=2", "<= 1.0"]),
+    (["evaluator.optimizer=adamw"], ["evaluator.optimizer='adamw'", "adam, sgd"]),
+    (["dataset.root=/nonexistent/place", "dataset.download=false"], ["/nonexistent/place", "NASRUN_DATA"]),
+    (["seed=1,2"], ["seed"]),
+])
+def test_user_errors_are_one_line_without_traceback(args, expected):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for part in expected:
+        assert part in lines[0], lines[0]

@@ -1,0 +1,102 @@
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from nasrun.checks import UserError
+from nasrun.data import cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary, synthetic
+
+
+def test_splits_are_disjoint_seeded_and_sized():
+    x = (np.arange(1000) % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, 1, 16, 16), np.uint8)
+    ids = np.arange(1000)
+    d = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=3,
+                    device="cpu")
+    train, val = set(d.train_y.tolist()), set(d.val_y.tolist())
+    assert len(val) == 100 and len(train) == 450 and not train & val
+    again = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=3,
+                        device="cpu")
+    other = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=4,
+                        device="cpu")
+    assert torch.equal(again.val_y, d.val_y) and not torch.equal(other.val_y, d.val_y)
+
+
+def test_batches_are_normalised_shuffled_and_cover_the_split():
+    d = synthetic(num_train=300, seed=0)
+    seen = torch.cat([y for _, y in d.train_batches(torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == sorted(d.train_y.tolist()) and not torch.equal(seen, d.train_y)
+    xs = torch.cat([x for x, _ in d.train_batches(torch.Generator().manual_seed(0))])
+    assert abs(xs.mean().item()) < 0.05 and abs(xs.std().item() - 1) < 0.05
+    assert sum(len(y) for _, y in d.eval_batches("val")) == len(d.val_y)
+    assert sum(len(y) for _, y in d.eval_batches("test", batch_size=7)) == len(d.test_y)
+
+
+def test_crop_and_flip_gives_a_padded_crop_or_its_mirror_of_each_image():
+    x = torch.randn(6, 2, 8, 8)
+    out = crop_and_flip(x, torch.Generator().manual_seed(0), pad=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    flips = 0
+    for i in range(6):
+        crops = {(dy, dx, f): (padded[i, :, dy:dy + 8, dx:dx + 8].flip(2) if f else padded[i, :, dy:dy + 8, dx:dx + 8])
+                 for dy in range(5) for dx in range(5) for f in (0, 1)}
+        matches = [k for k, c in crops.items() if torch.equal(c, out[i])]
+        assert matches, f"sample {i} is not a crop of its padded image"
+        flips += all(k[2] for k in matches)
+    assert flips > 0  # seed 0 flips some of the six
+
+
+def _write_idx(path, array):
+    magic = 2049 if array.ndim == 1 else 2051
+    with open(path, "wb") as f:
+        f.write(struct.pack(">II", magic, len(array)))
+        for dim in array.shape[1:]:
+            f.write(struct.pack(">I", dim))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def test_mnist_loader_reads_torchvision_layout(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 50)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    d = mnist(root=str(tmp_path), download=False, val_fraction=0.1, seed=0)
+    assert d.train_x.shape == (180, 1, 28, 28) and d.val_x.shape[0] == 20 and d.test_x.shape[0] == 50
+    assert d.train_x.dtype == torch.uint8 and d.num_classes == 10
+
+
+def test_missing_files_give_one_line_naming_folder_files_and_fix(tmp_path):
+    with pytest.raises(UserError) as err:
+        fashion_mnist(root=str(tmp_path), download=False)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in (str(tmp_path / "FashionMNIST" / "raw"), "train-images-idx3-ubyte", "dataset.root", "NASRUN_DATA"):
+        assert part in message
+    with pytest.raises(UserError, match="cifar-10-batches-bin"):
+        cifar10(root=str(tmp_path), download=False)
+
+
+def test_cifar10_binary_layout_from_shared_data(data_root):
+    folder = data_root / "cifar-10-batches-bin"
+    train_x, train_y, test_x, test_y = read_cifar10_binary(folder)
+    assert train_x.shape == (50000, 3, 32, 32) and test_x.shape == (10000, 3, 32, 32)
+    assert set(np.unique(train_y)) == set(range(10)) and np.bincount(test_y).tolist() == [1000] * 10
+    first = np.fromfile(folder / "data_batch_1.bin", dtype=np.uint8, count=3073)
+    assert train_y[0] == first[0] and np.array_equal(train_x[0].reshape(-1), first[1:])
+    d = cifar10(root=str(data_root), download=False, fraction=0.1, seed=0)
+    assert d.augment and d.in_channels == 3 and d.image_size == 32 and len(d.val_y) == 5000
+
+
+def test_fashion_mnist_from_shared_data(data_root):
+    d = fashion_mnist(root=str(data_root), download=False, fraction=0.5, seed=1)
+    assert d.train_x.shape == (27000, 1, 28, 28) and len(d.val_y) == 6000 and len(d.test_y) == 10000
+    assert not d.augment
+
+
+@pytest.mark.parametrize("kwargs,key", [({"fraction": 0}, "fraction"), ({"val_fraction": 0.9}, "val_fraction"),
+                                        ({"batch_size": 0}, "batch_size"), ({"image_size": 8}, "image_size")])
+def test_bad_dataset_values_name_the_key(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        synthetic(**kwargs)

@@ -1,0 +1,17 @@
+"""A real search on Fashion-MNIST from the shared data: small, but it must show real learning."""
+
+import json
+
+from conftest import IN_CI, run_cli
+
+
+def test_fashion_mnist_search_learns(data_root, tmp_path):
+    proc = run_cli(f"dataset.root={data_root}", f"dataset.download={str(not IN_CI).lower()}", "dataset.fraction=0.1",
+                   "dataset.val_fraction=0.05", "budget.trials=2", "budget.epochs=1", "strategy=random",
+                   f"hydra.run.dir={tmp_path}", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["dataset"] == "fashion_mnist" and best["in_channels"] == 1
+    assert best["metrics"]["test_acc"] >= 70.0, best["metrics"]

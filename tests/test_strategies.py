@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from nasrun.runner import Budget, run_search
+from nasrun.spaces.custom import CustomArch, CustomSpace
+from nasrun.strategies.evolution import RegularizedEvolution
+from nasrun.strategies.random import RandomSearch
+
+SPACE = CustomSpace()
+
+
+def toy_score(arch: CustomArch) -> float:
+    """A smooth objective with one optimum: each choice's index counts, with different weights."""
+    values = arch.to_json()
+    return sum(w * CustomArch.CHOICES[k].index(values[k]) for w, k in zip((3, 2, 5, 1, 4), CustomArch.CHOICES))
+
+
+OPTIMUM = max(SPACE, key=toy_score)
+
+
+class ToyEvaluator:
+    def __call__(self, arch):
+        return {"val_acc": float(toy_score(arch)), "test_acc": float(toy_score(arch))}, None
+
+
+def trials_to_optimum(strategy, tmp_path) -> int:
+    result = run_search(SPACE, strategy, ToyEvaluator(), Budget(trials=108), tmp_path)
+    return next(r["trial"] for r in result.records if r["key"] == OPTIMUM.key) + 1
+
+
+def test_strategies_are_deterministic_for_a_seed():
+    for cls in (RandomSearch, RegularizedEvolution):
+        runs = []
+        for _ in range(2):
+            strategy = cls(SPACE, seed=7)
+            proposals = []
+            for _ in range(60):
+                arch = strategy.ask()
+                proposals.append(arch.key)
+                strategy.tell(arch, toy_score(arch))
+            runs.append(proposals)
+        assert runs[0] == runs[1]
+
+
+def test_evolution_fills_population_randomly_then_ages_out_the_oldest():
+    strategy = RegularizedEvolution(SPACE, seed=0, population_size=5, sample_size=2)
+    told = []
+    for i in range(12):
+        arch = strategy.ask()
+        strategy.tell(arch, float(i))
+        told.append(arch)
+    assert len(strategy.population) == 5
+    assert [a for a, _ in strategy.population] == told[-5:]  # the five youngest remain
+
+
+def test_evolution_children_differ_from_their_parents():
+    strategy = RegularizedEvolution(SPACE, seed=3, population_size=4, sample_size=2, crossover=False)
+    for _ in range(4):
+        arch = strategy.ask()
+        strategy.tell(arch, toy_score(arch))
+    parents = {a for a, _ in strategy.population}
+    for _ in range(50):
+        child = strategy._child(*sorted(parents, key=lambda a: a.key)[:2])
+        assert child not in sorted(parents, key=lambda a: a.key)[:2]
+
+
+def test_failed_trials_do_not_join_the_population_and_are_replaced_by_random_samples():
+    strategy = RegularizedEvolution(SPACE, seed=0, population_size=3, sample_size=2)
+    for _ in range(3):
+        strategy.tell(strategy.ask(), None)
+    assert len(strategy.population) == 0
+    arch = strategy.ask()  # still the random phase
+    assert isinstance(arch, CustomArch)
+
+
+@pytest.mark.parametrize("kwargs,key", [({"population_size": 1}, "population_size"),
+                                        ({"sample_size": 40}, "sample_size"),
+                                        ({"mutation_prob": 0.0}, "mutation_prob"),
+                                        ({"crossover": "yes"}, "crossover")])
+def test_evolution_rejects_bad_parameters_naming_them(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        RegularizedEvolution(SPACE, seed=0, **kwargs)
+
+
+def test_evolution_with_crossover_and_dedup_beats_random_search(tmp_path):
+    # Random search without repeats needs (108+1)/2 = 54.5 trials on average to hit one optimum.
+    seeds = range(12)
+    evo = [trials_to_optimum(RegularizedEvolution(SPACE, seed=s, population_size=10, sample_size=3), tmp_path / f"e{s}")
+           for s in seeds]
+    rnd = [trials_to_optimum(RandomSearch(SPACE, seed=s), tmp_path / f"r{s}") for s in seeds]
+    assert np.mean(evo) < 0.75 * np.mean(rnd), (np.mean(evo), np.mean(rnd))
+
+
+def test_default_evolution_beats_random_search(tmp_path):
+    seeds = range(12)
+    evo = [trials_to_optimum(RegularizedEvolution(SPACE, seed=s), tmp_path / f"e{s}") for s in seeds]
+    rnd = [trials_to_optimum(RandomSearch(SPACE, seed=s), tmp_path / f"r{s}") for s in seeds]
+    assert np.mean(evo) < np.mean(rnd), (np.mean(evo), np.mean(rnd))
