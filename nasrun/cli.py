@@ -7,7 +7,6 @@ exit status 2; real bugs keep their traceback. HYDRA_FULL_ERROR=1 shows full tra
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import re
 import sys
@@ -18,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError, check_bool, check_choice, check_int
 
-log = logging.getLogger("nasrun")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 USER_ERROR_EXIT = 2
 
@@ -70,9 +68,9 @@ def run(cfg: DictConfig) -> dict:
     from nasrun.console import print_top_trials, trial_progress
     from nasrun.runner import run_search
 
-    seed = _top_level("seed", lambda: check_int("seed", cfg.seed, low=0))
-    resume = _top_level("resume", lambda: check_bool("resume", cfg.resume))
-    device = _top_level("device", lambda: resolve_device(cfg.device))
+    seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
+    resume = _top_level(lambda: check_bool("resume", cfg.resume))
+    device = _top_level(lambda: resolve_device(cfg.device))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
     # Cheap pieces first, so a typo fails before the data is read.
@@ -104,7 +102,8 @@ def run(cfg: DictConfig) -> dict:
     return {"best_val_acc": result.best["metrics"]["val_acc"], "best_test_acc": result.best["metrics"]["test_acc"]}
 
 
-def _top_level(key: str, check):
+def _top_level(check):
+    """Top-level keys have no constructor; their checks' ValueErrors are user errors too."""
     try:
         return check()
     except ValueError as err:

@@ -149,7 +149,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
             pending.clear()
             if len(records) >= budget.trials:
                 break
-        record, model = evaluate_trial(evaluator, arch, len(records), offset + clock() - start)
+        record, model = evaluate_trial(evaluator, arch, len(records))
         record["elapsed"] = offset + clock() - start
         evaluated += 1
         append_trial(log_path, record)
@@ -164,7 +164,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     return SearchResult(records, best, stop_reason, evaluated, replayed, repeats)
 
 
-def evaluate_trial(evaluator, arch, number: int, elapsed: float) -> tuple[dict, object]:
+def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
     """Evaluate one architecture; any exception (NaN loss, out of memory, a build error) makes a failed record."""
     began = time.perf_counter()
     record = {"trial": number, "arch": arch.to_json(), "key": arch.key}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,3 +51,16 @@ def compose(*overrides: str):
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def write_fake_mnist(root: Path, n_train: int = 200, n_test: int = 50) -> None:
+    """A tiny MNIST in torchvision's raw idx layout, so the real MNIST loader runs offline."""
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        for kind, array in (("images-idx3", rng.integers(0, 256, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
+            with open(raw / f"{prefix}-{kind}-ubyte", "wb") as f:
+                f.write(struct.pack(">II", 2049 if array.ndim == 1 else 2051, n))
+                f.write(b"".join(struct.pack(">I", d) for d in array.shape[1:]))
+                f.write(array.astype(np.uint8).tobytes())

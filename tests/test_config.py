@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose
+from conftest import CONF_DIR, compose, write_fake_mnist
 from nasrun.cli import build
 from nasrun.data import ImageData, synthetic
 from nasrun.runner import Budget
@@ -40,9 +40,7 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "dataset":
         if option == "mnist":  # not in the shared data: build the real loader on a tiny MNIST we write
-            from test_data import test_mnist_loader_reads_torchvision_layout as write_and_check
-
-            write_and_check(tmp_path)
+            write_fake_mnist(tmp_path)
             root = tmp_path
         else:
             root = data_root

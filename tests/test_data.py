@@ -1,9 +1,8 @@
-import struct
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import write_fake_mnist
 from nasrun.checks import UserError
 from nasrun.data import cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary, synthetic
 
@@ -46,22 +45,8 @@ def test_crop_and_flip_gives_a_padded_crop_or_its_mirror_of_each_image():
     assert flips > 0  # seed 0 flips some of the six
 
 
-def _write_idx(path, array):
-    magic = 2049 if array.ndim == 1 else 2051
-    with open(path, "wb") as f:
-        f.write(struct.pack(">II", magic, len(array)))
-        for dim in array.shape[1:]:
-            f.write(struct.pack(">I", dim))
-        f.write(array.astype(np.uint8).tobytes())
-
-
 def test_mnist_loader_reads_torchvision_layout(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 200), ("t10k", 50)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    write_fake_mnist(tmp_path)
     d = mnist(root=str(tmp_path), download=False, val_fraction=0.1, seed=0)
     assert d.train_x.shape == (180, 1, 28, 28) and d.val_x.shape[0] == 20 and d.test_x.shape[0] == 50
     assert d.train_x.dtype == torch.uint8 and d.num_classes == 10

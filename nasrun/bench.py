@@ -1,0 +1,192 @@
+"""`make bench`: the speed figures the README and closing notes report, measured side by side in one process.
+
+1. Trainer throughput (training images/s) on Fashion-MNIST, one architecture, batch 64, this machine:
+   - nasrun's `train()` (uint8 tensors on the device, channels_last, bf16 autocast where native);
+   - a minimal hand-written loop over the same in-memory float tensors, plain fp32 NCHW;
+   - the same minimal loop with nasrun's precision and memory format (the fair test of nasrun's own overhead);
+   - the pipeline of Matos (2023): DataLoader over torchvision's FashionMNIST with ToTensor, fp32.
+   Rounds interleave the variants so machine noise hits all of them alike; the median round is reported.
+2. End to end: the default search (`make run`), wall time and best test accuracy.
+
+Usage: python -m nasrun.bench [--only throughput|search] [--images N] [--rounds R] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ARCH = {"conv3": 1, "num_block": 2, "conv5": 0, "feature": 128, "dropout": 0.5}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _model(seed: int = 0):
+    import torch
+
+    from nasrun.spaces.custom import CustomArch, CustomSpace
+
+    torch.manual_seed(seed)
+    return CustomSpace().build(CustomArch(**ARCH), 1, 28, 10)
+
+
+def nasrun_train(data, images: int) -> float:
+    from nasrun.data import ImageData
+    from nasrun.train import TrainConfig, train
+
+    # Same training tensors, tiny val/test: train_seconds is then (almost) the training loop alone.
+    subset = ImageData(**{**data.__dict__, "train_x": data.train_x[:images], "train_y": data.train_y[:images],
+                          "val_x": data.val_x[:64], "val_y": data.val_y[:64],
+                          "test_x": data.test_x[:64], "test_y": data.test_y[:64]})
+    metrics = train(_model(), subset, TrainConfig(epochs=1))
+    return images / metrics["train_seconds"]
+
+
+def minimal_loop(data, images: int, fast: bool) -> float:
+    """What a user writes by hand: pre-normalised float tensors, a permutation, slices, Adam."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasrun.train import use_bf16
+
+    x_all = data.normalize(data.train_x[:images])
+    y_all = data.train_y[:images]
+    model = _model()
+    bf16 = fast and use_bf16(data.device, "auto")
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        x_all = x_all.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    start = time.perf_counter()
+    order = torch.randperm(images, generator=torch.Generator().manual_seed(0))
+    for i in range(0, images, 64):
+        idx = order[i:i + 64]
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    loss.item()
+    return images / (time.perf_counter() - start)
+
+
+def matos_pipeline(root: str, images: int) -> float:
+    """Matos (2023): torchvision FashionMNIST + ToTensor through a DataLoader, batch 64, fp32, Adam 1e-3."""
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    from torchvision import transforms
+
+    dataset = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    seen = 0
+    start = time.perf_counter()
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        if seen >= images:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def throughput(root: str, images: int, rounds: int) -> dict:
+    import torch
+
+    from nasrun.data import fashion_mnist
+    from nasrun.train import use_bf16
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, device=device)
+    variants = {
+        "nasrun train()": lambda: nasrun_train(data, images),
+        "minimal loop, fp32 NCHW": lambda: minimal_loop(data, images, fast=False),
+        "minimal loop, nasrun's precision + channels_last": lambda: minimal_loop(data, images, fast=True),
+        "Matos 2023 DataLoader + ToTensor": lambda: matos_pipeline(root, images),
+    }
+    for run in variants.values():  # warm-up: oneDNN kernel selection, page cache
+        run()
+    samples = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, run in variants.items():
+            samples[name].append(run())
+            print(f"round {r + 1}/{rounds} {name}: {samples[name][-1]:.0f} img/s", flush=True)
+    median = {name: statistics.median(v) for name, v in samples.items()}
+    ours = median["nasrun train()"]
+    return {
+        "device": str(device), "bf16": use_bf16(device, "auto"), "images_per_round": images, "rounds": rounds,
+        "architecture": ARCH, "batch_size": 64, "images_per_second": median, "samples": samples,
+        "ratio_vs_minimal_fp32": ours / median["minimal loop, fp32 NCHW"],
+        "ratio_vs_minimal_same_precision": ours / median["minimal loop, nasrun's precision + channels_last"],
+        "ratio_vs_matos": ours / median["Matos 2023 DataLoader + ToTensor"],
+    }
+
+
+def default_search(root: str, out: Path) -> dict:
+    """`make run`'s search (the default config), timed from the command line as a user sees it."""
+    run_dir = out / "default-search"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nasrun", f"hydra.run.dir={run_dir}"], cwd=REPO,
+                          env={**os.environ, "NASRUN_DATA": root}, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"default search failed:\n{proc.stderr[-2000:]}")
+    best = json.loads((run_dir / "best.json").read_text())
+    trials = len((run_dir / "trials.jsonl").read_text().splitlines())
+    return {"wall_seconds": wall, "trials": trials, "best_key": best["key"],
+            "best_val_acc": best["metrics"]["val_acc"], "best_test_acc": best["metrics"]["test_acc"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["throughput", "search"])
+    parser.add_argument("--images", type=int, default=3200, help="training images per variant per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
+    args = parser.parse_args()
+    out = REPO / "outputs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True)
+    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    if args.only in (None, "throughput"):
+        results["throughput"] = throughput(args.root, args.images, args.rounds)
+    if args.only in (None, "search"):
+        results["default_search"] = default_search(args.root, out)
+    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    _print(results, out)
+
+
+def _print(results: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if "throughput" in results:
+        t = results["throughput"]
+        table = Table(title=f"training throughput, Fashion-MNIST, batch 64, {t['device']} (bf16: {t['bf16']})")
+        table.add_column("pipeline")
+        table.add_column("images/s (median)", justify="right")
+        table.add_column("nasrun ratio", justify="right")
+        ours = t["images_per_second"]["nasrun train()"]
+        for name, ips in t["images_per_second"].items():
+            table.add_row(name, f"{ips:.0f}", f"{ours / ips:.2f}x")
+        console.print(table)
+    if "default_search" in results:
+        s = results["default_search"]
+        console.print(f"default search: {s['trials']} trials in {s['wall_seconds']:.0f} s, best test accuracy "
+                      f"{s['best_test_acc']:.2f} % (val {s['best_val_acc']:.2f} %, {s['best_key']})")
+    console.print(f"written to {out / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
