@@ -122,6 +122,15 @@ def _hydra_main(cfg: DictConfig):
 
         print_error(str(err))
         raise SystemExit(USER_ERROR_EXIT) from None
+    except KeyboardInterrupt:
+        from hydra.core.hydra_config import HydraConfig
+
+        from nasrun.console import print_error
+
+        run_dir = HydraConfig.get().runtime.output_dir
+        print_error(f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
+                    f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
+        raise SystemExit(130) from None
 
 
 def main() -> None:
@@ -141,8 +150,8 @@ def main() -> None:
             raise
         print_error(str(err) if isinstance(err, UserError) else describe_config_error(err))
         sys.exit(USER_ERROR_EXIT)
-    except KeyboardInterrupt:
-        print_error("interrupted; continue the run with resume=true hydra.run.dir=<its run directory>")
+    except KeyboardInterrupt:  # during start-up, before a run directory exists
+        print_error("interrupted")
         sys.exit(130)
 
 

@@ -86,6 +86,21 @@ def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
     assert json.loads((killed / "best.json").read_text())["key"] == json.loads((straight / "best.json").read_text())["key"]
 
 
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "NASRUN_DATA": "unused"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "nasrun", *SMOKE, "budget.trials=50", f"hydra.run.dir={run_dir}"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not _lines(run_dir / "trials.jsonl") and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"hydra.run.dir={run_dir} resume=true" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("args,expected", [
     (["strategy=foo"], ["strategy=foo", "evolution, random"]),
     (["foo=1"], ["foo", "unknown key", "seed"]),
@@ -101,8 +116,8 @@ def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
     (["dataset.root=/nonexistent/place", "dataset.download=false"], ["/nonexistent/place", "NASRUN_DATA"]),
     (["seed=1,2"], ["seed"]),
 ])
-def test_user_errors_are_one_line_without_traceback(args, expected):
-    proc = run_cli(*args)
+def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path):
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
