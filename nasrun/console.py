@@ -37,11 +37,14 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
     failed = len(records) - len(ok)
     table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}")
     for column in ("trial", "architecture", "val acc %", "test acc %", "params", "seconds"):
-        table.add_column(column, justify="left" if column == "architecture" else "right")
+        # The canonical string must stay readable in full: fold it rather than cut it with an ellipsis.
+        table.add_column(column, justify="left" if column == "architecture" else "right",
+                         overflow="fold" if column == "architecture" else "ellipsis")
     for r in ok[:top]:
         m = r["metrics"]
         test = m.get("test_acc")
-        table.add_row(str(r["trial"]), r["key"], f"{m['val_acc']:.2f}", "-" if test is None else f"{test:.2f}",
+        table.add_row(str(r["trial"]), r["key"].replace(",", ", "), f"{m['val_acc']:.2f}",
+                      "-" if test is None else f"{test:.2f}",
                       f"{m['params']:,}" if "params" in m else "-", f"{r['seconds']:.1f}")
     console = Console()
     console.print(table)
