@@ -47,7 +47,8 @@ def check_bool(name: str, value: Any) -> bool:
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     allowed = list(allowed)
-    if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed if a == value):
+    # True == 1 in Python: a bool only matches a bool.
+    if not any(a == value and isinstance(a, bool) == isinstance(value, bool) for a in allowed):
         raise ValueError(f"{name}={value!r}: choose one of: {', '.join(str(a) for a in allowed)}")
     return value
 

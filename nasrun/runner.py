@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +47,6 @@ class SearchResult:
     evaluated: int  # trials evaluated by this process (not replayed from the log)
     replayed: int  # trials taken from trials.jsonl on resume
     repeats: int = 0  # proposals of already-evaluated architectures, answered from the records
-    extra: dict = field(default_factory=dict)
 
 
 def fitness(record: dict) -> float | None:
