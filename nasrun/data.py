@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -91,18 +92,17 @@ def crop_and_flip(x, generator, pad: int = 4):
     return padded[batch, channel, rows, cols[:, None, None, :]]
 
 
-def _check_common(fraction, val_fraction, batch_size):
+def make_splits(name, read, num_classes, *, fraction, val_fraction, batch_size, seed, device,
+                augment=False) -> ImageData:
+    """Check the split options, then `read()` the arrays (train_x, train_y, test_x, test_y), hold out
+    `val_fraction` of the training set (seeded), keep `fraction` of the rest, and move all to `device`.
+    Checking first means a typo costs no disk read or download."""
+    import torch
+
     check_float("fraction", fraction, low=0.0, high=1.0, low_open=True)
     check_float("val_fraction", val_fraction, low=0.0, high=0.5, low_open=True)
     check_int("batch_size", batch_size, low=1)
-
-
-def make_splits(name, train_x, train_y, test_x, test_y, num_classes, *, fraction, val_fraction, batch_size,
-                seed, device, augment=False) -> ImageData:
-    """Hold out `val_fraction` of the training set (seeded), keep `fraction` of the rest, move all to `device`."""
-    import torch
-
-    _check_common(fraction, val_fraction, batch_size)
+    train_x, train_y, test_x, test_y = read()
     train_x, train_y = torch.as_tensor(train_x), torch.as_tensor(train_y).long()
     if train_x.ndim == 3:  # grey images come as N x H x W
         train_x, test_x = train_x[:, None], torch.as_tensor(test_x)[:, None]
@@ -128,9 +128,11 @@ def make_splits(name, train_x, train_y, test_x, test_y, num_classes, *, fraction
     return data
 
 
-def _missing(name: str, folder: Path, files: list[str], why: str) -> UserError:
+def _missing(name: str, folder: Path, files: list[str], err: Exception, download: bool,
+             hint: str = "") -> UserError:
+    why = "download failed: " + str(err).splitlines()[0] if download else "dataset.download=false"
     return UserError(
-        f"{name} not found: expected {', '.join(files)} in {folder} ({why}); set dataset.root=DIR or "
+        f"{name} not found: expected {', '.join(files)} in {folder} ({why}{hint}); set dataset.root=DIR or "
         f"NASRUN_DATA=DIR to the folder that holds it, or dataset.download=true with internet access"
     )
 
@@ -146,24 +148,23 @@ def _torchvision_mnist(cls_name: str, folder_name: str, root, download):
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found"; urllib: no network
-        why = "download failed: " + str(err).splitlines()[0] if download else "dataset.download=false"
-        raise _missing(cls_name, Path(root) / folder_name / "raw", files, why) from None
+        raise _missing(cls_name, Path(root) / folder_name / "raw", files, err, download) from None
     return train.data, train.targets, test.data, test.targets
 
 
 def fashion_mnist(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
                   batch_size: int = 256, *, seed: int = 0, device="cpu") -> ImageData:
     """Fashion-MNIST (Xiao et al. 2017): 28x28 grey, 10 classes, via torchvision's layout under `root`."""
-    arrays = _torchvision_mnist("FashionMNIST", "FashionMNIST", root, download)
-    return make_splits("fashion_mnist", *arrays, 10, fraction=fraction, val_fraction=val_fraction,
+    read = partial(_torchvision_mnist, "FashionMNIST", "FashionMNIST", root, download)
+    return make_splits("fashion_mnist", read, 10, fraction=fraction, val_fraction=val_fraction,
                        batch_size=batch_size, seed=seed, device=device)
 
 
 def mnist(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
           batch_size: int = 256, *, seed: int = 0, device="cpu") -> ImageData:
     """MNIST: 28x28 grey digits, 10 classes, via torchvision's layout under `root`."""
-    arrays = _torchvision_mnist("MNIST", "MNIST", root, download)
-    return make_splits("mnist", *arrays, 10, fraction=fraction, val_fraction=val_fraction,
+    read = partial(_torchvision_mnist, "MNIST", "MNIST", root, download)
+    return make_splits("mnist", read, 10, fraction=fraction, val_fraction=val_fraction,
                        batch_size=batch_size, seed=seed, device=device)
 
 
@@ -187,24 +188,26 @@ def cifar10(root: str = "data", download: bool = True, fraction: float = 1.0, va
     layout `cifar-10-batches-py/`, downloading the latter when allowed."""
     check_bool("augment", augment)
     check_bool("download", download)
-    binary = Path(root) / "cifar-10-batches-bin"
+    return make_splits("cifar10", partial(_read_cifar10, Path(root), download), 10, fraction=fraction,
+                       val_fraction=val_fraction, batch_size=batch_size, seed=seed, device=device, augment=augment)
+
+
+def _read_cifar10(root: Path, download: bool) -> tuple:
+    binary = root / "cifar-10-batches-bin"
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
     if all((binary / n).is_file() for n in names):
-        arrays = read_cifar10_binary(binary)
-    else:
-        import torchvision
+        return read_cifar10_binary(binary)
+    import torchvision
 
-        try:
-            train = torchvision.datasets.CIFAR10(str(root), train=True, download=download)
-            test = torchvision.datasets.CIFAR10(str(root), train=False, download=download)
-        except (RuntimeError, OSError) as err:
-            why = "download failed: " + str(err).splitlines()[0] if download else "dataset.download=false"
-            raise _missing("CIFAR-10", binary, names, why + "; torchvision's cifar-10-batches-py/ works too") from None
-        # torchvision keeps NHWC numpy arrays
-        arrays = (train.data.transpose(0, 3, 1, 2), np.array(train.targets),
-                  test.data.transpose(0, 3, 1, 2), np.array(test.targets))
-    return make_splits("cifar10", *arrays, 10, fraction=fraction, val_fraction=val_fraction,
-                       batch_size=batch_size, seed=seed, device=device, augment=augment)
+    try:
+        train = torchvision.datasets.CIFAR10(str(root), train=True, download=download)
+        test = torchvision.datasets.CIFAR10(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as err:
+        raise _missing("CIFAR-10", binary, names, err, download,
+                       "; torchvision's cifar-10-batches-py/ works too") from None
+    # torchvision keeps NHWC numpy arrays
+    return (train.data.transpose(0, 3, 1, 2), np.array(train.targets),
+            test.data.transpose(0, 3, 1, 2), np.array(test.targets))
 
 
 def synthetic(num_train: int = 512, num_test: int = 256, image_size: int = 16, channels: int = 1,
@@ -228,7 +231,5 @@ def synthetic(num_train: int = 512, num_test: int = 256, image_size: int = 16, c
         x = rng.normal(128, 40, size=(n, channels, image_size, image_size)) + patterns[y]
         return np.clip(x, 0, 255).astype(np.uint8), y
 
-    train_x, train_y = make(num_train)
-    test_x, test_y = make(num_test)
-    return make_splits("synthetic", train_x, train_y, test_x, test_y, num_classes, fraction=fraction,
-                       val_fraction=val_fraction, batch_size=batch_size, seed=seed, device=device)
+    return make_splits("synthetic", lambda: (*make(num_train), *make(num_test)), num_classes,
+                       fraction=fraction, val_fraction=val_fraction, batch_size=batch_size, seed=seed, device=device)

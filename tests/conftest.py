@@ -59,7 +59,8 @@ def write_fake_mnist(root: Path, n_train: int = 200, n_test: int = 50) -> None:
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        for kind, array in (("images-idx3", rng.integers(0, 256, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
+        images, labels = rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
             with open(raw / f"{prefix}-{kind}-ubyte", "wb") as f:
                 f.write(struct.pack(">II", 2049 if array.ndim == 1 else 2051, n))
                 f.write(b"".join(struct.pack(">I", d) for d in array.shape[1:]))

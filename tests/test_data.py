@@ -10,14 +10,15 @@ from nasrun.data import cifar10, crop_and_flip, fashion_mnist, make_splits, mnis
 def test_splits_are_disjoint_seeded_and_sized():
     x = (np.arange(1000) % 256).astype(np.uint8)[:, None, None, None] * np.ones((1, 1, 16, 16), np.uint8)
     ids = np.arange(1000)
-    d = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=3,
-                    device="cpu")
+
+    def split(seed):
+        return make_splits("t", lambda: (x, ids, x[:10], ids[:10]), 10, fraction=0.5, val_fraction=0.1,
+                           batch_size=8, seed=seed, device="cpu")
+
+    d = split(3)
     train, val = set(d.train_y.tolist()), set(d.val_y.tolist())
     assert len(val) == 100 and len(train) == 450 and not train & val
-    again = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=3,
-                        device="cpu")
-    other = make_splits("t", x, ids, x[:10], ids[:10], 10, fraction=0.5, val_fraction=0.1, batch_size=8, seed=4,
-                        device="cpu")
+    again, other = split(3), split(4)
     assert torch.equal(again.val_y, d.val_y) and not torch.equal(other.val_y, d.val_y)
 
 
@@ -78,6 +79,12 @@ def test_fashion_mnist_from_shared_data(data_root):
     d = fashion_mnist(root=str(data_root), download=False, fraction=0.5, seed=1)
     assert d.train_x.shape == (27000, 1, 28, 28) and len(d.val_y) == 6000 and len(d.test_y) == 10000
     assert not d.augment
+
+
+def test_bad_split_options_fail_before_any_read_or_download(tmp_path):
+    with pytest.raises(ValueError, match="fraction"):  # not the missing-files error: nothing was read
+        fashion_mnist(root=str(tmp_path), download=True, fraction=2)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("kwargs,key", [({"fraction": 0}, "fraction"), ({"val_fraction": 0.9}, "val_fraction"),

@@ -53,7 +53,8 @@ def test_invalid_architecture_names_the_field(field, value):
         CustomArch(**values)
 
 
-@pytest.mark.parametrize("key,fault", [("conv3=1,num_block=2", "conv5"), ("conv3=1;num_block=2", "conv3"), ("conv3", "malformed"),
+@pytest.mark.parametrize("key,fault", [("conv3=1,num_block=2", "conv5"), ("conv3=1;num_block=2", "conv3"),
+                                       ("conv3", "malformed"),
                                        ("conv3=x,num_block=1,conv5=0,feature=64,dropout=0.25", "conv3"),
                                        ("conv3=1,num_block=1,conv5=0,feature=64,dropout=0.25,extra=1", "extra")])
 def test_malformed_key_names_the_fault(key, fault):

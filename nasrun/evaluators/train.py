@@ -17,7 +17,8 @@ def trial_seed(run_seed: int, key: str) -> int:
 
 class TrainingEvaluator:
     def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
-                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0, precision: str = "auto"):
+                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
+                 precision: str = "auto"):
         self.space = space
         self.data = data
         self.seed = seed
@@ -26,21 +27,15 @@ class TrainingEvaluator:
                                   weight_decay=weight_decay, label_smoothing=label_smoothing, precision=precision,
                                   seed=seed)
 
-    def build(self, arch, seed: int):
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
-
     def __call__(self, arch):
         import torch
 
         seed = trial_seed(self.seed, arch.key)
-        model = self.build(arch, seed)
         cuda = [self.data.device] if self.data.device.type == "cuda" else []
-        # Dropout draws from torch's default generators; fork them so a trial neither reads nor leaves global state.
+        # Initialisation and dropout draw from torch's default generators: fork them, so a trial is seeded by
+        # its architecture alone and neither reads nor leaves global RNG state.
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
+            model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
             metrics = train(model, self.data, replace(self.config, seed=seed))
         return metrics, model

@@ -21,8 +21,6 @@ def canonical_value(choices: Choices, field: str, value: Any) -> Any:
 
     Booleans and strings never match numbers: `conv3=True` or `dropout="0.5"` are configuration mistakes.
     """
-    if field not in choices:
-        raise ValueError(f"unknown field {field!r}; fields are: {', '.join(choices)}")
     allowed = choices[field]
     if not isinstance(value, bool):
         for candidate in allowed:
