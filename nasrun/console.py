@@ -17,17 +17,26 @@ def print_error(message: str) -> None:
 
 
 @contextmanager
-def trial_progress(total: int, label: str) -> Iterator:
-    """A progress bar over trials; yields the callback the runner calls with each finished trial record."""
+def trial_progress(budget, label: str) -> Iterator:
+    """A progress bar over the budget; yields the callback the runner calls with each finished trial record.
+
+    A simulated-time budget (a benchmark table) advances by each trial's simulated seconds; otherwise the bar
+    counts trials (with no total when only wall-clock seconds bound the search)."""
+    simulated = budget.simulated_seconds is not None
     best = [None]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    count = TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s") if simulated else MofNCompleteColumn()
+    with Progress(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
                   TextColumn("{task.fields[best]}"), transient=False) as progress:
-        task = progress.add_task(label, total=total, best="")
+        task = progress.add_task(label, total=budget.simulated_seconds if simulated else budget.trials, best="")
 
         def on_trial(record: dict) -> None:
             if record["status"] == "ok" and (best[0] is None or record["metrics"]["val_acc"] > best[0]):
                 best[0] = record["metrics"]["val_acc"]
-            progress.update(task, advance=1, best="" if best[0] is None else f"best val {best[0]:.2f}%")
+            shown = "" if best[0] is None else f"best val {best[0]:.2f}%"
+            if simulated:
+                progress.update(task, completed=record.get("simulated", 0.0), best=shown)
+            else:
+                progress.update(task, advance=1, best=shown)
 
         yield on_trial
 
@@ -45,7 +54,12 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
         test = m.get("test_acc")
         table.add_row(str(r["trial"]), r["key"].replace(",", ", "), f"{m['val_acc']:.2f}",
                       "-" if test is None else f"{test:.2f}",
-                      f"{m['params']:,}" if "params" in m else "-", f"{r['seconds']:.1f}")
+                      f"{m['params']:,}" if "params" in m else "-", _seconds(r))
     console = Console()
     console.print(table)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def _seconds(record: dict) -> str:
+    cost = record["metrics"].get("cost")
+    return f"{cost:.1f} sim" if cost is not None else f"{record['seconds']:.1f}"

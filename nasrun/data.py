@@ -93,20 +93,23 @@ def crop_and_flip(x, generator, pad: int = 4):
 
 
 def make_splits(name, read, num_classes, *, fraction, val_fraction, batch_size, seed, device,
-                augment=False) -> ImageData:
+                augment=False, rgb=False) -> ImageData:
     """Check the split options, then `read()` the arrays (train_x, train_y, test_x, test_y), hold out
     `val_fraction` of the training set (seeded), keep `fraction` of the rest, and move all to `device`.
-    Checking first means a typo costs no disk read or download."""
+    `rgb` copies a grey channel into three. Checking first means a typo costs no disk read or download."""
     import torch
 
     check_float("fraction", fraction, low=0.0, high=1.0, low_open=True)
     check_float("val_fraction", val_fraction, low=0.0, high=0.5, low_open=True)
     check_int("batch_size", batch_size, low=1)
+    check_bool("rgb", rgb)
     train_x, train_y, test_x, test_y = read()
     train_x, train_y = torch.as_tensor(train_x), torch.as_tensor(train_y).long()
     if train_x.ndim == 3:  # grey images come as N x H x W
         train_x, test_x = train_x[:, None], torch.as_tensor(test_x)[:, None]
     test_x, test_y = torch.as_tensor(test_x), torch.as_tensor(test_y).long()
+    if rgb and train_x.shape[1] == 1:
+        train_x, test_x = train_x.expand(-1, 3, -1, -1), test_x.expand(-1, 3, -1, -1)
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(val_fraction * len(train_x)))
     val_idx, rest = order[:n_val], order[n_val:]
@@ -153,19 +156,20 @@ def _torchvision_mnist(cls_name: str, folder_name: str, root, download):
 
 
 def fashion_mnist(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
-                  batch_size: int = 256, *, seed: int = 0, device="cpu") -> ImageData:
-    """Fashion-MNIST (Xiao et al. 2017): 28x28 grey, 10 classes, via torchvision's layout under `root`."""
+                  batch_size: int = 256, rgb: bool = False, *, seed: int = 0, device="cpu") -> ImageData:
+    """Fashion-MNIST (Xiao et al. 2017): 28x28 grey, 10 classes, via torchvision's layout under `root`.
+    rgb=true copies the grey channel into three, as Matos (2023) fed Fashion-MNIST to NAS-Bench-201 networks."""
     read = partial(_torchvision_mnist, "FashionMNIST", "FashionMNIST", root, download)
     return make_splits("fashion_mnist", read, 10, fraction=fraction, val_fraction=val_fraction,
-                       batch_size=batch_size, seed=seed, device=device)
+                       batch_size=batch_size, seed=seed, device=device, rgb=rgb)
 
 
 def mnist(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
-          batch_size: int = 256, *, seed: int = 0, device="cpu") -> ImageData:
-    """MNIST: 28x28 grey digits, 10 classes, via torchvision's layout under `root`."""
+          batch_size: int = 256, rgb: bool = False, *, seed: int = 0, device="cpu") -> ImageData:
+    """MNIST: 28x28 grey digits, 10 classes, via torchvision's layout under `root`; rgb=true: three channels."""
     read = partial(_torchvision_mnist, "MNIST", "MNIST", root, download)
     return make_splits("mnist", read, 10, fraction=fraction, val_fraction=val_fraction,
-                       batch_size=batch_size, seed=seed, device=device)
+                       batch_size=batch_size, seed=seed, device=device, rgb=rgb)
 
 
 def read_cifar10_binary(folder: Path) -> tuple:

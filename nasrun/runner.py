@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.checks import UserError, check_float, check_int
-from nasrun.trial_log import append_trial, jsonable, read_trials
+from nasrun.trial_log import TrialWriter, jsonable, read_trials
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,27 @@ MAX_REPEATS = 1000  # consecutive already-evaluated proposals before we conclude
 
 @dataclass(frozen=True)
 class Budget:
-    """When the search stops: after `trials` evaluated architectures or `seconds` of wall clock (checked
-    before each trial starts; a running trial is never cut short). `epochs` is the training length per trial."""
+    """When the search stops: after `trials` evaluated architectures, after `seconds` of wall clock (checked
+    before each trial starts; a running trial is never cut short), or when the evaluators' summed cost would
+    pass `simulated_seconds` (NAS-Bench-201's protocol: the trial that would cross it is not counted). Any of
+    them may be null; at least one must be set. `epochs` is the training length per trial."""
 
-    trials: int = 20
+    trials: int | None = 20
     epochs: int = 1
     seconds: float | None = None
+    simulated_seconds: float | None = None
 
     def __post_init__(self):
-        check_int("trials", self.trials, low=1)
+        if self.trials is not None:
+            check_int("trials", self.trials, low=1)
         check_int("epochs", self.epochs, low=1)
         if self.seconds is not None:
             check_float("seconds", self.seconds, low=0.0, low_open=True)
+        if self.simulated_seconds is not None:
+            check_float("simulated_seconds", self.simulated_seconds, low=0.0, low_open=True)
+        if self.trials is None and self.seconds is None and self.simulated_seconds is None:
+            raise ValueError("trials=null: with seconds and simulated_seconds null too the search would never "
+                             "stop; set budget.trials, budget.seconds or budget.simulated_seconds")
 
 
 @dataclass
@@ -60,9 +69,9 @@ def better(record: dict, best: dict | None) -> bool:
 
 def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
     """Write best.pt, then best.json (both atomically): best.json never names weights that are not on disk."""
-    import torch
-
     if model is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
+        import torch
+
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         tmp = run_dir / "best.pt.tmp"
         torch.save(weights, tmp)
@@ -99,62 +108,81 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     best = None
     evaluated = replayed = repeats = streak = 0
     offset = previous[-1].get("elapsed", 0.0) if previous else 0.0
+    simulated = 0.0  # summed cost of the trials so far, for evaluators that report one (a benchmark table)
     start = clock()
     stop_reason = "budget.trials reached"
 
     def finish(arch, record):
-        nonlocal best
+        nonlocal best, simulated
         records.append(record)
         done[record["key"]] = record
+        simulated = max(simulated, record.get("simulated", 0.0))
         strategy.tell(arch, fitness(record))
         if better(record, best):
             best = record
         if on_trial:
             on_trial(record)
 
-    while True:
-        if len(records) >= budget.trials:
-            break
-        if budget.seconds is not None and offset + clock() - start >= budget.seconds:
-            stop_reason = "budget.seconds reached"
-            break
-        if len(done) >= len(space):
-            stop_reason = f"space exhausted: all {len(space)} architectures evaluated"
-            break
-        arch = strategy.ask()
-        key = arch.key
-        if key in done:
-            # Not trained again: the strategy hears the recorded result and asks again.
-            repeats += 1
-            streak += 1
-            strategy.tell(arch, fitness(done[key]))
-            if streak >= MAX_REPEATS:
-                stop_reason = f"the strategy proposed {MAX_REPEATS} evaluated architectures in a row"
+    with TrialWriter(log_path) as writer:
+        while True:
+            if budget.trials is not None and len(records) >= budget.trials:
                 break
-            continue
-        streak = 0
-        if key in pending:
-            finish(arch, pending.pop(key))
-            replayed += 1
-            continue
-        if pending:
-            # The strategy no longer retraces the recorded run (its config changed, or trials ran in
-            # parallel). Keep every recorded trial anyway: tell them all, then go on from here.
-            log.warning("resumed run diverges from its log at trial %d; replaying the remaining %d recorded "
-                        "trials as they are", len(records), len(pending))
-            for rec in list(pending.values()):
-                finish(space.from_json(rec["arch"]), rec)
+            if budget.seconds is not None and offset + clock() - start >= budget.seconds:
+                stop_reason = "budget.seconds reached"
+                break
+            if budget.simulated_seconds is not None and simulated >= budget.simulated_seconds:
+                stop_reason = "budget.simulated_seconds reached"
+                break
+            if len(done) >= len(space):
+                stop_reason = f"space exhausted: all {len(space)} architectures evaluated"
+                break
+            arch = strategy.ask()
+            key = arch.key
+            if key in done:
+                # Not evaluated again (and free on the simulated clock): the strategy hears the recorded result
+                # and asks again.
+                repeats += 1
+                streak += 1
+                strategy.tell(arch, fitness(done[key]))
+                if streak >= MAX_REPEATS:
+                    stop_reason = f"the strategy proposed {MAX_REPEATS} evaluated architectures in a row"
+                    break
+                continue
+            streak = 0
+            if key in pending:
+                finish(arch, pending.pop(key))
                 replayed += 1
-            pending.clear()
-            if len(records) >= budget.trials:
-                break
-        record, model = evaluate_trial(evaluator, arch, len(records))
-        record["elapsed"] = offset + clock() - start
-        evaluated += 1
-        append_trial(log_path, record)
-        if better(record, best):
-            save_best(run_dir, record, model, model_info)
-        finish(arch, record)
+                continue
+            if pending:
+                # The strategy no longer retraces the recorded run (its config changed, or trials ran in
+                # parallel). Keep every recorded trial anyway: tell them all, then go on from here.
+                log.warning("resumed run diverges from its log at trial %d; replaying the remaining %d recorded "
+                            "trials as they are", len(records), len(pending))
+                for rec in list(pending.values()):
+                    finish(space.from_json(rec["arch"]), rec)
+                    replayed += 1
+                pending.clear()
+                if budget.trials is not None and len(records) >= budget.trials:
+                    break
+            record, model = evaluate_trial(evaluator, arch, len(records))
+            record["elapsed"] = offset + clock() - start
+            cost = record["metrics"].get("cost")
+            if cost is not None or budget.simulated_seconds is not None:
+                if cost is None and record["status"] == "ok":
+                    raise UserError(f"budget.simulated_seconds: the evaluator reported no cost for trial "
+                                    f"{record['trial']}; budget by budget.trials or budget.seconds instead")
+                cost = cost or 0.0  # a failed trial costs nothing on the simulated clock
+                if budget.simulated_seconds is not None and simulated + cost > budget.simulated_seconds:
+                    # NAS-Bench-201's protocol: the evaluation that would cross the budget does not count.
+                    stop_reason = "budget.simulated_seconds reached"
+                    log.debug("trial %d would end at %.0f simulated s; not counted", record["trial"], simulated + cost)
+                    break
+                record["simulated"] = simulated + cost
+            evaluated += 1
+            writer.append(record)
+            if better(record, best):
+                save_best(run_dir, record, model, model_info)
+            finish(arch, record)
 
     if best is not None and previous:
         ensure_best_weights(run_dir, best, evaluator, space, model_info)

@@ -16,6 +16,8 @@ def trial_seed(run_seed: int, key: str) -> int:
 
 
 class TrainingEvaluator:
+    reports_cost = False  # no simulated clock: real training is budgeted by trials and wall-clock seconds
+
     def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
                  momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
                  precision: str = "auto"):
@@ -26,6 +28,21 @@ class TrainingEvaluator:
         self.config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
                                   weight_decay=weight_decay, label_smoothing=label_smoothing, precision=precision,
                                   seed=seed)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.data.name
+
+    def describe(self) -> dict:
+        """What best.json needs besides the trial to rebuild and feed the network (`nasrun.best.load_best`)."""
+        return {
+            "dataset": self.data.name,
+            "in_channels": self.data.in_channels,
+            "image_size": self.data.image_size,
+            "num_classes": self.data.num_classes,
+            "mean": self.data.mean.flatten().tolist(),
+            "std": self.data.std.flatten().tolist(),
+        }
 
     def __call__(self, arch):
         import torch

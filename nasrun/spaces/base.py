@@ -1,7 +1,8 @@
 """The small shared part of every choice-based space: sampling, mutation, crossover, enumeration, parsing.
 
-A space subclass sets `name` and `arch_type` (an immutable architecture class with a `CHOICES` mapping,
-`to_json()` and `from_key()`) and defines `build(arch, in_channels, image_size, num_classes) -> nn.Module`.
+A space subclass sets `name` and `arch_type` (an immutable architecture class with a `CHOICES` mapping, a
+`from_choices(dict)` constructor, `choices() -> dict`, `to_json()` and `from_key()`) and defines
+`build(arch, in_channels, image_size, num_classes) -> nn.Module`.
 Strategies only ever call `sample`, `mutate` and `crossover`; the runner uses `from_json` and `len`.
 """
 
@@ -19,26 +20,26 @@ class ChoiceSpace:
     arch_type: type = object
 
     def sample(self, rng: np.random.Generator):
-        return self.arch_type(**choices.sample(self.arch_type.CHOICES, rng))
+        return self.arch_type.from_choices(choices.sample(self.arch_type.CHOICES, rng))
 
     def mutate(self, arch, rng: np.random.Generator, prob: float | None = None):
-        return self.arch_type(**choices.mutate(arch.to_json(), self.arch_type.CHOICES, rng, prob))
+        return self.arch_type.from_choices(choices.mutate(arch.choices(), self.arch_type.CHOICES, rng, prob))
 
     def crossover(self, a, b, rng: np.random.Generator):
-        return self.arch_type(**choices.crossover(a.to_json(), b.to_json(), rng))
+        return self.arch_type.from_choices(choices.crossover(a.choices(), b.choices(), rng))
 
     def __len__(self) -> int:
         return choices.size(self.arch_type.CHOICES)
 
     def __iter__(self) -> Iterator:
-        return (self.arch_type(**values) for values in choices.enumerate_all(self.arch_type.CHOICES))
+        return (self.arch_type.from_choices(values) for values in choices.enumerate_all(self.arch_type.CHOICES))
 
     def from_json(self, data: Any):
-        """Rebuild an architecture from its JSON form (a dict of choices) or its canonical string."""
+        """Rebuild an architecture from its JSON form: its canonical string or a dict of its choices."""
         if isinstance(data, str):
             return self.arch_type.from_key(data)
         if isinstance(data, dict):
-            return self.arch_type(**data)
+            return self.arch_type.from_choices(choices.validate(self.arch_type.CHOICES, data))
         raise ValueError(f"architecture must be a dict or a canonical string, got {type(data).__name__}")
 
     def __repr__(self) -> str:

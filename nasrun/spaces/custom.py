@@ -41,8 +41,15 @@ class CustomArch:
         """The one canonical string, e.g. `conv3=1,num_block=2,conv5=0,feature=128,dropout=0.5`."""
         return ",".join(f"{name}={getattr(self, name)}" for name in self.CHOICES)
 
-    def to_json(self) -> dict:
+    @classmethod
+    def from_choices(cls, values: dict) -> "CustomArch":
+        return cls(**values)
+
+    def choices(self) -> dict:
         return {name: getattr(self, name) for name in self.CHOICES}
+
+    def to_json(self) -> dict:
+        return self.choices()
 
     @classmethod
     def from_key(cls, key: str) -> "CustomArch":

@@ -53,9 +53,9 @@ class RegularizedEvolution:
             self.population.popleft()
 
     def _tournament(self):
-        """The fittest of `sample_size` members drawn without replacement (ties: the younger wins)."""
-        k = min(self.sample_size, len(self.population))
-        picks = self.rng.choice(len(self.population), size=k, replace=False)
+        """The fittest of `sample_size` members drawn uniformly *with* replacement, as in Real et al.'s
+        Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins)."""
+        picks = self.rng.integers(len(self.population), size=self.sample_size)
         best = max(picks, key=lambda i: (self.population[i][1], i))
         return self.population[best][0]
 

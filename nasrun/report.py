@@ -1,0 +1,271 @@
+"""`nasrun-report DIR`: summarise one run or a multirun sweep, beside the published figures it reproduces.
+
+For each configuration (experiment, strategy, space, dataset, evaluator, proxy and any other override; the
+seed is what varies inside one) it prints a rich table of the number of runs, mean +- std of the best trial's
+reported accuracy, mean trials and wall seconds, and, when the run's preset carries `published`, the published
+value and the difference. The same table goes to `report.csv` in DIR, and the anytime curves (best reported
+accuracy so far against simulated or wall-clock seconds, mean and +-1 std band over seeds) to `anytime.png`.
+
+The "best trial" is chosen as the search chose it, by validation accuracy (`nasrun.runner.better`); the
+reported figure is that trial's `test_acc`. Everything is read from the run directories: `trials.jsonl`,
+`best.json` and Hydra's `.hydra/` record of the composed config, its group choices and its overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nasrun.checks import UserError
+from nasrun.runner import better
+from nasrun.trial_log import read_trials
+
+CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
+GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # the columns of CONFIG_COLUMNS
+    records: list[dict]
+    published: dict | None
+    best: dict | None = field(default=None)
+
+    @property
+    def reported(self) -> float | None:
+        return None if self.best is None else self.best["metrics"].get("test_acc")
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.records[-1].get("elapsed", 0.0) if self.records else 0.0
+
+    @property
+    def clock(self) -> str:
+        """The x axis of this run's anytime curve: simulated seconds for a benchmark table, else wall clock."""
+        return "simulated" if self.records and all("simulated" in r for r in self.records) else "elapsed"
+
+    def anytime(self) -> tuple[np.ndarray, np.ndarray]:
+        """(time, reported accuracy of the best trial so far) after each trial."""
+        xs, ys, best = [], [], None
+        for record in self.records:
+            if better(record, best):
+                best = record
+            xs.append(record.get(self.clock, 0.0))
+            ys.append(math.nan if best is None or best["metrics"].get("test_acc") is None
+                      else best["metrics"]["test_acc"])
+        return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories under `root` (itself included): those holding a trials.jsonl, in natural order."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory; give a run directory or a multirun directory")
+    found = sorted((p.parent for p in root.rglob("trials.jsonl")), key=_natural)
+    if not found:
+        raise UserError(f"{root}: no trials.jsonl in it or below it; is this a nasrun output directory?")
+    return found
+
+
+def _natural(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def load_run(path: Path) -> Run:
+    from omegaconf import OmegaConf
+
+    hydra_dir = path / ".hydra"
+    if not (hydra_dir / "config.yaml").is_file():
+        raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
+    cfg = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
+    choices = {}
+    overrides = []
+    if (hydra_dir / "hydra.yaml").is_file():
+        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+        choices = OmegaConf.to_container(hydra_cfg.hydra.runtime.choices)
+    if (hydra_dir / "overrides.yaml").is_file():
+        overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+    records = read_trials(path / "trials.jsonl")
+    best = None
+    for record in records:
+        if better(record, best):
+            best = record
+    # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
+    # else the dataset group's choice.
+    dataset = choices.get("dataset", "-")
+    if (path / "best.json").is_file():
+        dataset = json.loads((path / "best.json").read_text()).get("dataset", dataset)
+    # Overrides other than the seed and the group choices (already columns) set the configuration apart.
+    settings = [o for o in overrides if not re.match(r"^\+?(seed|hydra\.[\w.]+)=", o)
+                and o.lstrip("+~").split("=")[0] not in GROUPS]
+    config = {name: choices.get(name) or "-" for name in GROUPS}
+    config.update(dataset=dataset, settings=" ".join(sorted(settings)))
+    config.pop("budget")
+    return Run(path, config, records, cfg.get("published"), best)
+
+
+def summarize(runs: list[Run]) -> list[dict]:
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.config[c] for c in CONFIG_COLUMNS), []).append(run)
+    rows = []
+    for key, members in groups.items():
+        values = np.array([r.reported for r in members if r.reported is not None], dtype=float)
+        published = members[0].published or {}
+        mean = float(values.mean()) if len(values) else math.nan
+        row = dict(zip(CONFIG_COLUMNS, key))
+        row.update(
+            runs=len(members),
+            ok_runs=len(values),
+            mean=mean,
+            std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            mean_trials=float(np.mean([len(r.records) for r in members])),
+            mean_wall_s=float(np.mean([r.wall_seconds for r in members])),
+            published=published.get("mean"),
+            published_std=published.get("std"),
+            diff=None if published.get("mean") is None or math.isnan(mean) else mean - published["mean"],
+            source=published.get("source", ""),
+            note=published.get("note", ""),
+        )
+        row["_runs"] = members
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = [c for c in rows[0] if not c.startswith("_")]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c]))
+                             else row[c] for c in columns})
+
+
+def _pm(mean, std) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = [c for c in CONFIG_COLUMNS if any(r[c] not in ("-", "") for r in rows)]
+    table = Table(title=title)
+    for column in shown:
+        table.add_column(column, overflow="fold")
+    for column in ("runs", "test acc %", "trials", "wall s", "published", "diff"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for r in rows:
+        runs = str(r["runs"]) if r["ok_runs"] == r["runs"] else f"{r['ok_runs']}/{r['runs']} ok"
+        diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
+        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}",
+                      f"{r['mean_wall_s']:.2f}", _pm(r["published"], r["published_std"]), diff)
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: no terminal width to respect, keep rows on one line
+        console = Console(width=160)
+    console.print(table)
+    for r in rows:
+        if r["source"] or r["note"]:
+            label = r["experiment"] if r["experiment"] != "-" else r["strategy"]
+            console.print(f"{label}: published: {r['source']}" + (f"; {r['note']}" if r["note"] else ""),
+                          highlight=False, soft_wrap=True)
+    console.print("test acc %: mean ± std over runs of the test accuracy of each run's trial with the best "
+                  "validation accuracy (benchmark table: 200-epoch test, selected on 12-epoch validation)",
+                  highlight=False, soft_wrap=True)
+
+
+def plot_anytime(rows: list[dict], path: Path) -> None:
+    """One panel per clock (simulated, wall); per configuration the mean best-so-far accuracy over its runs
+    on a common time grid, a +-1 std band, and the published mean as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
+    clocks = sorted({run.clock for r in rows for run in r["_runs"]}, reverse=True)  # simulated first
+    fig, axes = plt.subplots(1, len(clocks), figsize=(6.5 * len(clocks), 4.5), squeeze=False)
+    for ax, clock in zip(axes[0], clocks):
+        for i, r in enumerate(rows):
+            runs = [run for run in r["_runs"] if run.clock == clock and run.records]
+            if not runs:
+                continue
+            color = f"C{i % 10}"
+            end = max(run.anytime()[0].max() for run in runs)
+            grid = np.linspace(0.0, end, 300)
+            curves = np.array([_step_at(*run.anytime(), grid) for run in runs])
+            # The curve starts once every run has a trial (NaN before): a mean over the few early runs would
+            # dip and jump.
+            mean, std = curves.mean(axis=0), curves.std(axis=0)
+            label = " ".join(str(r[c]) for c in ("experiment", "strategy", "settings") if r[c] not in ("-", ""))
+            ax.plot(grid, mean, color=color, label=f"{label} ({len(runs)} runs)")
+            ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            if r["published"] is not None:
+                ax.axhline(r["published"], color=color, linestyle="--", linewidth=1)
+        ax.set_xlabel("simulated training seconds" if clock == "simulated" else "wall-clock seconds")
+        ax.set_ylabel("test accuracy % of the best trial so far")
+        finite = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), dtype=float)
+                  if np.isfinite(v)]
+        if finite:  # zoom on the end of the curves, where the configurations differ
+            top = max(finite)
+            ax.set_ylim(max(min(finite), top - 10), top + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_title("anytime performance (mean ± 1 std over seeds; dashed: published)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _step_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The best-so-far curve (constant between trials) read at `grid`; NaN before the first trial."""
+    idx = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
+
+
+def report(root: Path, out_dir: Path | None = None) -> list[dict]:
+    """Read every run under `root`, print the table, write report.csv and anytime.png to `out_dir` (default
+    `root`). Returns the rows (without the runs)."""
+    root = Path(root)
+    out_dir = Path(out_dir) if out_dir else root
+    runs = [load_run(p) for p in find_runs(root)]
+    rows = summarize(runs)
+    print_table(rows, f"{len(runs)} runs in {root}")
+    write_csv(rows, out_dir / "report.csv")
+    plot_anytime(rows, out_dir / "anytime.png")
+    from rich.console import Console
+
+    Console().print(f"wrote {out_dir / 'report.csv'} and {out_dir / 'anytime.png'}", highlight=False,
+                    soft_wrap=True)
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
+    parser.add_argument("--out", type=Path, default=None, help="where report.csv and anytime.png go "
+                        "(default: the directory)")
+    args = parser.parse_args(argv)
+    try:
+        report(args.directory, args.out)
+    except UserError as err:
+        from nasrun.console import print_error
+
+        print_error(str(err))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

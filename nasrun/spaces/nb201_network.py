@@ -1,0 +1,92 @@
+"""The NAS-Bench-201 network, layer for layer as the benchmark's reference (so parameter counts match):
+
+    stem: conv 3x3 (in -> C) + BN
+    N cells at C,  residual reduction C -> 2C,  N cells at 2C,  residual reduction 2C -> 4C,  N cells at 4C
+    BN, ReLU, global average pooling, linear classifier
+
+Each cell applies one operation per edge and sums them into its nodes; the last node is the cell's output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasrun.spaces.nb201 import EDGES
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(cout))
+
+
+def make_operation(name: str, channels: int) -> nn.Module | None:
+    """The module for one edge inside a cell (stride 1, channels unchanged); None for `none`, whose output is
+    zero and is simply left out of the sum."""
+    if name == "none":
+        return None
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3)
+    if name == "avg_pool_3x3":
+        # The benchmark averages over the valid pixels only at the border.
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown NAS-Bench-201 operation {name!r}")
+
+
+class Cell(nn.Module):
+    def __init__(self, ops: tuple[str, ...], channels: int):
+        super().__init__()
+        self.edges = nn.ModuleList()
+        self.wiring = []  # (to node, from node, index into self.edges) for every edge that is not `none`
+        for op, (to, source) in zip(ops, EDGES):
+            module = make_operation(op, channels)
+            if module is not None:
+                self.wiring.append((to, source, len(self.edges)))
+                self.edges.append(module)
+
+    def forward(self, x):
+        nodes = [x]
+        for node in (1, 2, 3):
+            incoming = [self.edges[k](nodes[source]) for to, source, k in self.wiring if to == node]
+            # A node whose edges are all `none` is zero. It is kept as a real zero tensor: a conv edge leaving it
+            # still adds its BatchNorm shift, exactly as in the benchmark's network.
+            nodes.append(sum(incoming[1:], incoming[0]) if incoming else torch.zeros_like(x))
+        return nodes[3]
+
+
+class ResidualReduction(nn.Module):
+    """NAS-Bench-201's block between stages: halves the resolution and doubles the channels."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv_a = ReLUConvBN(cin, cout, 3, stride=2)
+        self.conv_b = ReLUConvBN(cout, cout, 3)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(cin, cout, 1, bias=False))
+
+    def forward(self, x):
+        return self.conv_b(self.conv_a(x)) + self.shortcut(x)
+
+
+class NB201Network(nn.Module):
+    def __init__(self, ops: tuple[str, ...], in_channels: int, num_classes: int, channels: int = 16,
+                 cells_per_stage: int = 5):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        layers = []
+        for stage in range(3):
+            width = channels * 2 ** stage
+            if stage:
+                layers.append(ResidualReduction(width // 2, width))
+            layers += [Cell(ops, width) for _ in range(cells_per_stage)]
+        self.cells = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten())
+        self.classifier = nn.Linear(4 * channels, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.head(self.cells(self.stem(x))))
