@@ -116,6 +116,13 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["evaluator.optimizer=adamw"], ["evaluator.optimizer='adamw'", "adam, sgd"]),
     (["dataset.root=/nonexistent/place", "dataset.download=false"], ["/nonexistent/place", "NASRUN_DATA"]),
     (["seed=1,2"], ["seed"]),
+    (["evaluator=tabular"], ["evaluator=tabular", "space=nb201", "space=custom"]),
+    (["budget.simulated_seconds=100"], ["budget.simulated_seconds=100", "evaluator=tabular"]),
+    (["space=nb201", "evaluator=tabular", "evaluator.benchmark=imagenet"], ["evaluator.benchmark='imagenet'",
+                                                                            "cifar10, cifar100, imagenet16"]),
+    (["space=nb201", "evaluator=tabular", "evaluator.table=/nowhere/nb.csv"], ["/nowhere/nb.csv", "not found"]),
+    (["space=nb201", "space.channels=0"], ["space.channels=0", ">= 1"]),
+    (["+experiment=nope"], ["experiment=nope", "nb201_rea"]),
 ])
 def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path):
     proc = run_cli(*args, f"hydra.run.dir={tmp_path}")

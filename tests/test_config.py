@@ -1,4 +1,4 @@
-"""Every option of every config group composes and builds (DEVELOPERS.md rule 10)."""
+"""Every option of every config group, and every experiment preset, composes and builds (DEVELOPERS.md rule 10)."""
 
 from pathlib import Path
 
@@ -7,18 +7,20 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, compose, write_fake_mnist
-from nasrun.cli import build
+from nasrun.cli import build, build_search, parameters
 from nasrun.data import ImageData, synthetic
 from nasrun.runner import Budget
 from nasrun.spaces.custom import CustomSpace
+from nasrun.spaces.nb201 import NB201Space
 
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+EXPERIMENTS = sorted(f.stem for f in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
 
-def runtime_values(group, data_root):
+def runtime_values(group, option):
     """What the CLI passes at the call site for each group; a new group must be added here."""
-    space = CustomSpace()
+    space = NB201Space() if option == "tabular" else CustomSpace()
     return {
         "dataset": dict(seed=0, device=torch.device("cpu")),
         "space": {},
@@ -32,26 +34,27 @@ def runtime_values(group, data_root):
 def test_groups_are_the_documented_interface():
     assert set(GROUPS) >= {"dataset", "space", "strategy", "proxy", "budget", "evaluator"}
     cfg = compose()
-    assert cfg.seed == 0 and cfg.device == "auto" and cfg.resume is False
+    assert cfg.seed == 0 and cfg.device == "auto" and cfg.resume is False and cfg.published is None
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}", f"dataset.root={data_root}"]
     if group == "dataset":
         if option == "mnist":  # not in the shared data: build the real loader on a tiny MNIST we write
             write_fake_mnist(tmp_path)
-            root = tmp_path
+            overrides[-1] = f"dataset.root={tmp_path}"
+        if option == "synthetic":
+            overrides.pop()
         else:
-            root = data_root
-        if option != "synthetic":
-            overrides += [f"dataset.root={root}", "dataset.download=false", "dataset.fraction=0.01"]
+            overrides += ["dataset.download=false", "dataset.fraction=0.01"]
     cfg = compose(*overrides)
     node = cfg[group]
     if node is None:  # `proxy=none` is the absence of a proxy
         assert option == "none"
         return
-    built = build(group, node, **runtime_values(group, data_root))
+    runtime = runtime_values(group, option)
+    built = build(group, node, **{k: v for k, v in runtime.items() if k in parameters(group, node)})
     expected = {"dataset": ImageData, "budget": Budget}.get(group)
     if expected:
         assert isinstance(built, expected)
@@ -59,5 +62,33 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         arch = built.ask()
         built.tell(arch, 1.0)
     if group == "evaluator":
-        metrics, _ = built(CustomSpace().sample(np.random.default_rng(0)))
+        metrics, _ = built(runtime["space"].sample(np.random.default_rng(0)))
         assert 0 <= metrics["val_acc"] <= 100
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_builds_and_names_its_published_figure(experiment, data_root):
+    cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false")
+    assert cfg.published.metric == "test_acc" and 0 < cfg.published.mean < 100 and cfg.published.source
+    space, budget, strategy, evaluator, info = build_search(cfg, 0, torch.device("cpu"))
+    arch = strategy.ask()
+    if evaluator.reports_cost or not hasattr(evaluator, "data"):
+        metrics, model = evaluator(arch)  # a table lookup: instant
+        assert model is None and metrics["test_acc"] > 0
+    else:  # real training presets: check the network fits the data, without training it for minutes
+        data = evaluator.data
+        model = space.build(arch, data.in_channels, data.image_size, data.num_classes)
+        with torch.no_grad():
+            assert model(data.normalize(data.test_x[:2])).shape == (2, data.num_classes)
+    first_line = (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text().splitlines()[0]
+    assert first_line == "# @package _global_"
+
+
+def test_nb201_presets_use_the_benchmark_settings(data_root):
+    rea = compose("+experiment=nb201_rea", f"dataset.root={data_root}")
+    assert (rea.strategy.population_size, rea.strategy.sample_size) == (10, 3)
+    assert rea.strategy.mutation_prob is None and rea.strategy.crossover is False
+    assert rea.budget.simulated_seconds == 12000 and rea.evaluator.benchmark == "cifar10"
+    nb = compose("+experiment=matos2023_nb201", f"dataset.root={data_root}")
+    assert nb.dataset.rgb is True and nb.budget.trials == 6 and nb.budget.epochs == 3 and nb.dataset.batch_size == 64
+    assert (nb.space.channels, nb.space.cells_per_stage) == (16, 5) and nb.evaluator.lr == 1e-3

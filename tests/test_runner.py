@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from nasrun.checks import UserError
@@ -8,7 +9,7 @@ from nasrun.runner import Budget, run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
-from nasrun.trial_log import append_trial, read_trials
+from nasrun.trial_log import TrialWriter, append_trial, read_trials
 
 SPACE = CustomSpace()
 
@@ -137,7 +138,56 @@ def test_non_finite_metrics_are_written_as_null(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,key", [({"trials": 0}, "trials"), ({"epochs": 1.5}, "epochs"),
-                                        ({"seconds": -1}, "seconds")])
+                                        ({"seconds": -1}, "seconds"), ({"simulated_seconds": 0}, "simulated_seconds"),
+                                        ({"trials": None}, "never stop")])
 def test_budget_rejects_bad_values_naming_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         Budget(**kwargs)
+
+
+class CostlyEvaluator(CountingEvaluator):
+    """A fake benchmark table: each architecture reports a fixed simulated cost."""
+
+    def __call__(self, arch):
+        metrics, model = super().__call__(arch)
+        return {**metrics, "cost": 10.0 + arch.to_json()["feature"] / 10}, model
+
+
+def test_simulated_budget_stops_before_the_trial_that_would_pass_it(tmp_path):
+    ev = CostlyEvaluator()
+    result = run_search(SPACE, RandomSearch(SPACE, seed=2), ev, Budget(trials=None, simulated_seconds=150), tmp_path)
+    records = read_trials(tmp_path / "trials.jsonl")
+    costs = [r["metrics"]["cost"] for r in records]
+    assert result.stop_reason == "budget.simulated_seconds reached"
+    # Each record carries the simulated clock after it; the trial that would have crossed 150 s is not counted.
+    assert [r["simulated"] for r in records] == pytest.approx(np.cumsum(costs).tolist())
+    assert records[-1]["simulated"] <= 150
+    crossing = ev.calls[len(records)]  # evaluated (a lookup) but not recorded
+    assert records[-1]["simulated"] + 10.0 + SPACE.from_json(crossing).feature / 10 > 150
+    assert len(ev.calls) == len(records) + 1
+
+
+def test_repeats_are_free_on_the_simulated_clock_and_resume_keeps_the_clock(tmp_path):
+    budget = Budget(trials=None, simulated_seconds=600)
+    full = run_search(SPACE, evolution(seed=5), CostlyEvaluator(), budget, tmp_path / "full")
+    assert full.repeats > 0  # evolution on 108 architectures proposes repeats; none was charged
+    assert full.records[-1]["simulated"] == pytest.approx(sum(r["metrics"]["cost"] for r in full.records))
+    part = tmp_path / "part"
+    run_search(SPACE, evolution(seed=5), CostlyEvaluator(), Budget(trials=10, simulated_seconds=600), part)
+    resumed = run_search(SPACE, evolution(seed=5), CostlyEvaluator(), budget, part, resume=True)
+    assert [r["key"] for r in resumed.records] == [r["key"] for r in full.records]
+    assert resumed.records[-1]["simulated"] == pytest.approx(full.records[-1]["simulated"])
+
+
+def test_simulated_budget_needs_an_evaluator_that_reports_cost(tmp_path):
+    with pytest.raises(UserError, match="reported no cost"):
+        run_search(SPACE, RandomSearch(SPACE, seed=0), CountingEvaluator(), Budget(simulated_seconds=100), tmp_path)
+
+
+def test_trial_writer_flushes_every_record_before_the_next_trial(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    with TrialWriter(path, sync_every=3600) as writer:
+        writer.append({"trial": 0})
+        assert read_trials(path) == [{"trial": 0}]  # visible to another reader (and to a resume after a kill)
+        writer.append({"trial": 1})
+        assert len(read_trials(path)) == 2

@@ -1,0 +1,72 @@
+"""`nasrun-report` over real sweeps of the NAS-Bench-201 presets (a table lookup: seconds, not GPU-days)."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, run_cli
+from nasrun.checks import UserError
+from nasrun.report import report
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory, data_root):
+    root = tmp_path_factory.mktemp("sweeps")
+    rea = run_cli("-m", "+experiment=nb201_rea", "seed=0,1,2", f"hydra.sweep.dir={root / 'rea'}")
+    assert rea.returncode == 0, rea.stderr
+    short = run_cli("-m", "+experiment=nb201_random", "seed=0,1", "budget.simulated_seconds=3000",
+                    f"hydra.sweep.dir={root / 'random_short'}")
+    assert short.returncode == 0, short.stderr
+    return root
+
+
+def test_three_seed_nb201_rea_sweep_is_reported_beside_the_published_figure(sweeps):
+    rows = report(sweeps / "rea")
+    assert len(rows) == 1
+    row = rows[0]
+    best = [json.loads((sweeps / "rea" / str(i) / "best.json").read_text()) for i in range(3)]
+    reported = [b["metrics"]["test_acc"] for b in best]
+    assert (row["experiment"], row["strategy"], row["space"], row["dataset"]) == ("nb201_rea", "evolution", "nb201",
+                                                                                   "cifar10")
+    assert row["runs"] == 3 and row["mean"] == pytest.approx(sum(reported) / 3)
+    assert row["published"] == 93.92 and row["published_std"] == 0.30
+    assert row["diff"] == pytest.approx(row["mean"] - 93.92)
+    assert 92.5 < row["mean"] <= 94.37  # the table's best CIFAR-10 cell is 94.37
+    trials = [len((sweeps / "rea" / str(i) / "trials.jsonl").read_text().splitlines()) for i in range(3)]
+    assert row["mean_trials"] == pytest.approx(sum(trials) / 3)
+    with open(sweeps / "rea" / "report.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == 1 and float(written[0]["mean"]) == pytest.approx(row["mean"])
+    png = (sweeps / "rea" / "anytime.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_the_seed_varies_within_a_row_other_overrides_make_their_own(sweeps):
+    rows = {r["experiment"]: r for r in report(sweeps)}
+    assert rows["nb201_rea"]["runs"] == 3 and rows["nb201_random"]["runs"] == 2
+    assert rows["nb201_random"]["settings"] == "budget.simulated_seconds=3000"
+    assert rows["nb201_random"]["mean_trials"] < rows["nb201_rea"]["mean_trials"]
+
+
+def test_records_carry_the_simulated_clock_for_anytime_curves(sweeps):
+    records = [json.loads(l) for l in (sweeps / "random_short" / "0" / "trials.jsonl").read_text().splitlines()]
+    clock = [r["simulated"] for r in records]
+    assert clock == sorted(clock) and clock[-1] <= 3000
+    assert math.isclose(clock[-1], sum(r["metrics"]["cost"] for r in records), rel_tol=1e-9)
+
+
+def test_report_command_on_a_single_run_and_on_a_wrong_directory(sweeps, tmp_path):
+    env_cmd = [sys.executable, "-m", "nasrun.report"]
+    single = subprocess.run([*env_cmd, str(sweeps / "rea" / "0")], cwd=REPO, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    assert "nb201_rea" in single.stdout and "93.92" in single.stdout
+    assert (sweeps / "rea" / "0" / "report.csv").is_file()
+    empty = subprocess.run([*env_cmd, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert empty.returncode == 2 and "no trials.jsonl" in empty.stderr
+    assert len(empty.stderr.strip().splitlines()) == 1
+    with pytest.raises(UserError, match="no such directory"):
+        report(tmp_path / "missing")
