@@ -1,14 +1,20 @@
 """`make bench`: the speed figures the README and closing notes report, measured side by side in one process.
 
-1. Trainer throughput (training images/s) on Fashion-MNIST, one architecture, batch 64, this machine:
+1. Trainer throughput (training images/s), this machine, for two cases: the custom space's architecture on
+   Fashion-MNIST at batch 64 (`throughput`), and NAS-Bench-201's all-nor_conv_3x3 cell (C=16, N=5) on CIFAR-10
+   at batch 128 (`nb201`). Variants:
    - nasrun's `train()` (uint8 tensors on the device, channels_last, bf16 autocast where native);
    - a minimal hand-written loop over the same in-memory float tensors, plain fp32 NCHW;
    - the same minimal loop with nasrun's precision and memory format (the fair test of nasrun's own overhead);
-   - the pipeline of Matos (2023): DataLoader over torchvision's FashionMNIST with ToTensor, fp32.
-   Rounds interleave the variants so machine noise hits all of them alike; the median round is reported.
-2. End to end: the default search (`make run`), wall time and best test accuracy.
+   - Fashion-MNIST only: the pipeline of Matos (2023), DataLoader over torchvision's FashionMNIST + ToTensor.
+   CIFAR-10 is measured without augmentation in both, so the loops do the same work (nasrun's batched crop
+   and flip is reported as one more variant). Rounds interleave the variants so machine noise hits all of
+   them alike; the median round is reported.
+2. `tabular` and `sweeps` (see `nasrun.bench_tabular`): the runner's own cost per trial over the
+   NAS-Bench-201 table, and the 30-seed sweeps of the nb201_rea and nb201_random presets.
+3. `search`: the default search (`make run`), wall time and best test accuracy.
 
-Usage: python -m nasrun.bench [--only throughput|search] [--images N] [--rounds R] [--root DIR]
+Usage: python -m nasrun.bench [--only throughput|nb201|tabular|sweeps|search] [--images N] [--rounds R] [--root DIR]
 """
 
 from __future__ import annotations
@@ -23,31 +29,35 @@ import time
 from pathlib import Path
 
 ARCH = {"conv3": 1, "num_block": 2, "conv5": 0, "feature": 128, "dropout": 0.5}
+NB201_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _model(seed: int = 0):
+def _model(case: str, seed: int = 0):
     import torch
 
     from nasrun.spaces.custom import CustomArch, CustomSpace
+    from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
     torch.manual_seed(seed)
+    if case == "nb201":
+        return NB201Space(16, 5).build(NB201Arch.from_key(NB201_CELL), 3, 32, 10)
     return CustomSpace().build(CustomArch(**ARCH), 1, 28, 10)
 
 
-def nasrun_train(data, images: int) -> float:
+def nasrun_train(data, images: int, case: str, augment: bool = False) -> float:
     from nasrun.data import ImageData
     from nasrun.train import TrainConfig, train
 
     # Same training tensors, tiny val/test: train_seconds is then (almost) the training loop alone.
     subset = ImageData(**{**data.__dict__, "train_x": data.train_x[:images], "train_y": data.train_y[:images],
                           "val_x": data.val_x[:64], "val_y": data.val_y[:64],
-                          "test_x": data.test_x[:64], "test_y": data.test_y[:64]})
-    metrics = train(_model(), subset, TrainConfig(epochs=1))
+                          "test_x": data.test_x[:64], "test_y": data.test_y[:64], "augment": augment})
+    metrics = train(_model(case), subset, TrainConfig(epochs=1))
     return images / metrics["train_seconds"]
 
 
-def minimal_loop(data, images: int, fast: bool) -> float:
+def minimal_loop(data, images: int, case: str, fast: bool) -> float:
     """What a user writes by hand: pre-normalised float tensors, a permutation, slices, Adam."""
     import torch
     import torch.nn.functional as F
@@ -56,7 +66,7 @@ def minimal_loop(data, images: int, fast: bool) -> float:
 
     x_all = data.normalize(data.train_x[:images])
     y_all = data.train_y[:images]
-    model = _model()
+    model = _model(case)
     bf16 = fast and use_bf16(data.device, "auto")
     if fast:
         model = model.to(memory_format=torch.channels_last)
@@ -65,8 +75,8 @@ def minimal_loop(data, images: int, fast: bool) -> float:
     model.train()
     start = time.perf_counter()
     order = torch.randperm(images, generator=torch.Generator().manual_seed(0))
-    for i in range(0, images, 64):
-        idx = order[i:i + 64]
+    for i in range(0, images, data.batch_size):
+        idx = order[i:i + data.batch_size]
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
         optimizer.zero_grad()
@@ -85,7 +95,7 @@ def matos_pipeline(root: str, images: int) -> float:
 
     dataset = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
-    model = _model()
+    model = _model("custom")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     seen = 0
@@ -101,36 +111,45 @@ def matos_pipeline(root: str, images: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def throughput(root: str, images: int, rounds: int) -> dict:
+def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dict:
     import torch
 
-    from nasrun.data import fashion_mnist
+    from nasrun.data import cifar10, fashion_mnist
     from nasrun.train import use_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, device=device)
+    if case == "nb201":
+        data = cifar10(root=root, download=False, batch_size=128, augment=False, seed=0, device=device)
+    else:
+        data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, device=device)
     variants = {
-        "nasrun train()": lambda: nasrun_train(data, images),
-        "minimal loop, fp32 NCHW": lambda: minimal_loop(data, images, fast=False),
-        "minimal loop, nasrun's precision + channels_last": lambda: minimal_loop(data, images, fast=True),
-        "Matos 2023 DataLoader + ToTensor": lambda: matos_pipeline(root, images),
+        "nasrun train()": lambda: nasrun_train(data, images, case),
+        "minimal loop, fp32 NCHW": lambda: minimal_loop(data, images, case, fast=False),
+        "minimal loop, nasrun's precision + channels_last": lambda: minimal_loop(data, images, case, fast=True),
     }
+    if case == "nb201":
+        variants["nasrun train() with crop + flip"] = lambda: nasrun_train(data, images, case, augment=True)
+    else:
+        variants["Matos 2023 DataLoader + ToTensor"] = lambda: matos_pipeline(root, images)
     for run in variants.values():  # warm-up: oneDNN kernel selection, page cache
         run()
     samples = {name: [] for name in variants}
     for r in range(rounds):
         for name, run in variants.items():
             samples[name].append(run())
-            print(f"round {r + 1}/{rounds} {name}: {samples[name][-1]:.0f} img/s", flush=True)
+            print(f"{case} round {r + 1}/{rounds} {name}: {samples[name][-1]:.0f} img/s", flush=True)
     median = {name: statistics.median(v) for name, v in samples.items()}
     ours = median["nasrun train()"]
-    return {
-        "device": str(device), "bf16": use_bf16(device, "auto"), "images_per_round": images, "rounds": rounds,
-        "architecture": ARCH, "batch_size": 64, "images_per_second": median, "samples": samples,
+    result = {
+        "case": case, "dataset": data.name, "device": str(device), "bf16": use_bf16(device, "auto"),
+        "images_per_round": images, "rounds": rounds, "batch_size": data.batch_size,
+        "architecture": NB201_CELL if case == "nb201" else ARCH, "images_per_second": median, "samples": samples,
         "ratio_vs_minimal_fp32": ours / median["minimal loop, fp32 NCHW"],
         "ratio_vs_minimal_same_precision": ours / median["minimal loop, nasrun's precision + channels_last"],
-        "ratio_vs_matos": ours / median["Matos 2023 DataLoader + ToTensor"],
     }
+    if case != "nb201":
+        result["ratio_vs_matos"] = ours / median["Matos 2023 DataLoader + ToTensor"]
+    return result
 
 
 def default_search(root: str, out: Path) -> dict:
@@ -149,18 +168,32 @@ def default_search(root: str, out: Path) -> dict:
 
 
 def main() -> None:
+    from nasrun import bench_tabular
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["throughput", "search"])
-    parser.add_argument("--images", type=int, default=3200, help="training images per variant per round")
+    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search"])
+    parser.add_argument("--images", type=int, default=None,
+                        help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per NAS-Bench-201 sweep")
     parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
     args = parser.parse_args()
     out = REPO / "outputs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True)
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
-    if args.only in (None, "throughput"):
-        results["throughput"] = throughput(args.root, args.images, args.rounds)
-    if args.only in (None, "search"):
+
+    def wanted(name: str) -> bool:
+        return args.only in (None, name)
+
+    if wanted("throughput"):
+        results["throughput"] = throughput(args.root, args.images or 3200, args.rounds)
+    if wanted("nb201"):
+        results["nb201_throughput"] = throughput(args.root, args.images or 1280, args.rounds, case="nb201")
+    if wanted("tabular"):
+        results["tabular"] = bench_tabular.runner_overhead(args.root)
+    if wanted("sweeps"):
+        results["sweeps"] = bench_tabular.sweeps(args.root, out, args.seeds)
+    if wanted("search"):
         results["default_search"] = default_search(args.root, out)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
@@ -170,10 +203,15 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from nasrun import bench_tabular
+
     console = Console()
-    if "throughput" in results:
-        t = results["throughput"]
-        table = Table(title=f"training throughput, Fashion-MNIST, batch 64, {t['device']} (bf16: {t['bf16']})")
+    for key in ("throughput", "nb201_throughput"):
+        if key not in results:
+            continue
+        t = results[key]
+        table = Table(title=f"training throughput, {t['dataset']}, batch {t['batch_size']}, {t['device']} "
+                            f"(bf16: {t['bf16']})")
         table.add_column("pipeline")
         table.add_column("images/s (median)", justify="right")
         table.add_column("nasrun ratio", justify="right")
@@ -181,6 +219,7 @@ def _print(results: dict, out: Path) -> None:
         for name, ips in t["images_per_second"].items():
             table.add_row(name, f"{ips:.0f}", f"{ours / ips:.2f}x")
         console.print(table)
+    bench_tabular.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
         console.print(f"default search: {s['trials']} trials in {s['wall_seconds']:.0f} s, best test accuracy "
