@@ -93,7 +93,7 @@ def load_run(path: Path) -> Run:
         choices = OmegaConf.to_container(hydra_cfg.hydra.runtime.choices)
     if (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
-    records = read_trials(path / "trials.jsonl")
+    records = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
     best = None
     for record in records:
         if better(record, best):
@@ -103,8 +103,8 @@ def load_run(path: Path) -> Run:
     dataset = choices.get("dataset", "-")
     if (path / "best.json").is_file():
         dataset = json.loads((path / "best.json").read_text()).get("dataset", dataset)
-    # Overrides other than the seed and the group choices (already columns) set the configuration apart.
-    settings = [o for o in overrides if not re.match(r"^\+?(seed|hydra\.[\w.]+)=", o)
+    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
+    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
                 and o.lstrip("+~").split("=")[0] not in GROUPS]
     config = {name: choices.get(name) or "-" for name in GROUPS}
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))

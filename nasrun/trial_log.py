@@ -20,7 +20,10 @@ from nasrun.checks import UserError
 log = logging.getLogger(__name__)
 
 
-def read_trials(path: Path) -> list[dict]:
+def read_trials(path: Path, repair: bool = True) -> list[dict]:
+    """Every record in `path`. A torn last line is dropped; with `repair` (a resume) it is also cut from the
+    file so new records start on a fresh line. Readers of a run that may still be writing (the report) pass
+    repair=False and leave the file alone."""
     if not path.exists():
         return []
     lines = path.read_bytes().split(b"\n")
@@ -34,8 +37,9 @@ def read_trials(path: Path) -> list[dict]:
             if any(rest.strip() for rest in lines[number:]):
                 raise UserError(f"{path}:{number} is not valid JSON and is not the last line; "
                                 f"repair or remove it before resuming") from None
-            log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
-            _truncate_to(path, b"\n".join(lines[:number - 1]))
+            if repair:
+                log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
+                _truncate_to(path, b"\n".join(lines[:number - 1]))
     return records
 
 

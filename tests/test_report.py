@@ -70,3 +70,16 @@ def test_report_command_on_a_single_run_and_on_a_wrong_directory(sweeps, tmp_pat
     assert len(empty.stderr.strip().splitlines()) == 1
     with pytest.raises(UserError, match="no such directory"):
         report(tmp_path / "missing")
+
+
+def test_report_reads_a_run_that_is_still_writing_without_touching_its_log(sweeps, tmp_path):
+    import shutil
+
+    run = tmp_path / "live"
+    shutil.copytree(sweeps / "rea" / "1", run)
+    log = run / "trials.jsonl"
+    complete = log.read_text()
+    log.write_text(complete + '{"trial": 999, "arch": "|no')  # a record half-written at this instant
+    rows = report(run)
+    assert rows[0]["mean_trials"] == len(complete.splitlines())
+    assert log.read_text().endswith('"|no')  # left as it was: the search will finish the line
