@@ -38,7 +38,7 @@ def build(group: str, node, **runtime):
     merged into the config. Constructor complaints become one-line errors naming the config key
     (`strategy.population_size=1: must be an integer >= 2`)."""
     from hydra.errors import InstantiationException
-    from hydra.utils import get_object, instantiate
+    from hydra.utils import instantiate
 
     try:
         factory = instantiate(node, _partial_=True)
@@ -54,22 +54,22 @@ def build(group: str, node, **runtime):
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
         if not unexpected:
             raise
-        params = inspect.signature(get_object(node._target_)).parameters
+        params = parameters(group, node)
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         allowed = [p for p, spec in params.items() if p not in runtime and spec.kind in kinds]
         raise UserError(f"{group}.{unexpected.group(1)}: unknown key; {group} accepts: "
                         f"{', '.join(allowed) or 'no keys'}") from None
 
 
-def parameters(group: str, node) -> set[str]:
-    """The argument names of the callable a config group option targets."""
+def parameters(group: str, node) -> dict[str, inspect.Parameter]:
+    """The parameters (name -> inspect.Parameter, in order) of the callable a config group option targets."""
     from hydra.utils import get_object
 
     try:
         target = get_object(node._target_)
     except ImportError:
         raise UserError(f"{group}._target_={node._target_}: cannot be imported; check its module and name") from None
-    return set(inspect.signature(target).parameters)
+    return dict(inspect.signature(target).parameters)
 
 
 def build_search(cfg: DictConfig, seed: int, device):
@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> dict:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
     space, budget, strategy, evaluator, model_info = build_search(cfg, seed, device)
-    label = f"{type(strategy).__name__} on {space.name}/{evaluator.dataset_name}"
+    label = f"{type(strategy).__name__} on {space.name}/{model_info['dataset']}"
     with trial_progress(budget, label) as on_trial:
         result = run_search(space, strategy, evaluator, budget, run_dir, resume=resume, model_info=model_info,
                             on_trial=on_trial)

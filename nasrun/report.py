@@ -19,7 +19,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ class Run:
     config: dict  # the columns of CONFIG_COLUMNS
     records: list[dict]
     published: dict | None
-    best: dict | None = field(default=None)
+    best: dict | None  # the trial the search selected (best validation accuracy)
 
     @property
     def reported(self) -> float | None:
@@ -203,9 +203,9 @@ def plot_anytime(rows: list[dict], path: Path) -> None:
             if not runs:
                 continue
             color = f"C{i % 10}"
-            end = max(run.anytime()[0].max() for run in runs)
-            grid = np.linspace(0.0, end, 300)
-            curves = np.array([_step_at(*run.anytime(), grid) for run in runs])
+            anytime = [run.anytime() for run in runs]
+            grid = np.linspace(0.0, max(xs.max() for xs, _ in anytime), 300)
+            curves = np.array([_step_at(xs, ys, grid) for xs, ys in anytime])
             # The curve starts once every run has a trial (NaN before): a mean over the few early runs would
             # dip and jump.
             mean, std = curves.mean(axis=0), curves.std(axis=0)

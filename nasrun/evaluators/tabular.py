@@ -68,7 +68,6 @@ class TabularEvaluator:
         self.path = str(table)
         # Only CIFAR-10 has training times; searches on the other two are budgeted by trial count.
         self.reports_cost = self.benchmark == "cifar10"
-        self.dataset_name = self.benchmark
         self._columns = (f"{self.benchmark}_valid_acc12", f"{self.benchmark}_test_acc200",
                          f"{self.benchmark}_test_acc12")
 

@@ -29,10 +29,6 @@ class TrainingEvaluator:
                                   weight_decay=weight_decay, label_smoothing=label_smoothing, precision=precision,
                                   seed=seed)
 
-    @property
-    def dataset_name(self) -> str:
-        return self.data.name
-
     def describe(self) -> dict:
         """What best.json needs besides the trial to rebuild and feed the network (`nasrun.best.load_best`)."""
         return {
