@@ -55,11 +55,11 @@ class Run:
 
     def anytime(self) -> tuple[np.ndarray, np.ndarray]:
         """(time, reported accuracy of the best trial so far) after each trial."""
-        xs, ys, best = [], [], None
+        xs, ys, best, clock = [], [], None, self.clock
         for record in self.records:
             if better(record, best):
                 best = record
-            xs.append(record.get(self.clock, 0.0))
+            xs.append(record.get(clock, 0.0))
             ys.append(math.nan if best is None or best["metrics"].get("test_acc") is None
                       else best["metrics"]["test_acc"])
         return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)

@@ -48,6 +48,9 @@ class Budget:
             raise ValueError("trials=null: with seconds and simulated_seconds null too the search would never "
                              "stop; set budget.trials, budget.seconds or budget.simulated_seconds")
 
+    def trials_reached(self, count: int) -> bool:
+        return self.trials is not None and count >= self.trials
+
 
 @dataclass
 class SearchResult:
@@ -126,7 +129,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
 
     with TrialWriter(log_path) as writer:
         while True:
-            if budget.trials is not None and len(records) >= budget.trials:
+            if budget.trials_reached(len(records)):
                 break
             if budget.seconds is not None and offset + clock() - start >= budget.seconds:
                 stop_reason = "budget.seconds reached"
@@ -163,7 +166,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                     finish(space.from_json(rec["arch"]), rec)
                     replayed += 1
                 pending.clear()
-                if budget.trials is not None and len(records) >= budget.trials:
+                if budget.trials_reached(len(records)):
                     break
             record, model = evaluate_trial(evaluator, arch, len(records))
             record["elapsed"] = offset + clock() - start

@@ -91,9 +91,3 @@ class TrialWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def append_trial(path: Path, record: dict) -> None:
-    """Append one record and sync it (for one-off writes; a search keeps a `TrialWriter` open)."""
-    with TrialWriter(path, sync_every=0.0) as writer:
-        writer.append(record)

@@ -9,14 +9,11 @@ a simulated GPU-day runs in well under a second.
 from __future__ import annotations
 
 import csv
-import logging
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
 from nasrun.checks import UserError, check_choice
-
-log = logging.getLogger(__name__)
 
 BENCHMARKS = ("cifar10", "cifar100", "imagenet16")
 TABLE_CHANNELS, TABLE_CELLS = 16, 5  # the network size the table was measured with
