@@ -1,0 +1,129 @@
+"""Each proxy against a hand or independent computation on small networks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasrun import proxies
+from nasrun.spaces.nb201 import NB201Arch, NB201Space
+
+ALL = [proxies.grad_norm, proxies.snip, proxies.grasp, proxies.fisher, proxies.synflow, proxies.jacob_cov,
+       proxies.naswot, proxies.params, proxies.flops]
+
+
+def two_layer(seed=0, bias=False):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 32, bias=bias), nn.ReLU(), nn.Linear(32, 3, bias=bias))
+
+
+def batch(n=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 2, 2, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def manual_grads(net, x, y):
+    """∂L/∂W1, ∂L/∂W2 of mean cross-entropy for W2 relu(W1 x), worked out by hand with numpy."""
+    w1, w2 = net[1].weight.detach().double().numpy(), net[3].weight.detach().double().numpy()
+    xs = x.reshape(len(x), -1).double().numpy()
+    h_pre = xs @ w1.T
+    h = np.maximum(h_pre, 0)
+    logits = h @ w2.T
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d_logits = (p - np.eye(3)[y.numpy()]) / len(x)
+    g2 = d_logits.T @ h
+    d_h = d_logits @ w2 * (h_pre > 0)
+    g1 = d_h.T @ xs
+    return (w1, g1), (w2, g2)
+
+
+def test_grad_norm_and_snip_match_hand_computed_gradients():
+    net, (x, y) = two_layer(), batch()
+    layers = manual_grads(net, x, y)
+    assert proxies.grad_norm(net, (x, y)) == pytest.approx(sum(np.linalg.norm(g) for _, g in layers), rel=1e-5)
+    assert proxies.snip(net, (x, y)) == pytest.approx(sum(np.abs(w * g).sum() for w, g in layers), rel=1e-5)
+
+
+def test_synflow_of_a_bias_free_relu_net_is_depth_times_its_output():
+    # With |W| and an all-ones input, each layer's Σ W ⊙ ∂R/∂W equals R itself (Euler's theorem for a
+    # 1-homogeneous function), so the score is (number of layers) x R.
+    net = two_layer(bias=False)
+    w1, w2 = net[1].weight.detach().abs().double(), net[3].weight.detach().abs().double()
+    r = (w2 @ torch.relu(w1 @ torch.ones(12, dtype=torch.float64))).sum().item()
+    assert proxies.synflow(net, batch()) == pytest.approx(2 * r, rel=1e-9)
+
+
+def test_synflow_is_finite_for_the_deepest_nb201_cell():
+    space = NB201Space()
+    torch.manual_seed(0)
+    model = space.build(NB201Arch(("nor_conv_3x3",) * 6), 3, 32, 10)
+    score = proxies.synflow(model, (torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)))
+    assert np.isfinite(score) and score > 1e20
+
+
+def test_jacob_cov_matches_a_numpy_computation_from_explicit_per_sample_jacobians():
+    net, (x, y) = two_layer(), batch()
+    rows = []
+    for i in range(len(x)):  # each sample's full Jacobian, then summed over the outputs
+        jac = torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x[i])
+        rows.append(jac.reshape(3, -1).sum(0).double().numpy())
+    eig = np.linalg.eigvals(np.corrcoef(np.array(rows))).real
+    expected = -np.sum(np.log(eig + 1e-5) + 1 / (eig + 1e-5))
+    assert proxies.jacob_cov(net, (x, y)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_naswot_matches_the_kernel_built_by_hand():
+    net, (x, y) = two_layer(), batch()
+    codes = ((x.reshape(len(x), -1) @ net[1].weight.detach().T) > 0).double().numpy()
+    k = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    assert proxies.naswot(net, (x, y)) == pytest.approx(np.linalg.slogdet(k)[1], rel=1e-9)
+
+
+def test_grasp_matches_an_explicit_hessian_gradient_product():
+    net, (x, y) = two_layer(), batch()
+    w = [net[1].weight, net[3].weight]
+    sizes = [p.numel() for p in w]
+
+    def loss(flat):
+        a, b = flat[:sizes[0]].reshape(w[0].shape), flat[sizes[0]:].reshape(w[1].shape)
+        return nn.functional.cross_entropy(torch.relu(x.reshape(len(x), -1) @ a.T) @ b.T, y)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in w])
+    g = torch.autograd.functional.jacobian(loss, flat)
+    h = torch.autograd.functional.hessian(loss, flat)
+    expected = (-flat * (h @ g)).sum().item()
+    assert proxies.grasp(net, (x, y)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fisher_matches_channel_saliency_computed_from_autograd():
+    net, (x, y) = two_layer(), batch()
+    h = x.reshape(len(x), -1) @ net[1].weight.detach().T
+    h.requires_grad_(True)
+    out = torch.relu(h) @ net[3].weight.detach().T
+    out.retain_grad()
+    nn.functional.cross_entropy(out, y).backward()
+    expected = (h * h.grad).pow(2).sum().item() + (out * out.grad).pow(2).sum().item()
+    assert proxies.fisher(net, (x, y)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("proxy", ALL, ids=lambda p: p.__name__)
+def test_proxies_leave_the_model_unchanged_and_are_deterministic(proxy):
+    space = NB201Space(8, 1)
+    torch.manual_seed(0)
+    model = space.build(NB201Arch.from_key(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"), 3, 16, 10).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = (torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(2)), torch.arange(16) % 10)
+    first, second = proxy(model, data), proxy(model, data)
+    assert first == second and np.isfinite(first)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_params_and_flops_baselines():
+    net = two_layer()
+    assert proxies.params(net, batch()) == 12 * 32 + 32 * 3
+    assert proxies.flops(net, batch()) == 12 * 32 + 32 * 3
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False))
+    assert proxies.flops(conv, (torch.zeros(2, 3, 5, 5), None)) == 4 * 5 * 5 * 3 * 9
