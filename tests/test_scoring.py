@@ -1,0 +1,46 @@
+from functools import partial
+
+import numpy as np
+
+from nasrun import proxies
+from nasrun.data import synthetic
+from nasrun.scoring import ProxyScorer, proxy_name
+from nasrun.spaces.nb201 import NB201Space
+
+SPACE = NB201Space(4, 1)
+
+
+def scorer(tmp_path, seed=0, proxy=proxies.naswot):
+    return ProxyScorer(proxy, SPACE, synthetic(channels=3, image_size=16), seed=seed, batch_size=16,
+                       cache_dir=tmp_path)
+
+
+def test_scores_are_deterministic_and_cache_hits_skip_computation(tmp_path):
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(5)]
+    first = scorer(tmp_path)
+    scores = [first(a) for a in archs]
+    assert first.computed == len({a.key for a in archs})
+    again = [first(a) for a in archs]
+    assert again == scores and first.computed == len({a.key for a in archs})
+    fresh = scorer(tmp_path)  # a new process: the disk cache answers
+    assert [fresh(a) for a in archs] == scores and fresh.computed == 0
+    no_cache = ProxyScorer(proxies.naswot, SPACE, synthetic(channels=3, image_size=16), seed=0, batch_size=16)
+    assert [no_cache(a) for a in archs] == scores  # recomputed from scratch: the same values
+
+
+def test_the_cache_is_keyed_by_seed_and_proxy(tmp_path):
+    arch = SPACE.sample(np.random.default_rng(0))
+    a, b = scorer(tmp_path, seed=0), scorer(tmp_path, seed=1)
+    a(arch), b(arch)
+    assert b.computed == 1 and a.cache_path != b.cache_path
+    c = scorer(tmp_path, proxy=partial(proxies.jacob_cov, eps=1e-5))
+    assert proxy_name(c.proxy) == "jacob_cov" and c.cache_path != a.cache_path
+
+
+def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
+    arch = SPACE.sample(np.random.default_rng(3))
+    first = scorer(tmp_path)
+    value = first(arch)
+    first.cache_path.write_text(first.cache_path.read_text() + '{"key": "|x')
+    again = scorer(tmp_path)
+    assert again(arch) == value and again.computed == 0
