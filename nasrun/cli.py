@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,7 @@ def build(group: str, node, **runtime):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    check_keys(group, node, runtime)
     try:
         factory = instantiate(node, _partial_=True)
     except InstantiationException as err:
@@ -50,15 +52,19 @@ def build(group: str, node, **runtime):
         raise
     except ValueError as err:
         raise UserError(f"{group}.{err}") from None
-    except TypeError as err:
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-        if not unexpected:
-            raise
-        params = parameters(group, node)
-        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        allowed = [p for p, spec in params.items() if p not in runtime and spec.kind in kinds]
-        raise UserError(f"{group}.{unexpected.group(1)}: unknown key; {group} accepts: "
-                        f"{', '.join(allowed) or 'no keys'}") from None
+
+
+def check_keys(group: str, node, runtime=()) -> None:
+    """Every key of the option must be a parameter of its target (the constructor is the schema); checked
+    before anything is built, so a typo fails before data is read."""
+    params = parameters(group, node)
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for key in node:
+        if not str(key).startswith("_") and key not in params:
+            allowed = [p for p, spec in params.items() if p not in runtime and spec.kind in kinds]
+            raise UserError(f"{group}.{key}: unknown key; {group} accepts: {', '.join(allowed) or 'no keys'}")
 
 
 def parameters(group: str, node) -> dict[str, inspect.Parameter]:
@@ -72,29 +78,59 @@ def parameters(group: str, node) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(target).parameters)
 
 
-def build_search(cfg: DictConfig, seed: int, device):
-    """Every object a search needs, from the composed config: (space, budget, strategy, evaluator, model_info).
-    Cheap pieces first, so a typo fails before any data is read."""
+class Search(NamedTuple):
+    space: object
+    budget: object
+    strategy: object
+    evaluator: object
+    model_info: dict
+    scorer: object  # the proxy= option's ProxyScorer, or None
+
+
+def build_search(cfg: DictConfig, seed: int, device) -> Search:
+    """Every object a search needs, from the composed config. Every option's keys are checked first, so a
+    typo fails before any data is read."""
+    groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
+    if cfg.proxy is not None:
+        groups["proxy"] = cfg.proxy
+    for group, node in groups.items():
+        check_keys(group, node)
     space = build("space", cfg.space)
     budget = build("budget", cfg.budget)
-    strategy = build("strategy", cfg.strategy, space=space, seed=seed)
-    if cfg.proxy is not None:
-        raise UserError("proxy: zero-cost proxies are not available yet; use proxy=none")
-    # The evaluator's constructor says which runtime values it takes: a table lookup needs no images, so the
-    # dataset is read only for an evaluator that asks for `data`.
-    wanted = parameters("evaluator", cfg.evaluator)
-    runtime = {"space": space, "epochs": budget.epochs, "seed": seed}
-    if "data" in wanted:
+    # Constructors say which runtime values they take: a table lookup needs no images, so the dataset is read
+    # only when the evaluator or the proxy asks for `data`; a scorer goes to whoever asks for `scorer`.
+    wants = {group: parameters(group, node) for group, node in groups.items()}
+    for group in ("strategy", "evaluator"):
+        scorer_param = wants[group].get("scorer")
+        if cfg.proxy is None and scorer_param is not None and scorer_param.default is inspect.Parameter.empty:
+            raise UserError(f"{group}: {cfg[group]._target_.rsplit('.', 1)[-1]} ranks architectures with a "
+                            f"zero-cost proxy; choose one with proxy=NAME ({', '.join(proxy_options())})")
+    runtime = {"space": space, "epochs": budget.epochs, "seed": seed,
+               "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
+    if any("data" in params for params in wants.values()):
         runtime["data"] = build("dataset", cfg.dataset, seed=seed, device=device)
-    evaluator = build("evaluator", cfg.evaluator, **{k: v for k, v in runtime.items() if k in wanted})
+    if cfg.proxy is not None:
+        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"]))
+    strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
+    evaluator = build("evaluator", cfg.evaluator, **_wanted(runtime, wants["evaluator"]))
     if budget.simulated_seconds is not None and not evaluator.reports_cost:
         raise UserError(f"budget.simulated_seconds={budget.simulated_seconds}: this evaluator reports no cost to "
                         f"simulate (only evaluator=tabular with benchmark=cifar10 does); budget by budget.trials "
                         f"or budget.seconds instead")
     # What best.json needs besides the trial: the space to rebuild it, and where its figures came from.
-    model_info = {"space": OmegaConf.to_container(cfg.space, resolve=True), "space_name": space.name,
-                  **evaluator.describe()}
-    return space, budget, strategy, evaluator, model_info
+    model_info = {"space": runtime["space_config"], "space_name": space.name, **evaluator.describe()}
+    scorer = runtime.get("scorer")
+    if scorer is not None:
+        model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
+    return Search(space, budget, strategy, evaluator, model_info, scorer)
+
+
+def _wanted(runtime: dict, params: dict) -> dict:
+    return {k: v for k, v in runtime.items() if k in params}
+
+
+def proxy_options() -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / "proxy").glob("*.yaml") if p.stem != "none")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -109,16 +145,18 @@ def run(cfg: DictConfig) -> dict:
     device = _top_level(lambda: resolve_device(cfg.device))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
-    space, budget, strategy, evaluator, model_info = build_search(cfg, seed, device)
-    label = f"{type(strategy).__name__} on {space.name}/{model_info['dataset']}"
-    with trial_progress(budget, label) as on_trial:
-        result = run_search(space, strategy, evaluator, budget, run_dir, resume=resume, model_info=model_info,
-                            on_trial=on_trial)
-    print_top_trials(result.records, str(run_dir), result.stop_reason)
+    search = build_search(cfg, seed, device)
+    label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
+    with trial_progress(search.budget, label) as on_trial:
+        result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir, resume=resume,
+                            model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
+    counts = result.counts(search.evaluator)
+    print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts)
     if result.best is None:
         first = next((r.get("error") for r in result.records if r["status"] == "failed"), "no trials ran")
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
-    return {"best_val_acc": result.best["metrics"]["val_acc"], "best_test_acc": result.best["metrics"].get("test_acc")}
+    metrics = result.best["metrics"]
+    return {"best_val_acc": metrics.get("val_acc"), "best_test_acc": metrics.get("test_acc"), **counts}
 
 
 def _top_level(check):

@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nasrun.runner import better, fitness
+
 
 def print_error(message: str) -> None:
     # soft_wrap keeps the message on one line however narrow the terminal.
@@ -30,9 +32,9 @@ def trial_progress(budget, label: str) -> Iterator:
         task = progress.add_task(label, total=budget.simulated_seconds if simulated else budget.trials, best="")
 
         def on_trial(record: dict) -> None:
-            if record["status"] == "ok" and (best[0] is None or record["metrics"]["val_acc"] > best[0]):
-                best[0] = record["metrics"]["val_acc"]
-            shown = "" if best[0] is None else f"best val {best[0]:.2f}%"
+            if better(record, best[0]):
+                best[0] = record
+            shown = "" if best[0] is None else _best_label(best[0]["metrics"])
             if simulated:
                 progress.update(task, completed=record.get("simulated", 0.0), best=shown)
             else:
@@ -41,23 +43,40 @@ def trial_progress(budget, label: str) -> Iterator:
         yield on_trial
 
 
-def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10) -> None:
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["metrics"]["val_acc"])
+def _best_label(metrics: dict) -> str:
+    if "fitness" in metrics:
+        return f"best score {metrics['fitness']:.4g}"
+    return f"best val {metrics['val_acc']:.2f}%"
+
+
+def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10,
+                     counts: dict | None = None) -> None:
+    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -fitness(r))
     failed = len(records) - len(ok)
     table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}")
-    for column in ("trial", "architecture", "val acc %", "test acc %", "params", "seconds"):
+    scored = any("proxy_score" in r for r in records)
+    columns = ("trial", "architecture", "val acc %", "test acc %") + (("proxy score",) if scored else ()) + \
+        ("params", "seconds")
+    for column in columns:
         # The canonical string must stay readable in full: fold it rather than cut it with an ellipsis.
         table.add_column(column, justify="left" if column == "architecture" else "right",
                          overflow="fold" if column == "architecture" else "ellipsis")
     for r in ok[:top]:
         m = r["metrics"]
         test = m.get("test_acc")
-        table.add_row(str(r["trial"]), r["key"].replace(",", ", "), f"{m['val_acc']:.2f}",
-                      "-" if test is None else f"{test:.2f}",
+        proxy = (f"{r['proxy_score']:.4g}" if "proxy_score" in r else "-",) if scored else ()
+        table.add_row(str(r["trial"]), r["key"].replace(",", ", "), _pct(m.get("val_acc")), _pct(test), *proxy,
                       f"{m['params']:,}" if "params" in m else "-", _seconds(r))
     console = Console()
     console.print(table)
+    if counts and counts.get("proxy_evaluations"):
+        console.print(f"trained: {counts['trained']}, proxy evaluations: {counts['proxy_evaluations']}",
+                      highlight=False)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _seconds(record: dict) -> str:

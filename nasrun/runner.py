@@ -60,14 +60,24 @@ class SearchResult:
     evaluated: int  # trials evaluated by this process (not replayed from the log)
     replayed: int  # trials taken from trials.jsonl on resume
     repeats: int = 0  # proposals of already-evaluated architectures, answered from the records
+    proxy_evaluations: int = 0  # distinct architectures the proxy scored (strategy, evaluator and log together)
+
+    def counts(self, evaluator) -> dict:
+        """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
+        trained = sum(1 for r in self.records if r["status"] == "ok") if getattr(evaluator, "trains", True) else 0
+        return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
 
 
 def fitness(record: dict) -> float | None:
-    return record["metrics"]["val_acc"] if record["status"] == "ok" else None
+    """What the strategy maximises: the evaluator's `fitness` (a proxy score) when it gives one, else `val_acc`."""
+    if record["status"] != "ok":
+        return None
+    metrics = record["metrics"]
+    return metrics["fitness"] if "fitness" in metrics else metrics["val_acc"]
 
 
 def better(record: dict, best: dict | None) -> bool:
-    """Strictly higher validation accuracy wins; ties keep the earlier trial."""
+    """Strictly higher fitness (validation accuracy) wins; ties keep the earlier trial."""
     return record["status"] == "ok" and (best is None or fitness(record) > fitness(best))
 
 
@@ -88,13 +98,14 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
                model_info: dict | None = None, on_trial: Callable[[dict], None] | None = None,
-               clock: Callable[[], float] = time.monotonic) -> SearchResult:
+               clock: Callable[[], float] = time.monotonic, scorer=None) -> SearchResult:
     """Run one search in `run_dir` and return every trial.
 
     resume: replay `trials.jsonl` into the fresh `strategy`, then go on. Replay feeds the strategy the same
     ask/tell sequence the first run made (recorded results stand in for evaluation), so a seeded strategy
     proposes exactly what the uninterrupted run would have, and no recorded trial is evaluated again.
     model_info: what best.json needs besides the trial to rebuild the network (space config, shapes).
+    scorer: the run's zero-cost proxy (or None); every trial records its score beside the evaluator's result.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +180,8 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                 if budget.trials_reached(len(records)):
                     break
             record, model = evaluate_trial(evaluator, arch, len(records))
+            if scorer is not None:
+                record_proxy_score(record, scorer, arch)
             record["elapsed"] = offset + clock() - start
             cost = record["metrics"].get("cost")
             if cost is not None or budget.simulated_seconds is not None:
@@ -192,7 +205,25 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
         ensure_best_weights(run_dir, best, evaluator, space, model_info)
     log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
              stop_reason, len(records), evaluated, replayed, repeats)
-    return SearchResult(records, best, stop_reason, evaluated, replayed, repeats)
+    result = SearchResult(records, best, stop_reason, evaluated, replayed, repeats,
+                          scorer.evaluations if scorer is not None else 0)
+    if best is not None:
+        # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
+        path = run_dir / "best.json"
+        info = {**json.loads(path.read_text()), "counts": result.counts(evaluator), "stop_reason": stop_reason}
+        path.with_suffix(".json.tmp").write_text(json.dumps(jsonable(info), indent=2))
+        os.replace(path.with_suffix(".json.tmp"), path)
+    return result
+
+
+def record_proxy_score(record: dict, scorer, arch) -> None:
+    """Add the proxy's score of the trial's architecture (memoised: free when the strategy or the evaluator
+    already scored it) and the running count of proxy evaluations. A proxy failure is noted on the trial."""
+    try:
+        record["proxy_score"] = scorer(arch)
+    except ValueError as err:
+        record["proxy_error"] = str(err)
+    record["proxy_evaluations"] = scorer.evaluations
 
 
 def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
@@ -212,8 +243,9 @@ def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
     # A table lookup makes thousands of trials a second; a console line each would cost more than the trial
     # (about 1 ms through rich). Those go to DEBUG: trials.jsonl holds every trial anyway.
     level = logging.INFO if record["seconds"] >= QUIET_BELOW_SECONDS else logging.DEBUG
-    log.log(level, "trial %d ok: val_acc=%.2f test_acc=%s params=%s %s", number, metrics["val_acc"],
-            _fmt(metrics.get("test_acc")), metrics.get("params", "-"), arch.key)
+    proxy = f" proxy_score={metrics['proxy_score']:.4g}" if "proxy_score" in metrics else ""
+    log.log(level, "trial %d ok: val_acc=%s test_acc=%s%s params=%s %s", number, _fmt(metrics.get("val_acc")),
+            _fmt(metrics.get("test_acc")), proxy, metrics.get("params", "-"), arch.key)
     return record, model
 
 

@@ -2,9 +2,10 @@
 
 A proxy (`nasrun.proxies`) is a function of (model, batch). The scorer supplies both: the network built for
 the architecture and freshly initialised from (run seed, architecture), and one fixed minibatch of training
-images chosen by the run seed. Scores are cached in a JSON-lines file keyed by (space config, dataset, proxy,
-batch size, seed, architecture), so repeated searches and sweeps never compute a score twice, and an
-interrupted scoring run resumes where it stopped.
+images chosen by the run seed. Scores are cached in a JSON-lines file per (space config, dataset and the exact
+batch, proxy and its options, batch size, seed), one line per architecture, so repeated searches and sweeps
+never compute a score twice and an interrupted scoring run resumes where it stopped. The device is not part of
+the key: a cache filled on a GPU serves a CPU run (scores agree to float rounding).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from functools import partial
 from pathlib import Path
 
@@ -28,8 +30,27 @@ def proxy_name(proxy) -> str:
     return proxy.__name__
 
 
+def _proxy_options(proxy) -> dict:
+    """Keyword options bound by functools.partial (e.g. jacob_cov's eps): they change scores, so key the cache."""
+    options = {}
+    while isinstance(proxy, partial):
+        options = {**proxy.keywords, **options}
+        proxy = proxy.func
+    return options
+
+
+class ProxyScoreError(ValueError):
+    """The proxy has no finite score for this architecture (recorded in the cache, so it is not retried)."""
+
+
 class ProxyScorer:
-    """score(arch) -> float. `cache_dir` null: no disk cache (scores are still memoised in memory)."""
+    """score(arch) -> float; raises ProxyScoreError when the proxy fails for that architecture.
+
+    proxy: a function (model, batch) -> float from nasrun.proxies. batch_size: training images in the batch,
+    chosen by `seed`. cache_dir: where the score files live (null: no disk cache; scores are still memoised).
+    `evaluations` counts the distinct architectures scored in this process, `computed` those that missed the
+    disk cache and were actually run.
+    """
 
     def __init__(self, proxy, space, data, seed: int, batch_size: int = 64, cache_dir: str | None = None,
                  space_config: dict | None = None):
@@ -42,44 +63,72 @@ class ProxyScorer:
         self.seed = seed
         self.batch_size = check_int("batch_size", batch_size, low=2, high=len(data.train_x))
         pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:batch_size]
-        self.batch = (data.normalize(data.train_x[pick.to(data.device)]), data.train_y[pick.to(data.device)])
-        self.computed = 0  # proxy evaluations actually run (cache misses)
-        identity = json.dumps({"space": space_config or repr(space), "dataset": data.name, "proxy": self.name,
-                               "batch_size": batch_size, "seed": seed}, sort_keys=True)
+        images, labels = data.train_x[pick.to(data.device)], data.train_y[pick.to(data.device)]
+        self.batch = (data.normalize(images), labels)
+        self.evaluations = 0
+        self.computed = 0
+        # The batch's own bytes stand for the dataset and its options (root, fraction, split, channels): any
+        # change that alters the images scored gives another cache file.
+        batch_hash = hashlib.sha256(images.cpu().numpy().tobytes() + labels.cpu().numpy().tobytes()).hexdigest()
+        identity = json.dumps({"space": space_config or repr(space), "dataset": data.name, "batch": batch_hash,
+                               "proxy": self.name, "options": _proxy_options(proxy), "batch_size": batch_size,
+                               "seed": seed}, sort_keys=True, default=str)
         self.cache_key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        self.scores: dict[str, float] = {}
+        self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
+        self._counted: set[str] = set()
         self.cache_path = None
         if cache_dir is not None:
             self.cache_path = Path(cache_dir) / f"{self.name}-{self.cache_key}.jsonl"
-            self.scores = self._read_cache()
+            self.entries = self._read_cache()
 
-    def _read_cache(self) -> dict[str, float]:
-        scores = {}
+    def _read_cache(self) -> dict[str, dict]:
+        entries = {}
         if self.cache_path.exists():
             for line in self.cache_path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line torn by a kill: that architecture is simply scored again
-                scores[entry["key"]] = entry["score"]
-        return scores
+                entries[entry.pop("key")] = entry
+        return entries
+
+    def entry(self, arch) -> dict:
+        """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new."""
+        key = arch.key
+        if key not in self._counted:
+            self._counted.add(key)
+            self.evaluations += 1
+        if key not in self.entries:
+            self.entries[key] = self._compute(arch)
+            self.computed += 1
+            if self.cache_path is not None:
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+                # Flushed per score (a kill loses nothing); no fsync: a lost score is only recomputed.
+                with open(self.cache_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"key": key, **self.entries[key]}) + "\n")
+        return self.entries[key]
 
     def __call__(self, arch) -> float:
-        key = arch.key
-        if key in self.scores:
-            return self.scores[key]
+        entry = self.entry(arch)
+        if entry["score"] is None:
+            raise ProxyScoreError(entry["error"])
+        return entry["score"]
+
+    def _compute(self, arch) -> dict:
         import torch
 
         cuda = [self.data.device] if self.data.device.type == "cuda" else []
+        began = time.perf_counter()
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(trial_seed(self.seed, key))
+            torch.manual_seed(trial_seed(self.seed, arch.key))
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
-        score = float(self.proxy(model.to(self.data.device), self.batch))
-        self.computed += 1
-        self.scores[key] = score
-        if self.cache_path is not None:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            # Flushed per score (a kill loses nothing); no fsync: a lost score is only recomputed.
-            with open(self.cache_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "score": score}) + "\n")
-        return score
+        try:
+            score = float(self.proxy(model.to(self.data.device), self.batch))
+        except (ValueError, ArithmeticError, torch.linalg.LinAlgError) as err:
+            # The proxy has no score for this network (a singular kernel, an overflow): a per-architecture
+            # outcome, cached like a score. Anything else is a bug and propagates.
+            log.debug("proxy %s failed for %s: %s", self.name, arch.key, err)
+            return {"score": None, "seconds": time.perf_counter() - began, "error": f"{self.name}: {err}"}
+        if cuda:
+            torch.cuda.synchronize(self.data.device)
+        return {"score": score, "seconds": time.perf_counter() - began}

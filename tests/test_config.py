@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, compose, write_fake_mnist
+from nasrun import proxies
 from nasrun.cli import build, build_search, parameters
 from nasrun.data import ImageData, synthetic
 from nasrun.runner import Budget
+from nasrun.scoring import ProxyScorer
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
 
@@ -21,13 +23,18 @@ EXPERIMENTS = sorted(f.stem for f in (Path(CONF_DIR) / "experiment").glob("*.yam
 def runtime_values(group, option):
     """What the CLI passes at the call site for each group; a new group must be added here."""
     space = NB201Space() if option == "tabular" else CustomSpace()
+    small = NB201Space(4, 1)  # a proxy-scored space small enough to score in milliseconds
+    rgb = synthetic(channels=3, image_size=16)
+    scorer = ProxyScorer(proxies.naswot, small, rgb, seed=0, batch_size=16)
+    if group in ("strategy", "evaluator") and "scorer" in parameters(group, compose(f"{group}={option}")[group]):
+        space = small
     return {
         "dataset": dict(seed=0, device=torch.device("cpu")),
         "space": {},
-        "strategy": dict(space=space, seed=0),
-        "proxy": {},
+        "strategy": dict(space=space, seed=0, scorer=scorer),
+        "proxy": dict(space=small, data=rgb, seed=0, space_config={"channels": 4}),
         "budget": {},
-        "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0),
+        "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer),
     }[group]
 
 
@@ -48,6 +55,8 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
             overrides.pop()
         else:
             overrides += ["dataset.download=false", "dataset.fraction=0.01"]
+    if group == "proxy" and option != "none":
+        overrides.append("proxy.cache_dir=null")  # no score files in the repository's outputs/
     cfg = compose(*overrides)
     node = cfg[group]
     if node is None:  # `proxy=none` is the absence of a proxy
@@ -63,14 +72,18 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         built.tell(arch, 1.0)
     if group == "evaluator":
         metrics, _ = built(runtime["space"].sample(np.random.default_rng(0)))
-        assert 0 <= metrics["val_acc"] <= 100
+        assert 0 <= metrics["val_acc"] <= 100 if "fitness" not in metrics else np.isfinite(metrics["fitness"])
+    if group == "proxy":
+        assert isinstance(built, ProxyScorer) and built.name == option and built.cache_path is None
+        score = built(runtime["space"].sample(np.random.default_rng(1)))
+        assert np.isfinite(score)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_composes_builds_and_names_its_published_figure(experiment, data_root):
     cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false")
     assert cfg.published.metric == "test_acc" and 0 < cfg.published.mean < 100 and cfg.published.source
-    space, budget, strategy, evaluator, info = build_search(cfg, 0, torch.device("cpu"))
+    space, budget, strategy, evaluator, info, scorer = build_search(cfg, 0, torch.device("cpu"))
     arch = strategy.ask()
     if evaluator.reports_cost or not hasattr(evaluator, "data"):
         metrics, model = evaluator(arch)  # a table lookup: instant

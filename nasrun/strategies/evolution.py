@@ -14,6 +14,14 @@ import numpy as np
 from nasrun.checks import check_bool, check_float, check_int
 
 
+def tournament(population, size: int, rng):
+    """The fittest of `size` members of a (arch, fitness) population drawn uniformly *with* replacement, as in
+    Real et al.'s Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins)."""
+    picks = rng.integers(len(population), size=size)
+    best = max(picks, key=lambda i: (population[i][1], i))
+    return population[best][0]
+
+
 class RegularizedEvolution:
     """ask/tell aging evolution.
 
@@ -40,8 +48,8 @@ class RegularizedEvolution:
         # never join, so they are replaced by further random samples.
         if len(self.population) + self.outstanding - 1 < self.population_size:
             return self.space.sample(self.rng)
-        first = self._tournament()
-        second = self._tournament() if self.crossover else first
+        first = tournament(self.population, self.sample_size, self.rng)
+        second = tournament(self.population, self.sample_size, self.rng) if self.crossover else first
         return self._child(first, second)
 
     def tell(self, arch, fitness: float | None) -> None:
@@ -51,13 +59,6 @@ class RegularizedEvolution:
         self.population.append((arch, float(fitness)))
         if len(self.population) > self.population_size:
             self.population.popleft()
-
-    def _tournament(self):
-        """The fittest of `sample_size` members drawn uniformly *with* replacement, as in Real et al.'s
-        Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins)."""
-        picks = self.rng.integers(len(self.population), size=self.sample_size)
-        best = max(picks, key=lambda i: (self.population[i][1], i))
-        return self.population[best][0]
 
     def _child(self, first, second):
         parents = {first, second}
