@@ -212,6 +212,21 @@ def main() -> None:
         sys.exit(130)
 
 
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `nasrun OVERRIDES` would run, composed without starting a Hydra app (for nasrun-score)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(describe_config_error(err)) from None
+
+
 def describe_config_error(err: Exception) -> str:
     """One line for Hydra's multi-line composition errors, naming the key or option and what is allowed."""
     from hydra.errors import MissingConfigException

@@ -66,15 +66,15 @@ def snip(model: nn.Module, batch) -> float:
 
 
 def grasp(model: nn.Module, batch) -> float:
-    """Σ −W ⊙ (H g): g = ∂L/∂W, H g by double backpropagation (Wang et al. 2020, as the reference computes it)."""
+    """Σ −W ⊙ (H g): g = ∂L/∂W, H g by double backpropagation (Wang et al. 2020, as the reference computes it).
+    One forward pass serves both: the gradient is taken with its graph kept, g is its detached value, and the
+    gradient of Σ (∂L/∂W · g) is H g."""
     net = _copy_for_scoring(model)
     x, y = batch
     weights = [m.weight for m in _weighted_layers(net)]
-    g = torch.autograd.grad(F.cross_entropy(net(x.float()), y), weights, allow_unused=True)
-    g = [torch.zeros_like(w) if gi is None else gi.detach() for w, gi in zip(weights, g)]
     grads = torch.autograd.grad(F.cross_entropy(net(x.float()), y), weights, create_graph=True, allow_unused=True)
-    z = sum((gf * gi).sum() for gf, gi in zip(grads, g) if gf is not None)
-    if not torch.is_tensor(z) or not z.requires_grad:
+    z = sum((gi * gi.detach()).sum() for gi in grads if gi is not None and gi.requires_grad)
+    if not torch.is_tensor(z):
         return 0.0  # no weight reaches the loss (a cell of `none` edges): no curvature either
     hg = torch.autograd.grad(z, weights, allow_unused=True)
     total = sum((-w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None)

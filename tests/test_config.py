@@ -81,7 +81,10 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_composes_builds_and_names_its_published_figure(experiment, data_root):
-    cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false")
+    shrink = []
+    if experiment.startswith("zeroshot_ga_"):  # score 2 full-size cells, not 200, and write no cache files
+        shrink = ["strategy.P=2", "strategy.S=1", "strategy.C=2", "proxy.cache_dir=null"]
+    cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink)
     assert cfg.published.metric == "test_acc" and 0 < cfg.published.mean < 100 and cfg.published.source
     space, budget, strategy, evaluator, info, scorer = build_search(cfg, 0, torch.device("cpu"))
     arch = strategy.ask()
@@ -95,6 +98,15 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
             assert model(data.normalize(data.test_x[:2])).shape == (2, data.num_classes)
     first_line = (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text().splitlines()[0]
     assert first_line == "# @package _global_"
+
+
+@pytest.mark.parametrize("proxy", ["grad_norm", "snip", "synflow", "grasp", "fisher", "jacob_cov"])
+def test_zeroshot_ga_presets_are_algorithm_1_on_the_table(proxy, data_root):
+    cfg = compose(f"+experiment=zeroshot_ga_{proxy}", f"dataset.root={data_root}")
+    assert (cfg.strategy.P, cfg.strategy.S, cfg.strategy.C) == (10, 5, 200) and cfg.budget.trials == 200
+    assert cfg.proxy.proxy._target_ == f"nasrun.proxies.{proxy}" and cfg.proxy.batch_size == 64
+    assert cfg.evaluator._target_.endswith("TabularEvaluator") and cfg.budget.simulated_seconds == 12000
+    assert cfg.dataset._target_ == "nasrun.data.cifar10" and cfg.published.std > 0
 
 
 def test_nb201_presets_use_the_benchmark_settings(data_root):

@@ -47,14 +47,14 @@ class GuidedEvolution:
     def ask(self):
         self.outstanding += 1
         if self.ranked_initial is None:
-            self.ranked_initial = deque(self._rank([self.space.sample(self.rng) for _ in range(self.C)]))
+            self.ranked_initial = deque(self._rank(self._distinct(lambda: self.space.sample(self.rng), self.C)))
         # Fill the population with the best-scoring initial samples; a failed training is replaced by the next.
         if len(self.population) + self.outstanding - 1 < self.P and self.ranked_initial:
             return self.ranked_initial.popleft()
         if not self.population:  # every initial candidate failed to train or score: keep sampling at random
             return self.space.sample(self.rng)
         parent = tournament(self.population, self.S, self.rng)
-        children = [self.space.mutate(parent, self.rng, self.mutation_prob) for _ in range(self.P)]
+        children = self._distinct(lambda: self.space.mutate(parent, self.rng, self.mutation_prob), self.P)
         ranked = self._rank(children)
         return ranked[0] if ranked else children[0]
 
@@ -66,12 +66,20 @@ class GuidedEvolution:
         if len(self.population) > self.P:
             self.population.popleft()
 
+    def _distinct(self, draw, count: int) -> list:
+        """`count` distinct results of draw() (fewer only if it cannot give that many): scoring a duplicate would
+        waste one of the candidates a step is allowed."""
+        found: dict = {}
+        for _ in range(100 * count):
+            found.setdefault(draw(), None)
+            if len(found) == count:
+                break
+        return list(found)
+
     def _rank(self, candidates: list) -> list:
-        """Distinct candidates by proxy score, best first (ties keep the earlier); unscorable ones are dropped."""
+        """Candidates by proxy score, best first (ties keep the earlier); unscorable ones are dropped."""
         scored = {}
         for arch in candidates:
-            if arch in scored:
-                continue
             try:
                 scored[arch] = self.scorer(arch)
             except ValueError as err:

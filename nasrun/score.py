@@ -1,0 +1,196 @@
+"""`nasrun-score`: score sampled (or all) architectures of a space with zero-cost proxies, and rank-correlate the
+scores with the benchmark's accuracies.
+
+    nasrun-score --proxies synflow,jacob_cov -n 500 space=nb201 dataset=cifar10 seed=0
+
+Arguments after the options are the search's Hydra overrides (space, dataset, seed, device, proxy.batch_size,
+proxy.cache_dir ...), so a score here is exactly the score a search with the same overrides sees, and both share
+the disk cache. The command can be interrupted at any point and rerun: cached scores are not recomputed. It
+writes a CSV (arch, each proxy's score and seconds, the table's accuracies when the space has one) and prints
+Spearman's rho and Kendall's tau of each proxy against the target accuracy column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nasrun.checks import UserError
+
+log = logging.getLogger(__name__)
+
+SIX = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")  # the proxies of Abdelfattah et al.
+
+
+def sample_architectures(space, count: int | None, seed: int) -> list:
+    """`count` distinct architectures drawn uniformly (in draw order), or the whole space when count is None."""
+    if count is None or count >= len(space):
+        return list(space)
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    while len(chosen) < count:
+        arch = space.sample(rng)
+        chosen.setdefault(arch.key, arch)
+    return list(chosen.values())
+
+
+def table_rows(cfg, space) -> dict | None:
+    """The NAS-Bench-201 table's accuracy columns per cell, when the space is the table's; else None."""
+    from omegaconf import OmegaConf
+
+    from nasrun.cli import CONF_DIR
+    from nasrun.evaluators.tabular import TABLE_CELLS, TABLE_CHANNELS, load_table
+
+    if space.name != "nb201" or (space.channels, space.cells_per_stage) != (TABLE_CHANNELS, TABLE_CELLS):
+        return None
+    # The tabular evaluator's default path (dataset.root, else NASRUN_DATA), resolved by the config itself.
+    copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # not struct: its evaluator may change
+    copy.evaluator = OmegaConf.load(Path(CONF_DIR) / "evaluator" / "tabular.yaml")
+    return load_table(copy.evaluator.table)
+
+
+def correlations(rows: list[dict], proxies: list[str], target: str) -> list[dict]:
+    """Per proxy: Spearman's rho and Kendall's tau of the score against `target`, over cells with both."""
+    from scipy.stats import kendalltau, spearmanr
+
+    results = []
+    for name in proxies:
+        pairs = [(r[name], r[target]) for r in rows if r.get(name) is not None and r.get(target) is not None]
+        seconds = [r[f"{name}_seconds"] for r in rows if r.get(f"{name}_seconds") is not None]
+        failed = sum(1 for r in rows if r.get(f"{name}_seconds") is not None and r.get(name) is None)
+        rho = tau = math.nan
+        if len(pairs) >= 3:
+            x, y = np.array(pairs).T
+            rho, tau = spearmanr(x, y).statistic, kendalltau(x, y).statistic
+        results.append({"proxy": name, "cells": len(pairs), "failed": failed, "spearman": float(rho),
+                        "kendall": float(tau), "seconds": float(np.mean(seconds)) if seconds else math.nan})
+    return results
+
+
+def score_space(overrides: list[str], proxies: list[str], count: int | None, out: Path | None,
+                target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
+    """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
+    when interrupted."""
+    from nasrun.cli import build, compose_config, proxy_options, resolve_device
+    from nasrun.scoring import ProxyScorer
+
+    unknown = [p for p in proxies if p not in proxy_options()]
+    if unknown:
+        raise UserError(f"--proxies: no proxy {unknown[0]!r}; choose from: {', '.join(proxy_options())}")
+    if any(o.split("=")[0].lstrip("+~") == "proxy" for o in overrides):
+        raise UserError("proxy=...: name the proxies with --proxies a,b,c (proxy.KEY=VALUE overrides apply to each)")
+    if not proxies:
+        raise UserError("--proxies: name at least one proxy")
+    configs = {name: compose_config(overrides + [f"proxy={name}"]) for name in proxies}
+    cfg = configs[proxies[0]]
+    device = resolve_device(cfg.device)
+    space = build("space", cfg.space)
+    data = build("dataset", cfg.dataset, seed=cfg.seed, device=device)
+    from omegaconf import OmegaConf
+
+    space_config = OmegaConf.to_container(cfg.space, resolve=True)
+    scorers: dict[str, ProxyScorer] = {}
+    for name in proxies:
+        scorers[name] = build("proxy", configs[name].proxy, space=space, data=data, seed=cfg.seed, space_config=space_config)
+    table = table_rows(cfg, space)
+    target = target or (f"{data.name}_test_acc200" if table is not None else None)
+    if table is not None and target not in next(iter(table.values())):
+        raise UserError(f"--target={target}: not a column of the table; choose e.g. cifar10_test_acc200")
+    archs = sample_architectures(space, count, cfg.seed)
+    first = next(iter(scorers.values()))
+    out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{cfg.seed}-b{first.batch_size}.csv"
+    rows: list[dict] = []
+    try:
+        for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
+            row = {"arch": arch.key}
+            for name, scorer in scorers.items():
+                entry = scorer.entry(arch)
+                row[name], row[f"{name}_seconds"] = entry["score"], entry["seconds"]
+            if table is not None:
+                row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})
+            rows.append(row)
+    finally:
+        _write_csv(out, rows)
+    computed = sum(s.computed for s in scorers.values())
+    log.info("%d architectures x %d proxies: %d scores computed, %d from the cache %s", len(rows), len(scorers),
+             computed, len(rows) * len(scorers) - computed, first.cache_path.parent if first.cache_path else "")
+    return rows, correlations(rows, proxies, target) if target else [], out, target
+
+
+def _progress(items, label: str, show: bool):
+    if not show:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=label, transient=True)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def print_correlations(results: list[dict], target: str, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"rank correlation with {target}")
+    for column in ("proxy", "cells", "failed", "Spearman rho", "Kendall tau", "s / cell"):
+        table.add_column(column, justify="left" if column == "proxy" else "right")
+    for r in results:
+        table.add_row(r["proxy"], str(r["cells"]), str(r["failed"]), f"{r['spearman']:.3f}", f"{r['kendall']:.3f}",
+                      f"{r['seconds']:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"scores: {out}", highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nasrun.console import print_error
+
+    parser = argparse.ArgumentParser(prog="nasrun-score", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", default=",".join(SIX),
+                        help="comma-separated proxy options (default: the six of Abdelfattah et al.)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("-n", "--num", type=int, default=500, help="architectures to sample uniformly (default 500)")
+    size.add_argument("--all", action="store_true", help="score every architecture of the space")
+    parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
+    parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.all and args.num < 1:
+        print_error(f"--num={args.num}: must be at least 1")
+        sys.exit(2)
+    try:
+        rows, results, out, target = score_space(args.overrides, [p for p in args.proxies.split(",") if p],
+                                         None if args.all else args.num, args.out, args.target)
+    except UserError as err:
+        print_error(str(err))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print_error("interrupted; the scores so far are cached and in the CSV; rerun the same command to go on")
+        sys.exit(130)
+    if results:
+        print_correlations(results, target, out)
+    else:
+        print(f"scores: {out} (no benchmark table for this space: no correlations)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""nasrun-score: real CIFAR-10 batches, NAS-Bench-201 accuracies, rank correlations, a resumable cache."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from nasrun.checks import UserError
+from nasrun.score import correlations, main, sample_architectures, score_space
+from nasrun.spaces.nb201 import NB201Space
+
+
+def overrides(data_root, tmp_path, *extra):
+    return ["space=nb201", "dataset=cifar10", f"dataset.root={data_root}", "dataset.download=false",
+            f"proxy.cache_dir={tmp_path / 'cache'}", "device=cpu", *extra]
+
+
+def test_scores_csv_correlations_and_resume_from_the_cache(data_root, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    rows, results, path, target = score_space(overrides(data_root, tmp_path), ["synflow", "params"], 6, out, None,
+                                              progress=False)
+    assert path == out and target == "cifar10_test_acc200" and len(rows) == 6
+    with open(out, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["arch"] for r in written] == [r["arch"] for r in rows]
+    assert {"synflow", "synflow_seconds", "params", "params_seconds", "cifar10_test_acc200",
+            "cifar100_test_acc200", "imagenet16_test_acc200"} <= set(written[0])
+    rho = spearmanr([r["params"] for r in rows], [r[target] for r in rows]).statistic
+    assert next(r for r in results if r["proxy"] == "params")["spearman"] == pytest.approx(rho)
+    # Interrupted after 6 and rerun for 10: the first 6 are the same draws and come from the cache.
+    main(["--proxies", "synflow,params", "-n", "10", "--out", str(out), *overrides(data_root, tmp_path)])
+    printed = capsys.readouterr().out
+    assert "Spearman" in printed and "synflow" in printed
+    with open(out, newline="") as f:
+        again = list(csv.DictReader(f))
+    assert [r["arch"] for r in again[:6]] == [r["arch"] for r in rows] and len(again) == 10
+    cache_lines = (tmp_path / "cache").glob("synflow-*.jsonl")
+    assert sum(len(p.read_text().splitlines()) for p in cache_lines) == 10  # 6 + 4 new, none recomputed
+
+
+def test_samples_are_distinct_uniform_and_prefix_stable():
+    space = NB201Space()
+    ten, twenty = sample_architectures(space, 10, 3), sample_architectures(space, 20, 3)
+    assert twenty[:10] == ten and len({a.key for a in twenty}) == 20
+    assert len(sample_architectures(NB201Space(), None, 0)) == 15625
+
+
+def test_correlations_skip_failed_scores():
+    rows = [{"p": s, "p_seconds": 0.1, "acc": a} for s, a in [(1, 10), (2, 20), (None, 5), (3, 30), (4, 25)]]
+    (result,) = correlations(rows, ["p"], "acc")
+    assert result["cells"] == 4 and result["failed"] == 1 and result["spearman"] == pytest.approx(0.8)
+
+
+def test_user_errors(data_root, tmp_path):
+    with pytest.raises(UserError, match="--proxies: no proxy 'synflw'"):
+        score_space(overrides(data_root, tmp_path), ["synflw"], 2, None, None)
+    with pytest.raises(UserError, match="--proxies a,b,c"):
+        score_space(overrides(data_root, tmp_path, "proxy=snip"), ["synflow"], 2, None, None)
+    with pytest.raises(UserError, match="--target=nope"):
+        score_space(overrides(data_root, tmp_path), ["params"], 2, None, "nope")
+    assert np.isnan(correlations([], ["p"], "acc")[0]["spearman"])
