@@ -13,8 +13,10 @@
 2. `tabular` and `sweeps` (see `nasrun.bench_tabular`): the runner's own cost per trial over the
    NAS-Bench-201 table, and the 30-seed sweeps of the nb201_rea and nb201_random presets.
 3. `search`: the default search (`make run`), wall time and best test accuracy.
+4. `proxies` (see `nasrun.bench_proxies`): each zero-cost proxy's rank correlation with NAS-Bench-201's
+   accuracies over sampled cells, beside the published values, and its seconds per cell.
 
-Usage: python -m nasrun.bench [--only throughput|nb201|tabular|sweeps|search] [--images N] [--rounds R] [--root DIR]
+Usage: python -m nasrun.bench [--only throughput|nb201|tabular|sweeps|search|proxies] [--images N] [--rounds R] [--root DIR]
 """
 
 from __future__ import annotations
@@ -168,14 +170,15 @@ def default_search(root: str, out: Path) -> dict:
 
 
 def main() -> None:
-    from nasrun import bench_tabular
+    from nasrun import bench_proxies, bench_tabular
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search"])
+    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=30, help="seeds per NAS-Bench-201 sweep")
+    parser.add_argument("--cells", type=int, default=500, help="NAS-Bench-201 cells scored for the correlations")
     parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
     args = parser.parse_args()
     out = REPO / "outputs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -195,6 +198,9 @@ def main() -> None:
         results["sweeps"] = bench_tabular.sweeps(args.root, out, args.seeds)
     if wanted("search"):
         results["default_search"] = default_search(args.root, out)
+    if wanted("proxies"):
+        results["proxy_timing"] = bench_proxies.timing(args.root)
+        results["proxy_correlation"] = bench_proxies.correlation(args.root, args.cells)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
 
@@ -203,7 +209,7 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun import bench_tabular
+    from nasrun import bench_proxies, bench_tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput"):
@@ -220,6 +226,7 @@ def _print(results: dict, out: Path) -> None:
             table.add_row(name, f"{ips:.0f}", f"{ours / ips:.2f}x")
         console.print(table)
     bench_tabular.print_results(results, console)
+    bench_proxies.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
         console.print(f"default search: {s['trials']} trials in {s['wall_seconds']:.0f} s, best test accuracy "

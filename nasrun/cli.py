@@ -54,6 +54,9 @@ def build(group: str, node, **runtime):
         raise UserError(f"{group}.{err}") from None
 
 
+RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config"}  # passed at call sites
+
+
 def check_keys(group: str, node, runtime=()) -> None:
     """Every key of the option must be a parameter of its target (the constructor is the schema); checked
     before anything is built, so a typo fails before data is read."""
@@ -63,7 +66,8 @@ def check_keys(group: str, node, runtime=()) -> None:
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     for key in node:
         if not str(key).startswith("_") and key not in params:
-            allowed = [p for p, spec in params.items() if p not in runtime and spec.kind in kinds]
+            allowed = [p for p, spec in params.items()
+                       if p not in runtime and p not in RUNTIME_VALUES and spec.kind in kinds]
             raise UserError(f"{group}.{key}: unknown key; {group} accepts: {', '.join(allowed) or 'no keys'}")
 
 

@@ -41,6 +41,25 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
     assert logits.shape == (8, 4)
 
 
+def test_guided_evolution_trains_the_best_scored_and_counts_trainings_and_proxy_evaluations(tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["dataset=synthetic", "dataset.channels=3", "space=nb201", "space.channels=4", "space.cells_per_stage=1",
+            "strategy=guided_evolution", "strategy.P=3", "strategy.S=2", "strategy.C=8", "proxy=synflow",
+            f"proxy.cache_dir={cache}", "budget=smoke", "budget.trials=5"]
+    proc = run_cli(*args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and all(r["status"] == "ok" and r["proxy_score"] > 0 for r in records)
+    scores = [json.loads(line)["score"] for line in next(cache.glob("synflow-*.jsonl")).read_text().splitlines()]
+    assert [r["proxy_score"] for r in records[:3]] == sorted(scores[:8], reverse=True)[:3]  # best 3 of C=8 trained
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["counts"]["trained"] == 5 and best["counts"]["proxy_evaluations"] == len(scores) >= 8 + 2 * 3 - 2
+    assert best["proxy"] == "synflow" and f"trained: 5, proxy evaluations: {len(scores)}" in proc.stdout
+    # The same search again: every score comes from the cache file, which does not grow.
+    assert run_cli(*args, f"hydra.run.dir={tmp_path / 'again'}").returncode == 0
+    assert len(next(cache.glob("synflow-*.jsonl")).read_text().splitlines()) == len(scores)
+
+
 def test_multirun_sweeps_seeds_and_strategies(tmp_path):
     proc = run_cli("-m", "seed=0,1", "strategy=random,evolution", *SMOKE, "budget.trials=2",
                    f"hydra.sweep.dir={tmp_path}")
@@ -103,7 +122,11 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["strategy=foo"], ["strategy=foo", "evolution, random"]),
+    (["strategy=guided_evolution"], ["strategy: GuidedEvolution ranks architectures with a zero-cost proxy",
+                                      "proxy=NAME", "jacob_cov"]),
+    (["proxy=snip", "proxy.batchsize=8"], ["proxy.batchsize", "unknown key", "batch_size, cache_dir"]),
+    (["proxy=snip", "proxy.batch_size=1"], ["proxy.batch_size=1: must be an integer"]),
+    (["strategy=foo"], ["strategy=foo", "evolution, guided_evolution, random"]),
     (["foo=1"], ["foo", "unknown key", "seed"]),
     (["strategy.popsize=3"], ["strategy.popsize", "unknown key", "population_size"]),
     (["+strategy.popsize=3"], ["strategy.popsize", "population_size, sample_size"]),

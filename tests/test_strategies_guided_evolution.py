@@ -44,7 +44,7 @@ def test_counts_c_scored_then_best_p_trained_then_p_scored_and_one_trained_per_c
     ga = GuidedEvolution(SPACE, seed=0, scorer=scorer, P=4, S=2, C=20)
     first = ga.ask()
     assert len(scorer.calls) == 20 and len(set(scorer.calls)) == 20  # C distinct random architectures scored
-    initial = sorted(set(scorer.calls), key=lambda k: -scorer(SPACE.from_json(k)))
+    initial = sorted(dict.fromkeys(scorer.calls), key=lambda k: -scorer(SPACE.from_json(k)))  # ties: earlier
     scorer.calls.clear()
     trained = [first] + [ga.ask() for _ in range(3)]
     assert scorer.calls == []  # the P best are trained without scoring anything more

@@ -1,0 +1,88 @@
+"""Zero-cost proxy benchmarks (part of `make bench`; see `nasrun.bench`).
+
+- `correlation`: Spearman's rho and Kendall's tau of each of the six proxies against NAS-Bench-201's CIFAR-10
+  200-epoch test accuracy over uniformly sampled cells (default 500), through `nasrun-score` and its cache,
+  beside the values Abdelfattah et al. 2021 publish over all 15625 cells.
+- `timing`: seconds per cell of each proxy, network build and fresh initialisation included, at batch 64 on
+  CIFAR-10 images: the proxies take turns on the same cells in each round (so machine noise hits all alike),
+  the median round is reported, for random cells and for the largest cell (all nor_conv_3x3).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+PUBLISHED_RHO = {"synflow": 0.737, "jacob_cov": 0.731, "snip": 0.596, "grad_norm": 0.594, "grasp": 0.514,
+                 "fisher": 0.36}
+SIX = tuple(PUBLISHED_RHO)
+
+
+def correlation(root: str, cells: int = 500, seed: int = 0, device: str = "auto") -> list[dict]:
+    from nasrun.score import score_space
+
+    overrides = ["space=nb201", "dataset=cifar10", f"dataset.root={root}", f"seed={seed}", f"device={device}"]
+    _, results, path, _ = score_space(overrides, list(SIX), cells, None, None)
+    for r in results:
+        r["published"] = PUBLISHED_RHO[r["proxy"]]
+        r["csv"] = str(path)
+    return results
+
+
+def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: str = "auto") -> dict:
+    import numpy as np
+    import torch
+
+    from nasrun import proxies
+    from nasrun.bench import NB201_CELL
+    from nasrun.cli import resolve_device
+    from nasrun.data import cifar10
+    from nasrun.scoring import ProxyScorer
+    from nasrun.spaces.nb201 import NB201Arch, NB201Space
+
+    dev = resolve_device(device)
+    data = cifar10(root, download=False, seed=seed, device=dev)
+    space = NB201Space()
+    rng = np.random.default_rng(seed + 1)
+    cases = {"random cells": [space.sample(rng) for _ in range(cells)],
+             "all nor_conv_3x3": [NB201Arch.from_key(NB201_CELL)]}
+    out = {"device": str(dev), "threads": torch.get_num_threads(), "batch_size": 64, "cells": cells, "rounds": rounds}
+    for case, archs in cases.items():
+        per_round = {name: [] for name in SIX + ("naswot",)}
+        for _ in range(rounds):
+            for name in per_round:
+                # A fresh scorer without a disk cache: every call computes (build, initialise, score).
+                scorer = ProxyScorer(getattr(proxies, name), space, data, seed=seed, batch_size=64)
+                began = time.perf_counter()
+                for arch in archs:
+                    scorer.entry(arch)
+                per_round[name].append((time.perf_counter() - began) / len(archs))
+        seconds = {name: statistics.median(values) for name, values in per_round.items()}
+        out[case] = {"seconds_per_cell": seconds, "six_together": sum(seconds[n] for n in SIX)}
+    return out
+
+
+def print_results(results: dict, console) -> None:
+    from rich.table import Table
+
+    if "proxy_correlation" in results:
+        rows = results["proxy_correlation"]
+        table = Table(title=f"rank correlation with cifar10_test_acc200 over {rows[0]['cells']} sampled NB201 cells")
+        for column in ("proxy", "Spearman rho", "published rho", "difference", "Kendall tau", "failed"):
+            table.add_column(column, justify="left" if column == "proxy" else "right")
+        for r in rows:
+            table.add_row(r["proxy"], f"{r['spearman']:.3f}", f"{r['published']:.3f}",
+                          f"{r['spearman'] - r['published']:+.3f}", f"{r['kendall']:.3f}", str(r["failed"]))
+        console.print(table)
+    if "proxy_timing" in results:
+        t = results["proxy_timing"]
+        table = Table(title=f"seconds per NB201 cell at batch {t['batch_size']}, {t['device']} "
+                            f"({t['threads']} threads; median of {t['rounds']} rounds)")
+        cases = [c for c in t if isinstance(t[c], dict)]
+        table.add_column("proxy")
+        for case in cases:
+            table.add_column(case, justify="right")
+        for name in t[cases[0]]["seconds_per_cell"]:
+            table.add_row(name, *(f"{t[c]['seconds_per_cell'][name]:.3f}" for c in cases))
+        table.add_row("six together", *(f"{t[c]['six_together']:.3f}" for c in cases))
+        console.print(table)
