@@ -43,68 +43,133 @@ def _finite(name: str, value: float) -> float:
     return float(value)
 
 
-def _backward_loss(net: nn.Module, batch) -> None:
+GRADIENT_PROXIES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov")  # share one forward pass
+
+
+def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float = 1e-5) -> dict:
+    """The gradient-based proxies in `names`, all from one forward pass over the batch: name -> score, or
+    name -> the ValueError saying why that proxy has no score for this network.
+
+    One forward serves every proxy: jacob_cov backpropagates the summed outputs to the input; one backward of
+    the cross-entropy gives the weight gradients (grad_norm, snip) and the activation gradients (fisher), kept
+    differentiable when grasp needs its Hessian-gradient product. Scoring them together costs about what grasp
+    costs alone; asking for one proxy computes only what it needs.
+    """
+    unknown = set(names) - set(GRADIENT_PROXIES)
+    if unknown:
+        raise KeyError(f"not a gradient proxy: {sorted(unknown)}")
+    net = _copy_for_scoring(model)
     x, y = batch
-    F.cross_entropy(net(x.float()), y).backward()
+    inputs = x.float().detach().clone().requires_grad_("jacob_cov" in names)
+    outputs_of_layers = []
+
+    def keep(module, args, output):
+        if output.requires_grad:
+            outputs_of_layers.append(output)
+
+    handles = [m.register_forward_hook(keep) for m in _weighted_layers(net)] if "fisher" in names else []
+    try:
+        logits = net(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    scores: dict = {}
+    if "jacob_cov" in names:
+        (jacobian,) = torch.autograd.grad(logits.sum(), inputs, retain_graph=True)
+        scores["jacob_cov"] = _attempt("jacob_cov", _jacob_cov_score, jacobian, eps)
+    if not set(names) - {"jacob_cov"}:
+        return scores
+    weights = [m.weight for m in _weighted_layers(net)]
+    hessian = "grasp" in names
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), weights + outputs_of_layers, create_graph=hessian,
+                                allow_unused=True)
+    weight_grads, layer_grads = grads[:len(weights)], grads[len(weights):]
+    pairs = [(w.detach(), g.detach()) for w, g in zip(weights, weight_grads) if g is not None]
+    if "grad_norm" in names:  # Σ over layers of ‖∂L/∂W‖₂
+        scores["grad_norm"] = _attempt("grad_norm", lambda: sum(g.norm().item() for _, g in pairs))
+    if "snip" in names:  # Σ |W ⊙ ∂L/∂W|
+        scores["snip"] = _attempt("snip", lambda: sum((w * g).abs().sum().item() for w, g in pairs))
+    if "fisher" in names:
+        scores["fisher"] = _attempt("fisher", _fisher_score, outputs_of_layers, layer_grads)
+    if hessian:
+        scores["grasp"] = _attempt("grasp", _grasp_score, weights, weight_grads)
+    return scores
+
+
+def _attempt(name: str, compute, *args):
+    """A proxy's finite score, or the ValueError that explains why there is none (kept per proxy, so one
+    failing proxy does not cost the others their scores)."""
+    try:
+        return _finite(name, compute(*args))
+    except (ValueError, ArithmeticError, torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
+        return err if isinstance(err, ValueError) else ValueError(f"proxy {name}: {err}")
+
+
+def _fisher_score(outputs, grads) -> float:
+    """Per channel of each conv/linear output z: (Σ_spatial z ⊙ ∂L/∂z)², summed over the batch, the channels
+    and the layers (Turner et al. 2020's channel saliency)."""
+    total = 0.0
+    for z, g in zip(outputs, grads):
+        if g is None:
+            continue
+        z, g = z.detach(), g.detach()
+        per_channel = (z * g).sum(dim=tuple(range(2, z.ndim))) if z.ndim > 2 else z * g
+        total += per_channel.pow(2).sum().item()
+    return total
+
+
+def _grasp_score(weights, grads) -> float:
+    """Σ −W ⊙ (H g) (Wang et al. 2020, as the reference computes it): with g the detached gradient, the
+    gradient of Σ (∂L/∂W · g) is H g."""
+    z = sum((g * g.detach()).sum() for g in grads if g is not None and g.requires_grad)
+    if not torch.is_tensor(z):
+        return 0.0  # no weight reaches the loss (a cell of `none` edges): no curvature either
+    hg = torch.autograd.grad(z, weights, allow_unused=True)
+    return sum((-w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None)
+
+
+def _jacob_cov_score(jacobian, eps: float) -> float:
+    """Mellor et al.'s Jacobian covariance in the reference code's form: per sample, the input gradient of the
+    summed outputs; C its correlation matrix over the batch, λ C's eigenvalues; −Σ [log(λ + ε) + 1/(λ + ε)]."""
+    rows = jacobian.reshape(len(jacobian), -1).double().cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(rows)
+    if not np.all(np.isfinite(corr)):
+        raise ValueError("proxy jacob_cov: a sample's input gradient is constant, so its correlation is undefined")
+    eigenvalues = np.linalg.eigvalsh(corr)  # the correlation matrix is symmetric: real eigenvalues
+    return -np.sum(np.log(eigenvalues + eps) + 1.0 / (eigenvalues + eps))
+
+
+def _one(name: str, model: nn.Module, batch, **options) -> float:
+    score = gradient_proxies(model, batch, (name,), **options)[name]
+    if isinstance(score, ValueError):
+        raise score
+    return score
 
 
 def grad_norm(model: nn.Module, batch) -> float:
     """Σ over layers of ‖∂L/∂W‖₂, L the cross-entropy on the batch."""
-    net = _copy_for_scoring(model)
-    _backward_loss(net, batch)
-    total = sum(m.weight.grad.norm().item() for m in _weighted_layers(net) if m.weight.grad is not None)
-    return _finite("grad_norm", total)
+    return _one("grad_norm", model, batch)
 
 
 def snip(model: nn.Module, batch) -> float:
     """Σ |W ⊙ ∂L/∂W| (Lee et al. 2019's connection sensitivity)."""
-    net = _copy_for_scoring(model)
-    _backward_loss(net, batch)
-    total = sum((m.weight * m.weight.grad).abs().sum().item() for m in _weighted_layers(net)
-                if m.weight.grad is not None)
-    return _finite("snip", total)
+    return _one("snip", model, batch)
 
 
 def grasp(model: nn.Module, batch) -> float:
-    """Σ −W ⊙ (H g): g = ∂L/∂W, H g by double backpropagation (Wang et al. 2020, as the reference computes it).
-    One forward pass serves both: the gradient is taken with its graph kept, g is its detached value, and the
-    gradient of Σ (∂L/∂W · g) is H g."""
-    net = _copy_for_scoring(model)
-    x, y = batch
-    weights = [m.weight for m in _weighted_layers(net)]
-    grads = torch.autograd.grad(F.cross_entropy(net(x.float()), y), weights, create_graph=True, allow_unused=True)
-    z = sum((gi * gi.detach()).sum() for gi in grads if gi is not None and gi.requires_grad)
-    if not torch.is_tensor(z):
-        return 0.0  # no weight reaches the loss (a cell of `none` edges): no curvature either
-    hg = torch.autograd.grad(z, weights, allow_unused=True)
-    total = sum((-w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None)
-    return _finite("grasp", total)
+    """Σ −W ⊙ (H g): g = ∂L/∂W, H g by double backpropagation (Wang et al. 2020)."""
+    return _one("grasp", model, batch)
 
 
 def fisher(model: nn.Module, batch) -> float:
-    """Per channel of each conv/linear output z: (Σ_spatial z ⊙ ∂L/∂z)², summed over the batch, the channels
-    and the layers (Turner et al. 2020's channel saliency)."""
-    net = _copy_for_scoring(model)
-    saved = []
+    """Per channel of each conv/linear output z: (Σ_spatial z ⊙ ∂L/∂z)², summed over batch, channels, layers."""
+    return _one("fisher", model, batch)
 
-    def keep(module, inputs, output):
-        if output.requires_grad:
-            output.retain_grad()
-            saved.append(output)
 
-    handles = [m.register_forward_hook(keep) for m in _weighted_layers(net)]
-    try:
-        _backward_loss(net, batch)
-    finally:
-        for h in handles:
-            h.remove()
-    total = 0.0
-    for z in saved:
-        if z.grad is None:
-            continue
-        per_channel = (z * z.grad).sum(dim=tuple(range(2, z.ndim))) if z.ndim > 2 else z * z.grad
-        total += per_channel.pow(2).sum().item()
-    return _finite("fisher", total)
+def jacob_cov(model: nn.Module, batch, eps: float = 1e-5) -> float:
+    """−Σ [log(λ + ε) + 1/(λ + ε)], λ the eigenvalues of the correlation of per-sample input gradients."""
+    return _one("jacob_cov", model, batch, eps=eps)
 
 
 def _without_batchnorm(net: nn.Module) -> None:
@@ -131,23 +196,6 @@ def synflow(model: nn.Module, batch) -> float:
     total = sum((m.weight * m.weight.grad).abs().sum().item() for m in _weighted_layers(net)
                 if m.weight.grad is not None)
     return _finite("synflow", total)
-
-
-def jacob_cov(model: nn.Module, batch, eps: float = 1e-5) -> float:
-    """Mellor et al.'s Jacobian covariance in the reference code's form: J holds, per sample, the gradient of
-    the summed outputs w.r.t. the input; C its correlation matrix over the batch, λ C's eigenvalues; score
-    −Σ [log(λ + ε) + 1/(λ + ε)]."""
-    x, _ = batch
-    net = _copy_for_scoring(model)
-    inputs = x.float().detach().clone().requires_grad_(True)
-    net(inputs).sum().backward()
-    jacobian = inputs.grad.reshape(len(inputs), -1).double().cpu().numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.corrcoef(jacobian)
-    if not np.all(np.isfinite(corr)):
-        raise ValueError("proxy jacob_cov: a sample's input gradient is constant, so its correlation is undefined")
-    eigenvalues = np.linalg.eigvalsh(corr)  # the correlation matrix is symmetric: real eigenvalues
-    return _finite("jacob_cov", -np.sum(np.log(eigenvalues + eps) + 1.0 / (eigenvalues + eps)))
 
 
 def naswot(model: nn.Module, batch) -> float:

@@ -128,6 +128,9 @@ def summarize(runs: list[Run]) -> list[dict]:
             mean=mean,
             std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             mean_trials=float(np.mean([len(r.records) for r in members])),
+            # Zero-cost proxy runs: distinct cells scored, counted apart from the trials (trainings).
+            mean_proxy_evaluations=float(np.mean([max((t.get("proxy_evaluations", 0) for t in r.records), default=0)
+                                                  for r in members])),
             mean_wall_s=float(np.mean([r.wall_seconds for r in members])),
             published=published.get("mean"),
             published_std=published.get("std"),
@@ -166,12 +169,15 @@ def print_table(rows: list[dict], title: str) -> None:
     table = Table(title=title)
     for column in shown:
         table.add_column(column, overflow="fold")
-    for column in ("runs", "test acc %", "trials", "wall s", "published", "diff"):
+    scored = any(r["mean_proxy_evaluations"] for r in rows)
+    for column in ("runs", "test acc %", "trials") + (("proxy evals",) if scored else ()) + \
+            ("wall s", "published", "diff"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         runs = str(r["runs"]) if r["ok_runs"] == r["runs"] else f"{r['ok_runs']}/{r['runs']} ok"
         diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
-        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}",
+        proxy = (f"{r['mean_proxy_evaluations']:.1f}",) if scored else ()
+        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *proxy,
                       f"{r['mean_wall_s']:.2f}", _pm(r["published"], r["published_std"]), diff)
     console = Console()
     if not console.is_terminal:  # piped or redirected: no terminal width to respect, keep rows on one line

@@ -7,7 +7,9 @@ Arguments after the options are the search's Hydra overrides (space, dataset, se
 proxy.cache_dir ...), so a score here is exactly the score a search with the same overrides sees, and both share
 the disk cache. The command can be interrupted at any point and rerun: cached scores are not recomputed. It
 writes a CSV (arch, each proxy's score and seconds, the table's accuracies when the space has one) and prints
-Spearman's rho and Kendall's tau of each proxy against the target accuracy column.
+Spearman's rho and Kendall's tau of each proxy against the target accuracy column. The gradient proxies
+(grad_norm, snip, grasp, fisher, jacob_cov) are computed together from one forward pass per cell; each then
+records an equal share of that pass's seconds.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted."""
     from nasrun.cli import build, compose_config, proxy_options, resolve_device
-    from nasrun.scoring import ProxyScorer
+    from nasrun.scoring import ProxyScorer, score_together
 
     unknown = [p for p in proxies if p not in proxy_options()]
     if unknown:
@@ -109,8 +111,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     try:
         for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
             row = {"arch": arch.key}
-            for name, scorer in scorers.items():
-                entry = scorer.entry(arch)
+            for name, entry in zip(scorers, score_together(list(scorers.values()), arch)):
                 row[name], row[f"{name}_seconds"] = entry["score"], entry["seconds"]
             if table is not None:
                 row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})

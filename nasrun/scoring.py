@@ -99,13 +99,7 @@ class ProxyScorer:
             self._counted.add(key)
             self.evaluations += 1
         if key not in self.entries:
-            self.entries[key] = self._compute(arch)
-            self.computed += 1
-            if self.cache_path is not None:
-                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-                # Flushed per score (a kill loses nothing); no fsync: a lost score is only recomputed.
-                with open(self.cache_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"key": key, **self.entries[key]}) + "\n")
+            self.store(arch, self._compute(arch))
         return self.entries[key]
 
     def __call__(self, arch) -> float:
@@ -114,21 +108,62 @@ class ProxyScorer:
             raise ProxyScoreError(entry["error"])
         return entry["score"]
 
-    def _compute(self, arch) -> dict:
+    def build(self, arch):
+        """The architecture's network, freshly initialised from (seed, architecture), on the data's device."""
         import torch
 
         cuda = [self.data.device] if self.data.device.type == "cuda" else []
-        began = time.perf_counter()
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(trial_seed(self.seed, arch.key))
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
+        return model.to(self.data.device)
+
+    def store(self, arch, entry: dict) -> None:
+        """Record a computed entry: in memory, and appended to the cache file (flushed per score, so a kill loses
+        nothing; no fsync: a lost score is only recomputed)."""
+        self.entries[arch.key] = entry
+        self.computed += 1
+        if self.cache_path is not None:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.cache_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": arch.key, **entry}) + "\n")
+
+    def _compute(self, arch) -> dict:
+        began = time.perf_counter()
         try:
-            score = float(self.proxy(model.to(self.data.device), self.batch))
-        except (ValueError, ArithmeticError, torch.linalg.LinAlgError) as err:
+            score = float(self.proxy(self.build(arch), self.batch))
+        except ValueError as err:
             # The proxy has no score for this network (a singular kernel, an overflow): a per-architecture
             # outcome, cached like a score. Anything else is a bug and propagates.
             log.debug("proxy %s failed for %s: %s", self.name, arch.key, err)
-            return {"score": None, "seconds": time.perf_counter() - began, "error": f"{self.name}: {err}"}
-        if cuda:
-            torch.cuda.synchronize(self.data.device)
-        return {"score": score, "seconds": time.perf_counter() - began}
+            return {"score": None, "seconds": _since(began, self.data.device), "error": str(err)}
+        return {"score": score, "seconds": _since(began, self.data.device)}
+
+
+def _since(began: float, device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
+
+
+def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
+    """Each scorer's entry for `arch` (as `scorer.entry`), computing the gradient proxies among them that share
+    a network and a batch in one pass (`proxies.gradient_proxies`) rather than one pass each. Entries computed
+    together record their share of the shared pass's seconds and `shared`: how many proxies split it."""
+    from nasrun.proxies import GRADIENT_PROXIES, gradient_proxies
+
+    first = scorers[0]
+    together = [s for s in scorers if arch.key not in s.entries and s.name in GRADIENT_PROXIES
+                and (s.space, s.data, s.seed, s.batch_size) == (first.space, first.data, first.seed, first.batch_size)]
+    if len(together) >= 2:
+        options = {k: v for s in together for k, v in _proxy_options(s.proxy).items()}
+        began = time.perf_counter()
+        scores = gradient_proxies(first.build(arch), first.batch, tuple(s.name for s in together), **options)
+        share = _since(began, first.data.device) / len(together)
+        for s in together:
+            value = scores[s.name]
+            entry = {"score": None, "error": str(value)} if isinstance(value, ValueError) else {"score": value}
+            s.store(arch, {**entry, "seconds": share, "shared": len(together)})
+    return [s.entry(arch) for s in scorers]

@@ -127,3 +127,22 @@ def test_params_and_flops_baselines():
     assert proxies.flops(net, batch()) == 12 * 32 + 32 * 3
     conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False))
     assert proxies.flops(conv, (torch.zeros(2, 3, 5, 5), None)) == 4 * 5 * 5 * 3 * 9
+
+
+def test_the_shared_pass_gives_each_proxy_its_own_score_and_keeps_failures_apart():
+    space = NB201Space(4, 1)
+    torch.manual_seed(0)
+    model = space.build(space.sample(np.random.default_rng(2)), 3, 16, 10)
+    data = (torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,)))
+    together = proxies.gradient_proxies(model, data)
+    for name in proxies.GRADIENT_PROXIES:
+        assert together[name] == pytest.approx(getattr(proxies, name)(model, data), rel=1e-6), name
+    # A network whose output ignores its input: no input gradient, so jacob_cov alone has no score.
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(768, 10))
+    with torch.no_grad():
+        flat[1].weight.zero_()
+    scores = proxies.gradient_proxies(flat, data)
+    assert isinstance(scores["jacob_cov"], ValueError) and "constant" in str(scores["jacob_cov"])
+    assert all(np.isfinite(scores[n]) for n in ("grad_norm", "snip", "fisher", "grasp"))
+    with pytest.raises(ValueError, match="constant"):
+        proxies.jacob_cov(flat, data)

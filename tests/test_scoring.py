@@ -1,6 +1,7 @@
 from functools import partial
 
 import numpy as np
+import pytest
 
 from nasrun import proxies
 from nasrun.data import synthetic
@@ -44,3 +45,22 @@ def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
     first.cache_path.write_text(first.cache_path.read_text() + '{"key": "|x')
     again = scorer(tmp_path)
     assert again(arch) == value and again.computed == 0
+
+
+def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
+    from nasrun.scoring import score_together
+
+    data = synthetic(channels=3, image_size=16)
+    names = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"]
+    together = [ProxyScorer(getattr(proxies, n), SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path / "a")
+                for n in names]
+    apart = [ProxyScorer(getattr(proxies, n), SPACE, data, seed=0, batch_size=16) for n in names]
+    for arch in [SPACE.sample(np.random.default_rng(i)) for i in range(3)]:
+        entries = score_together(together, arch)
+        for name, entry, scorer in zip(names, entries, apart):
+            assert entry["score"] == pytest.approx(scorer(arch), rel=1e-6), name
+            assert entry.get("shared") == (5 if name != "synflow" else None)
+    again = [ProxyScorer(getattr(proxies, n), SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path / "a")
+             for n in names]
+    score_together(again, SPACE.sample(np.random.default_rng(0)))
+    assert sum(s.computed for s in again) == 0  # every proxy's own cache file answers
