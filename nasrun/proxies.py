@@ -75,8 +75,9 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
             h.remove()
     scores: dict = {}
     if "jacob_cov" in names:
-        (jacobian,) = torch.autograd.grad(logits.sum(), inputs, retain_graph=True)
-        scores["jacob_cov"] = _attempt("jacob_cov", _jacob_cov_score, jacobian, eps)
+        (jacobian,) = torch.autograd.grad(logits.sum(), inputs, retain_graph=True, allow_unused=True)
+        scores["jacob_cov"] = ValueError("proxy jacob_cov: the output does not depend on the input") \
+            if jacobian is None else _attempt("jacob_cov", _jacob_cov_score, jacobian, eps)
     if not set(names) - {"jacob_cov"}:
         return scores
     weights = [m.weight for m in _weighted_layers(net)]

@@ -77,6 +77,7 @@ class ProxyScorer:
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._counted: set[str] = set()
         self.cache_path = None
+        self._torn = False
         if cache_dir is not None:
             self.cache_path = Path(cache_dir) / f"{self.name}-{self.cache_key}.jsonl"
             self.entries = self._read_cache()
@@ -84,7 +85,10 @@ class ProxyScorer:
     def _read_cache(self) -> dict[str, dict]:
         entries = {}
         if self.cache_path.exists():
-            for line in self.cache_path.read_text().splitlines():
+            text = self.cache_path.read_text()
+            # A kill mid-line leaves no newline: end that torn line before appending, or it would swallow the next.
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
@@ -126,7 +130,8 @@ class ProxyScorer:
         if self.cache_path is not None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.cache_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": arch.key, **entry}) + "\n")
+                f.write(("\n" if self._torn else "") + json.dumps({"key": arch.key, **entry}) + "\n")
+            self._torn = False
 
     def _compute(self, arch) -> dict:
         began = time.perf_counter()

@@ -146,3 +146,12 @@ def test_the_shared_pass_gives_each_proxy_its_own_score_and_keeps_failures_apart
     assert all(np.isfinite(scores[n]) for n in ("grad_norm", "snip", "fisher", "grasp"))
     with pytest.raises(ValueError, match="constant"):
         proxies.jacob_cov(flat, data)
+
+
+def test_a_cell_that_ignores_its_input_fails_jacob_cov_cleanly_and_ranks_last_elsewhere():
+    torch.manual_seed(0)
+    model = NB201Space(4, 1).build(NB201Arch(("none",) * 6), 3, 16, 10)  # no path from input to output
+    data = (torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,)))
+    with pytest.raises(ValueError, match="does not depend on the input"):
+        proxies.jacob_cov(model, data)
+    assert proxies.grad_norm(model, data) == 0.0 and proxies.synflow(model, data) == 0.0

@@ -45,6 +45,9 @@ def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
     first.cache_path.write_text(first.cache_path.read_text() + '{"key": "|x')
     again = scorer(tmp_path)
     assert again(arch) == value and again.computed == 0
+    other = SPACE.sample(np.random.default_rng(4))
+    again(other)  # appended after the torn line, not glued to it
+    assert scorer(tmp_path).entries.keys() == {arch.key, other.key}
 
 
 def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
