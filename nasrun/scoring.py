@@ -65,7 +65,6 @@ class ProxyScorer:
         pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:batch_size]
         images, labels = data.train_x[pick.to(data.device)], data.train_y[pick.to(data.device)]
         self.batch = (data.normalize(images), labels)
-        self.evaluations = 0
         self.computed = 0
         # The batch's own bytes stand for the dataset and its options (root, fraction, split, channels): any
         # change that alters the images scored gives another cache file.
@@ -75,12 +74,16 @@ class ProxyScorer:
                                "seed": seed}, sort_keys=True, default=str)
         self.cache_key = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
-        self._counted: set[str] = set()
+        self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
         self.cache_path = None
         self._torn = False
         if cache_dir is not None:
             self.cache_path = Path(cache_dir) / f"{self.name}-{self.cache_key}.jsonl"
             self.entries = self._read_cache()
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._asked)
 
     def _read_cache(self) -> dict[str, dict]:
         entries = {}
@@ -99,9 +102,7 @@ class ProxyScorer:
     def entry(self, arch) -> dict:
         """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new."""
         key = arch.key
-        if key not in self._counted:
-            self._counted.add(key)
-            self.evaluations += 1
+        self._asked.add(key)
         if key not in self.entries:
             self.store(arch, self._compute(arch))
         return self.entries[key]
