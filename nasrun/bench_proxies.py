@@ -36,12 +36,12 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
 
     from nasrun import proxies
     from nasrun.bench import NB201_CELL
-    from nasrun.cli import resolve_device
     from nasrun.data import cifar10
+    from nasrun.device import select_device
     from nasrun.scoring import ProxyScorer, score_together
     from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
-    dev = resolve_device(device)
+    dev = select_device(device)
     data = cifar10(root, download=False, seed=seed, device=dev)
     space = NB201Space()
     rng = np.random.default_rng(seed + 1)

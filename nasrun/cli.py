@@ -7,6 +7,7 @@ exit status 2; real bugs keep their traceback. HYDRA_FULL_ERROR=1 shows full tra
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import sys
@@ -16,21 +17,10 @@ from typing import NamedTuple
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from nasrun.checks import UserError, check_bool, check_choice, check_int
+from nasrun.checks import UserError, check_bool, check_int
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 USER_ERROR_EXIT = 2
-
-
-def resolve_device(name: str):
-    import torch
-
-    check_choice("device", name, ("auto", "cpu", "cuda"))
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda: no CUDA device is visible; use device=auto or device=cpu")
-    return torch.device(name)
 
 
 def build(group: str, node, **runtime):
@@ -68,7 +58,15 @@ def check_keys(group: str, node, runtime=()) -> None:
         if not str(key).startswith("_") and key not in params:
             allowed = [p for p, spec in params.items()
                        if p not in runtime and p not in RUNTIME_VALUES and spec.kind in kinds]
-            raise UserError(f"{group}.{key}: unknown key; {group} accepts: {', '.join(allowed) or 'no keys'}")
+            raise UserError(f"{group}.{key}: unknown key; {group} accepts: "
+                            f"{', '.join(closest_first(str(key), allowed)) or 'no keys'}")
+
+
+def closest_first(name: str, options: list[str]) -> list[str]:
+    """`options` ordered by likeness to a mistyped `name` (difflib's ratio), so the intended key comes first."""
+    from difflib import SequenceMatcher
+
+    return sorted(options, key=lambda option: -SequenceMatcher(None, name, option).ratio())
 
 
 def parameters(group: str, node) -> dict[str, inspect.Parameter]:
@@ -146,7 +144,11 @@ def run(cfg: DictConfig) -> dict:
 
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
-    device = _top_level(lambda: resolve_device(cfg.device))
+    check_keys("device", cfg.device)
+    device = build("device", cfg.device)
+    import torch
+
+    logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
     run_dir = Path(HydraConfig.get().runtime.output_dir)
 
     search = build_search(cfg, seed, device)
@@ -155,7 +157,7 @@ def run(cfg: DictConfig) -> dict:
         result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir, resume=resume,
                             model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
     counts = result.counts(search.evaluator)
-    print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts)
+    print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
     if result.best is None:
         first = next((r.get("error") for r in result.records if r["status"] == "failed"), "no trials ran")
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
@@ -194,6 +196,38 @@ def _hydra_main(cfg: DictConfig):
         raise SystemExit(130) from None
 
 
+def help_text() -> str:
+    """`nasrun --help`: one screen, built from conf/ so it lists exactly the groups, options and presets there."""
+    import textwrap
+
+    defaults = {}
+    for entry in OmegaConf.load(Path(CONF_DIR) / "config.yaml").defaults:
+        if isinstance(entry, str) or not entry:
+            continue
+        group, option = next(iter(entry.items()))
+        if "/" not in group and not group.startswith("override"):
+            defaults[group] = option
+    lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]      a search (-m: a sweep over comma lists)",
+             "       nasrun-report DIR [--out DIR]                        table, report.csv, anytime.png of runs",
+             "       nasrun-score [--proxies a,b] [-n N | --all] OVERRIDES   zero-cost proxy scores, rank correlations",
+             "", "config groups (default first):"]
+    for group, default in defaults.items():
+        options = sorted((p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")), key=lambda o: (o != default, o))
+        lines.append(f"  {group + '=':12}{' | '.join(options)}")
+    presets = ", ".join(sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")))
+    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 100, initial_indent="  ", subsequent_indent="  "),
+              "keys people change first:",
+              "  budget.trials=N budget.seconds=S budget.epochs=E    how long: trials, wall-clock cap, epochs per trial",
+              "  device=cpu|cuda device.threads=N                    where trials run; CPU threads (1 when sharing)",
+              "  seed=N                                              data split, strategy and every trial's seed",
+              "  hydra.run.dir=DIR resume=true                       continue a stopped run in DIR",
+              "  dataset.root=DIR, or NASRUN_DATA=DIR in the environment: where the datasets are (offline: README, Data)",
+              "outputs (outputs/DATE/TIME/, or hydra.run.dir): trials.jsonl (every trial), best.json (the best trial",
+              "  and how to rebuild it), best.pt (its weights), nasrun.log, .hydra/ (the composed config)",
+              "more: nasrun --cfg job (print the composed config), nasrun --hydra-help (Hydra's own help), README.md"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Console script entry point."""
     from hydra.errors import HydraException
@@ -201,6 +235,9 @@ def main() -> None:
 
     from nasrun.console import print_error
 
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(help_text())
+        return
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["NASRUN_TRACEBACK"] = "1" if wants_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise instead of printing, so we can report one line
@@ -266,5 +303,6 @@ def unknown_key_message(full_key: str) -> str:
     except Exception:  # the hint is a courtesy; the message below stands without it
         keys = []
     where = f"keys of {parent}" if parent else "top-level keys"
-    hint = f"; {where} are: {', '.join(map(str, keys))}" if keys else ""
-    return f"{full_key}: unknown key{hint} (prefix + to add a new key)"
+    name = full_key.rpartition(".")[2]
+    hint = f"; {where} are: {', '.join(closest_first(name, [str(k) for k in keys]))}" if keys else ""
+    return f"{full_key}: unknown key{hint}"

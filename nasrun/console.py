@@ -50,10 +50,11 @@ def _best_label(metrics: dict) -> str:
 
 
 def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10,
-                     counts: dict | None = None) -> None:
+                     counts: dict | None = None, cancelled: dict | None = None) -> None:
     ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -fitness(r))
     failed = len(records) - len(ok)
-    table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}")
+    cut = f"; trial {cancelled['trial']} cancelled, runs again on resume" if cancelled else ""
+    table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}{cut}")
     scored = any("proxy_score" in r for r in records)
     columns = ("trial", "architecture", "val acc %", "test acc %") + (("proxy score",) if scored else ()) + \
         ("params", "seconds")
@@ -72,6 +73,9 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
     if counts and counts.get("proxy_evaluations"):
         console.print(f"trained: {counts['trained']}, proxy evaluations: {counts['proxy_evaluations']}",
                       highlight=False)
+    if any(r["status"] == "ok" and "test_acc" not in r["metrics"] for r in records):
+        console.print("test acc % is measured only for trials that became the best so far "
+                      "(evaluator.test_every_trial=true: every trial)", highlight=False, soft_wrap=True)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
 
 

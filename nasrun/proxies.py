@@ -14,6 +14,8 @@ runner turns that into a failed trial, never a crashed search or a NaN in a rank
 from __future__ import annotations
 
 import copy
+import math
+import time
 
 import numpy as np
 import torch
@@ -46,7 +48,8 @@ def _finite(name: str, value: float) -> float:
 GRADIENT_PROXIES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov")  # share one forward pass
 
 
-def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float = 1e-5) -> dict:
+def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float = 1e-5,
+                     seconds: dict | None = None) -> dict:
     """The gradient-based proxies in `names`, all from one forward pass over the batch: name -> score, or
     name -> the ValueError saying why that proxy has no score for this network.
 
@@ -54,47 +57,78 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     the cross-entropy gives the weight gradients (grad_norm, snip) and the activation gradients (fisher), kept
     differentiable when grasp needs its Hessian-gradient product. Scoring them together costs about what grasp
     costs alone; asking for one proxy computes only what it needs.
+
+    seconds: if given, filled with where the time went: "shared" (copying the model, the forward pass and the
+    cross-entropy backward, which every proxy asked for needs) and each proxy's own work apart from it.
     """
     unknown = set(names) - set(GRADIENT_PROXIES)
     if unknown:
         raise KeyError(f"not a gradient proxy: {sorted(unknown)}")
+    clock = _Stopwatch(batch[0].device, seconds)
     net = _copy_for_scoring(model)
     x, y = batch
     inputs = x.float().detach().clone().requires_grad_("jacob_cov" in names)
-    outputs_of_layers = []
+    layers = _weighted_layers(net)
+    hooked: list[tuple[nn.Module, torch.Tensor]] = []  # (layer, its output) for each call, for fisher
 
     def keep(module, args, output):
         if output.requires_grad:
-            outputs_of_layers.append(output)
+            hooked.append((module, output))
 
-    handles = [m.register_forward_hook(keep) for m in _weighted_layers(net)] if "fisher" in names else []
+    handles = [m.register_forward_hook(keep) for m in layers] if "fisher" in names else []
     try:
         logits = net(inputs)
     finally:
         for h in handles:
             h.remove()
+    clock.lap("shared")
     scores: dict = {}
     if "jacob_cov" in names:
         (jacobian,) = torch.autograd.grad(logits.sum(), inputs, retain_graph=True, allow_unused=True)
         scores["jacob_cov"] = ValueError("proxy jacob_cov: the output does not depend on the input") \
             if jacobian is None else _attempt("jacob_cov", _jacob_cov_score, jacobian, eps)
+        clock.lap("jacob_cov")
     if not set(names) - {"jacob_cov"}:
         return scores
-    weights = [m.weight for m in _weighted_layers(net)]
+    weights = [m.weight for m in layers]
     hessian = "grasp" in names
-    grads = torch.autograd.grad(F.cross_entropy(logits, y), weights + outputs_of_layers, create_graph=hessian,
+    outputs = [z for _, z in hooked]
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), weights + outputs, create_graph=hessian,
                                 allow_unused=True)
     weight_grads, layer_grads = grads[:len(weights)], grads[len(weights):]
     pairs = [(w.detach(), g.detach()) for w, g in zip(weights, weight_grads) if g is not None]
+    clock.lap("shared")
     if "grad_norm" in names:  # Σ over layers of ‖∂L/∂W‖₂
         scores["grad_norm"] = _attempt("grad_norm", lambda: sum(g.norm().item() for _, g in pairs))
+        clock.lap("grad_norm")
     if "snip" in names:  # Σ |W ⊙ ∂L/∂W|
         scores["snip"] = _attempt("snip", lambda: sum((w * g).abs().sum().item() for w, g in pairs))
+        clock.lap("snip")
     if "fisher" in names:
-        scores["fisher"] = _attempt("fisher", _fisher_score, outputs_of_layers, layer_grads)
+        scores["fisher"] = _attempt("fisher", _fisher_score, [m for m, _ in hooked], outputs, layer_grads)
+        clock.lap("fisher")
     if hessian:
         scores["grasp"] = _attempt("grasp", _grasp_score, weights, weight_grads)
+        clock.lap("grasp")
     return scores
+
+
+class _Stopwatch:
+    """Adds the seconds since the last lap to `seconds[name]` (a no-op when `seconds` is None); waits for the
+    GPU first, or its queued work would be charged to whichever lap happens to synchronise."""
+
+    def __init__(self, device, seconds: dict | None):
+        self.device, self.seconds = device, seconds
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.seconds is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def _attempt(name: str, compute, *args):
@@ -106,16 +140,19 @@ def _attempt(name: str, compute, *args):
         return err if isinstance(err, ValueError) else ValueError(f"proxy {name}: {err}")
 
 
-def _fisher_score(outputs, grads) -> float:
-    """Per channel of each conv/linear output z: (Σ_spatial z ⊙ ∂L/∂z)², summed over the batch, the channels
-    and the layers (Turner et al. 2020's channel saliency)."""
+def _fisher_score(layers, outputs, grads) -> float:
+    """Turner et al. 2020's channel saliency as the zero-cost-proxies reference computes `fisher`: per output
+    channel of each conv/linear layer, 0.5 · mean over the batch of (Σ_spatial z ⊙ ∂L/∂z)²; the reference
+    gives that value to every weight of the channel before summing, so each layer's channels count fan-in
+    times (C_in/groups · k_h · k_w for a conv, in_features for a linear)."""
     total = 0.0
-    for z, g in zip(outputs, grads):
+    for layer, z, g in zip(layers, outputs, grads):
         if g is None:
             continue
         z, g = z.detach(), g.detach()
-        per_channel = (z * g).sum(dim=tuple(range(2, z.ndim))) if z.ndim > 2 else z * g
-        total += per_channel.pow(2).sum().item()
+        per_sample = (z * g).sum(dim=tuple(range(2, z.ndim))) if z.ndim > 2 else z * g  # (batch, channels)
+        per_channel = 0.5 * per_sample.pow(2).mean(dim=0)
+        total += per_channel.sum().item() * math.prod(layer.weight.shape[1:])
     return total
 
 
@@ -164,7 +201,8 @@ def grasp(model: nn.Module, batch) -> float:
 
 
 def fisher(model: nn.Module, batch) -> float:
-    """Per channel of each conv/linear output z: (Σ_spatial z ⊙ ∂L/∂z)², summed over batch, channels, layers."""
+    """Σ over conv/linear layers and their output channels of fan-in · 0.5 · mean over the batch of
+    (Σ_spatial z ⊙ ∂L/∂z)², z the layer's output (the reference implementation's definition)."""
     return _one("fisher", model, batch)
 
 
@@ -230,7 +268,9 @@ def params(model: nn.Module, batch) -> float:
 
 
 def flops(model: nn.Module, batch) -> float:
-    """Baseline: multiply-accumulates of the conv and linear layers for one input image."""
+    """Baseline: the FLOPs of one input image as NAS-Bench-201's profiler counts them (`get_model_infos`):
+    multiply-accumulates of every conv and linear layer, plus one add per output element for a bias. Its
+    profiler hooks pooling layers too but leaves them out of the sum; so does this."""
     x, _ = batch
     net = copy.deepcopy(model).eval()
     total = [0]
@@ -238,9 +278,9 @@ def flops(model: nn.Module, batch) -> float:
     def count(module, inputs, output):
         if isinstance(module, nn.Conv2d):
             per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total[0] += output[0].numel() * per_output
+            total[0] += output[0].numel() * (per_output + (module.bias is not None))
         else:
-            total[0] += module.in_features * module.out_features
+            total[0] += module.out_features * (module.in_features + (module.bias is not None))
 
     handles = [m.register_forward_hook(count) for m in _weighted_layers(net)]
     try:

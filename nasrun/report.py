@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 
 from nasrun.checks import UserError
 from nasrun.runner import better
-from nasrun.trial_log import read_trials
+from nasrun.trial_log import read_trials, split_log
 
 CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
 GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
@@ -39,6 +40,8 @@ class Run:
     records: list[dict]
     published: dict | None
     best: dict | None  # the trial the search selected (best validation accuracy)
+    finished: bool = True  # trials.jsonl ends with the runner's end record (else: still running, or killed)
+    table: bool = False  # the accuracies come from a benchmark table (NAS-Bench-201), not from training
 
     @property
     def reported(self) -> float | None:
@@ -93,7 +96,8 @@ def load_run(path: Path) -> Run:
         choices = OmegaConf.to_container(hydra_cfg.hydra.runtime.choices)
     if (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
-    records = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
+    logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
+    records, _, end = split_log(logged)
     best = None
     for record in records:
         if better(record, best):
@@ -101,15 +105,22 @@ def load_run(path: Path) -> Run:
     # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
     # else the dataset group's choice.
     dataset = choices.get("dataset", "-")
+    table = False
     if (path / "best.json").is_file():
-        dataset = json.loads((path / "best.json").read_text()).get("dataset", dataset)
+        try:
+            info = json.loads((path / "best.json").read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{path / 'best.json'} is not valid JSON; was it edited? remove it and resume the run "
+                            f"to rewrite it") from None
+        dataset = info.get("dataset", dataset)
+        table = bool(info.get("table"))
     # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
     settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
                 and o.lstrip("+~").split("=")[0] not in GROUPS]
     config = {name: choices.get(name) or "-" for name in GROUPS}
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))
     config.pop("budget")
-    return Run(path, config, records, cfg.get("published"), best)
+    return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table)
 
 
 def summarize(runs: list[Run]) -> list[dict]:
@@ -125,6 +136,7 @@ def summarize(runs: list[Run]) -> list[dict]:
         row.update(
             runs=len(members),
             ok_runs=len(values),
+            unfinished=sum(1 for r in members if not r.finished),
             mean=mean,
             std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             mean_trials=float(np.mean([len(r.records) for r in members])),
@@ -145,12 +157,14 @@ def summarize(runs: list[Run]) -> list[dict]:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     columns = [c for c in rows[0] if not c.startswith("_")]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader never sees half a table
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c]))
                              else row[c] for c in columns})
+    os.replace(tmp, path)
 
 
 def _pm(mean, std) -> str:
@@ -175,6 +189,8 @@ def print_table(rows: list[dict], title: str) -> None:
         table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         runs = str(r["runs"]) if r["ok_runs"] == r["runs"] else f"{r['ok_runs']}/{r['runs']} ok"
+        if r["unfinished"]:
+            runs += f" ({r['unfinished']} unfinished)"
         diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
         proxy = (f"{r['mean_proxy_evaluations']:.1f}",) if scored else ()
         table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *proxy,
@@ -188,14 +204,20 @@ def print_table(rows: list[dict], title: str) -> None:
             label = r["experiment"] if r["experiment"] != "-" else r["strategy"]
             console.print(f"{label}: published: {r['source']}" + (f"; {r['note']}" if r["note"] else ""),
                           highlight=False, soft_wrap=True)
+    tables = any(run.table for r in rows for run in r["_runs"])
     console.print("test acc %: mean ± std over runs of the test accuracy of each run's trial with the best "
-                  "validation accuracy (benchmark table: 200-epoch test, selected on 12-epoch validation)",
-                  highlight=False, soft_wrap=True)
+                  "validation accuracy" + (" (benchmark table: 200-epoch test, selected on 12-epoch validation)"
+                                           if tables else ""), highlight=False, soft_wrap=True)
+    if any(r["unfinished"] for r in rows):
+        console.print("unfinished: the run's trials.jsonl has no end record (still running, or stopped); its "
+                      "figures are those of the trials so far", highlight=False, soft_wrap=True)
 
 
-def plot_anytime(rows: list[dict], path: Path) -> None:
+def plot_anytime(rows: list[dict], path: Path) -> dict:
     """One panel per clock (simulated, wall); per configuration the mean best-so-far accuracy over its runs
-    on a common time grid, a +-1 std band, and the published mean as a dashed line."""
+    on a common time grid, a +-1 std band, and the published mean as a dashed line when the preset has one.
+    Configurations with unfinished runs are drawn dotted and say so in the legend. Returns what was drawn:
+    the title, the legend labels and each panel's y-limits."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed, none opened
@@ -203,7 +225,10 @@ def plot_anytime(rows: list[dict], path: Path) -> None:
 
     clocks = sorted({run.clock for r in rows for run in r["_runs"]}, reverse=True)  # simulated first
     fig, axes = plt.subplots(1, len(clocks), figsize=(6.5 * len(clocks), 4.5), squeeze=False)
+    published_drawn = False
+    drawn = {"labels": [], "ylim": {}}
     for ax, clock in zip(axes[0], clocks):
+        shown = []  # every value drawn (curves, bands, published lines): the y-axis spans them all
         for i, r in enumerate(rows):
             runs = [run for run in r["_runs"] if run.clock == clock and run.records]
             if not runs:
@@ -216,23 +241,36 @@ def plot_anytime(rows: list[dict], path: Path) -> None:
             # dip and jump.
             mean, std = curves.mean(axis=0), curves.std(axis=0)
             label = " ".join(str(r[c]) for c in ("experiment", "strategy", "settings") if r[c] not in ("-", ""))
-            ax.plot(grid, mean, color=color, label=f"{label} ({len(runs)} runs)")
+            unfinished = sum(1 for run in runs if not run.finished)
+            note = f", {unfinished} unfinished" if unfinished else ""
+            ax.plot(grid, mean, color=color, linestyle=":" if unfinished else "-",
+                    label=f"{label or 'search'} ({len(runs)} runs{note})")
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            shown += [mean - std, mean + std]
             if r["published"] is not None:
                 ax.axhline(r["published"], color=color, linestyle="--", linewidth=1)
+                shown.append(np.array([r["published"]]))
+                published_drawn = True
         ax.set_xlabel("simulated training seconds" if clock == "simulated" else "wall-clock seconds")
         ax.set_ylabel("test accuracy % of the best trial so far")
-        finite = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), dtype=float)
-                  if np.isfinite(v)]
-        if finite:  # zoom on the end of the curves, where the configurations differ
-            top = max(finite)
-            ax.set_ylim(max(min(finite), top - 10), top + 0.5)
+        finite = np.concatenate(shown) if shown else np.array([])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            low, high = finite.min(), finite.max()
+            margin = max(0.05 * (high - low), 0.25)
+            ax.set_ylim(low - margin, high + margin)
+            drawn["ylim"][clock] = (low - margin, high + margin)
+        drawn["labels"] += ax.get_legend_handles_labels()[1]
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    axes[0][0].set_title("anytime performance (mean ± 1 std over seeds; dashed: published)", fontsize=10)
+    title = "anytime performance (mean ± 1 std over seeds" + ("; dashed: published)" if published_drawn else ")")
+    axes[0][0].set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    os.replace(tmp, path)
+    return {**drawn, "title": title}
 
 
 def _step_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -247,10 +285,17 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
     root = Path(root)
     out_dir = Path(out_dir) if out_dir else root
     runs = [load_run(p) for p in find_runs(root)]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot create it ({err.strerror}); choose another folder") from None
     rows = summarize(runs)
     print_table(rows, f"{len(runs)} runs in {root}")
-    write_csv(rows, out_dir / "report.csv")
-    plot_anytime(rows, out_dir / "anytime.png")
+    try:
+        write_csv(rows, out_dir / "report.csv")
+        plot_anytime(rows, out_dir / "anytime.png")
+    except OSError as err:
+        raise UserError(f"cannot write into {out_dir} ({err.strerror}); give a writable folder with --out DIR") from None
     from rich.console import Console
 
     Console().print(f"wrote {out_dir / 'report.csv'} and {out_dir / 'anytime.png'}", highlight=False,

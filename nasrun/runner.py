@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.checks import UserError, check_float, check_int
-from nasrun.trial_log import TrialWriter, jsonable, read_trials
+from nasrun.deadline import TrialCancelled
+from nasrun.trial_log import TrialWriter, jsonable, read_trials, split_log
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ QUIET_BELOW_SECONDS = 0.1  # trials evaluated faster than this are logged at DEB
 
 @dataclass(frozen=True)
 class Budget:
-    """When the search stops: after `trials` evaluated architectures, after `seconds` of wall clock (checked
-    before each trial starts; a running trial is never cut short), or when the evaluators' summed cost would
+    """When the search stops: after `trials` evaluated architectures, after `seconds` of wall clock (a trial
+    still running then is cancelled between two batches and run again on resume), or when the evaluators' summed cost would
     pass `simulated_seconds` (NAS-Bench-201's protocol: the trial that would cross it is not counted). Any of
     them may be null; at least one must be set. `epochs` is the training length per trial."""
 
@@ -61,6 +62,7 @@ class SearchResult:
     replayed: int  # trials taken from trials.jsonl on resume
     repeats: int = 0  # proposals of already-evaluated architectures, answered from the records
     proxy_evaluations: int = 0  # distinct architectures the proxy scored (strategy, evaluator and log together)
+    cancelled: dict | None = None  # the trial the wall-clock budget cut short (recorded, run again on resume)
 
     def counts(self, evaluator) -> dict:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
@@ -87,13 +89,10 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
         import torch
 
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        tmp = run_dir / "best.pt.tmp"
+        tmp = run_dir / f".best.pt.{os.getpid()}.tmp"
         torch.save(weights, tmp)
         os.replace(tmp, run_dir / "best.pt")
-    info = {**record, **model_info, "weights": "best.pt" if model is not None else None}
-    tmp = run_dir / "best.json.tmp"
-    tmp.write_text(json.dumps(jsonable(info), indent=2))
-    os.replace(tmp, run_dir / "best.json")
+    _write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None})
 
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
@@ -111,20 +110,29 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "trials.jsonl"
     model_info = model_info or {}
-    previous = read_trials(log_path)
-    if previous and not resume:
-        raise UserError(f"{log_path} already holds {len(previous)} trials; add resume=true to continue that run, "
+    logged = read_trials(log_path)
+    if logged and not resume:
+        raise UserError(f"{log_path} already holds {len(logged)} records; add resume=true to continue that run, "
                         f"or choose a new hydra.run.dir")
+    # Cancelled trials run again and end records are only marks: what resumes is the finished trials.
+    previous, _, _ = split_log(logged)
+    if resume and not previous:
+        raise UserError(f"resume=true: {run_dir} holds no finished trials to resume (trials.jsonl is "
+                        f"{'missing' if not log_path.exists() else 'empty'}); check hydra.run.dir, or drop "
+                        f"resume=true to start a new run")
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
     pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
     records: list[dict] = []
     done: dict[str, dict] = {}  # key -> record, for deduplication
     best = None
+    cancelled = None
     evaluated = replayed = repeats = streak = 0
-    offset = previous[-1].get("elapsed", 0.0) if previous else 0.0
+    offset = logged[-1].get("elapsed", 0.0) if logged else 0.0
     simulated = 0.0  # summed cost of the trials so far, for evaluators that report one (a benchmark table)
     start = clock()
+    # The wall-clock budget as a deadline on the same clock: trials check it between batches.
+    deadline = None if budget.seconds is None else start + budget.seconds - offset
     stop_reason = "budget.trials reached"
 
     def finish(arch, record):
@@ -142,7 +150,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
         while True:
             if budget.trials_reached(len(records)):
                 break
-            if budget.seconds is not None and offset + clock() - start >= budget.seconds:
+            if deadline is not None and clock() >= deadline:
                 stop_reason = "budget.seconds reached"
                 break
             if budget.simulated_seconds is not None and simulated >= budget.simulated_seconds:
@@ -179,10 +187,18 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                 pending.clear()
                 if budget.trials_reached(len(records)):
                     break
-            record, model = evaluate_trial(evaluator, arch, len(records))
-            if scorer is not None:
+            record, model = evaluate_trial(evaluator, arch, len(records), deadline,
+                                           wants_test=lambda rec: better(rec, best))
+            if scorer is not None and record["status"] != "cancelled":
                 record_proxy_score(record, scorer, arch)
             record["elapsed"] = offset + clock() - start
+            if record["status"] == "cancelled":
+                # Recorded (the time was spent) but never ok and never the best; a resume runs it again.
+                writer.append(record)
+                cancelled = record
+                stop_reason = "budget.seconds reached"
+                log.info("trial %d cancelled: %s", record["trial"], record["error"])
+                break
             cost = record["metrics"].get("cost")
             if cost is not None or budget.simulated_seconds is not None:
                 if cost is None and record["status"] == "ok":
@@ -201,19 +217,28 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                 save_best(run_dir, record, model, model_info)
             finish(arch, record)
 
-    if best is not None and previous:
-        ensure_best_weights(run_dir, best, evaluator, space, model_info)
-    log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
-             stop_reason, len(records), evaluated, replayed, repeats)
-    result = SearchResult(records, best, stop_reason, evaluated, replayed, repeats,
-                          scorer.evaluations if scorer is not None else 0)
-    if best is not None:
-        # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
-        path = run_dir / "best.json"
-        info = {**json.loads(path.read_text()), "counts": result.counts(evaluator), "stop_reason": stop_reason}
-        path.with_suffix(".json.tmp").write_text(json.dumps(jsonable(info), indent=2))
-        os.replace(path.with_suffix(".json.tmp"), path)
+        if best is not None and previous:
+            ensure_best_weights(run_dir, best, evaluator, space, model_info)
+        log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
+                 stop_reason, len(records), evaluated, replayed, repeats)
+        result = SearchResult(records, best, stop_reason, evaluated, replayed, repeats,
+                              scorer.evaluations if scorer is not None else 0, cancelled)
+        if best is not None:
+            # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
+            path = run_dir / "best.json"
+            info = {**json.loads(path.read_text()), "counts": result.counts(evaluator), "stop_reason": stop_reason}
+            _write_json(path, info)
+        # The end record: the run finished (a report marks runs without one as unfinished).
+        writer.append({"status": "end", "stop_reason": stop_reason, **result.counts(evaluator),
+                       "cancelled": cancelled["trial"] if cancelled else None, "elapsed": offset + clock() - start})
     return result
+
+
+def _write_json(path: Path, content: dict) -> None:
+    """Atomically, under a name unique to this process, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(jsonable(content), indent=2))
+    os.replace(tmp, path)
 
 
 def record_proxy_score(record: dict, scorer, arch) -> None:
@@ -226,12 +251,21 @@ def record_proxy_score(record: dict, scorer, arch) -> None:
     record["proxy_evaluations"] = scorer.evaluations
 
 
-def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
-    """Evaluate one architecture; any exception (NaN loss, out of memory, a build error) makes a failed record."""
+def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
+                   wants_test: Callable[[dict], bool] = lambda record: False) -> tuple[dict, object]:
+    """Evaluate one architecture; any exception (NaN loss, out of memory, a build error) makes a failed record,
+    the wall-clock deadline a cancelled one. A trial that `wants_test` (the best so far) is also measured on the
+    test split when the evaluator left that out (`evaluator.test`)."""
     began = time.perf_counter()
     record = {"trial": number, "arch": arch.to_json(), "key": arch.key}
     try:
-        metrics, model = evaluator(arch)
+        metrics, model = evaluator(arch, deadline=deadline)
+        record.update(status="ok", metrics=metrics)
+        if "test_acc" not in metrics and hasattr(evaluator, "test") and model is not None and wants_test(record):
+            metrics.update(evaluator.test(model, deadline=deadline))
+    except TrialCancelled as err:
+        record.update(status="cancelled", metrics={}, seconds=time.perf_counter() - began, error=str(err))
+        return record, None
     except Exception as err:  # a failing trial must not end the search; the record keeps the error
         log.warning("trial %d failed: %s: %s", number, type(err).__name__, err)
         log.debug("".join(traceback.format_exception(err)))
@@ -239,7 +273,7 @@ def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
         record.update(status="failed", metrics={}, seconds=time.perf_counter() - began,
                       error=f"{type(err).__name__}: {err}")
         return record, None
-    record.update(status="ok", metrics=metrics, seconds=time.perf_counter() - began)
+    record["seconds"] = time.perf_counter() - began
     # A table lookup makes thousands of trials a second; a console line each would cost more than the trial
     # (about 1 ms through rich). Those go to DEBUG: trials.jsonl holds every trial anyway.
     level = logging.INFO if record["seconds"] >= QUIET_BELOW_SECONDS else logging.DEBUG
@@ -250,14 +284,18 @@ def evaluate_trial(evaluator, arch, number: int) -> tuple[dict, object]:
 
 
 def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
-    """After a resume, best.pt may hold no weights or another trial's (a kill between log and save).
-    Training is seeded per architecture, so retraining the best one restores exactly its weights."""
+    """After a resume, best.json (and best.pt) may describe another trial: a kill between the log and the
+    save. Training is seeded per architecture, so evaluating the best one again restores exactly its weights;
+    an evaluator without weights (a table) only has best.json rewritten."""
     path = run_dir / "best.json"
     on_disk = json.loads(path.read_text()) if path.exists() else {}
     if on_disk.get("key") == best["key"] and (not on_disk.get("weights") or (run_dir / on_disk["weights"]).exists()):
         return
-    log.warning("best.pt does not hold trial %d; retraining %s to restore its weights", best["trial"], best["key"])
     metrics, model = evaluator(space.from_json(best["arch"]))
+    if model is None:
+        log.warning("best.json does not describe trial %d; rewriting it", best["trial"])
+    else:
+        log.warning("best.pt does not hold trial %d; retrained %s to restore its weights", best["trial"], best["key"])
     save_best(run_dir, best, model, model_info)
 
 

@@ -8,8 +8,9 @@ proxy.cache_dir ...), so a score here is exactly the score a search with the sam
 the disk cache. The command can be interrupted at any point and rerun: cached scores are not recomputed. It
 writes a CSV (arch, each proxy's score and seconds, the table's accuracies when the space has one) and prints
 Spearman's rho and Kendall's tau of each proxy against the target accuracy column. The gradient proxies
-(grad_norm, snip, grasp, fisher, jacob_cov) are computed together from one forward pass per cell; each then
-records an equal share of that pass's seconds.
+(grad_norm, snip, grasp, fisher, jacob_cov) are computed together from one forward pass per cell: the CSV's
+`shared_seconds` is that pass (network build, forward, backward) once per cell, and each `<proxy>_seconds` is
+the proxy's own work beside it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
                 target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted."""
-    from nasrun.cli import build, compose_config, proxy_options, resolve_device
+    from nasrun.cli import build, check_keys, compose_config, proxy_options
     from nasrun.scoring import ProxyScorer, score_together
 
     unknown = [p for p in proxies if p not in proxy_options()]
@@ -91,7 +92,8 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
         raise UserError("--proxies: name at least one proxy")
     configs = {name: compose_config(overrides + [f"proxy={name}"]) for name in proxies}
     cfg = configs[proxies[0]]
-    device = resolve_device(cfg.device)
+    check_keys("device", cfg.device)
+    device = build("device", cfg.device)
     space = build("space", cfg.space)
     data = build("dataset", cfg.dataset, seed=cfg.seed, device=device)
     from omegaconf import OmegaConf
@@ -111,8 +113,11 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     try:
         for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
             row = {"arch": arch.key}
+            shared = None
             for name, entry in zip(scorers, score_together(list(scorers.values()), arch)):
                 row[name], row[f"{name}_seconds"] = entry["score"], entry["seconds"]
+                shared = entry.get("shared_seconds", shared)
+            row["shared_seconds"] = shared  # once per cell, whichever proxies shared it
             if table is not None:
                 row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})
             rows.append(row)
@@ -145,7 +150,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def print_correlations(results: list[dict], target: str, out: Path) -> None:
+def print_correlations(results: list[dict], target: str, out: Path, shared: float | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -157,6 +162,9 @@ def print_correlations(results: list[dict], target: str, out: Path) -> None:
                       f"{r['seconds']:.3f}")
     console = Console()
     console.print(table)
+    if shared is not None:
+        console.print(f"shared gradient pass (network build, forward, backward; counted once): {shared:.3f} s / cell; "
+                      f"s / cell above is each proxy's own work", highlight=False, soft_wrap=True)
     console.print(f"scores: {out}", highlight=False, soft_wrap=True)
 
 
@@ -187,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print_error("interrupted; the scores so far are cached and in the CSV; rerun the same command to go on")
         sys.exit(130)
+    shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
     if results:
-        print_correlations(results, target, out)
+        print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
     else:
         print(f"scores: {out} (no benchmark table for this space: no correlations)")
 

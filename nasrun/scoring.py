@@ -39,6 +39,11 @@ def _proxy_options(proxy) -> dict:
     return options
 
 
+# A proxy whose definition changed gets a new number here, so caches of its old scores are never read back
+# (version 1, the first, is left out of the key, so the caches of unchanged proxies stay valid).
+DEFINITION_VERSIONS = {"fisher": 2, "flops": 2}  # 2: the reference's fan-in weighting; the benchmark's count
+
+
 class ProxyScoreError(ValueError):
     """The proxy has no finite score for this architecture (recorded in the cache, so it is not retried)."""
 
@@ -69,9 +74,11 @@ class ProxyScorer:
         # The batch's own bytes stand for the dataset and its options (root, fraction, split, channels): any
         # change that alters the images scored gives another cache file.
         batch_hash = hashlib.sha256(images.cpu().numpy().tobytes() + labels.cpu().numpy().tobytes()).hexdigest()
-        identity = json.dumps({"space": space_config or repr(space), "dataset": data.name, "batch": batch_hash,
-                               "proxy": self.name, "options": _proxy_options(proxy), "batch_size": batch_size,
-                               "seed": seed}, sort_keys=True, default=str)
+        identity = {"space": space_config or repr(space), "dataset": data.name, "batch": batch_hash,
+                    "proxy": self.name, "options": _proxy_options(proxy), "batch_size": batch_size, "seed": seed}
+        if DEFINITION_VERSIONS.get(self.name, 1) > 1:
+            identity["definition"] = DEFINITION_VERSIONS[self.name]
+        identity = json.dumps(identity, sort_keys=True, default=str)
         self.cache_key = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
@@ -157,7 +164,9 @@ def _since(began: float, device) -> float:
 def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
     """Each scorer's entry for `arch` (as `scorer.entry`), computing the gradient proxies among them that share
     a network and a batch in one pass (`proxies.gradient_proxies`) rather than one pass each. Entries computed
-    together record their share of the shared pass's seconds and `shared`: how many proxies split it."""
+    together record their own seconds apart from the pass they share: `seconds` is the proxy's own work,
+    `shared_seconds` the network build, forward and backward that all of them used (the same figure in each;
+    count it once), and `shared` how many proxies split it."""
     from nasrun.proxies import GRADIENT_PROXIES, gradient_proxies
 
     first = scorers[0]
@@ -166,10 +175,12 @@ def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
     if len(together) >= 2:
         options = {k: v for s in together for k, v in _proxy_options(s.proxy).items()}
         began = time.perf_counter()
-        scores = gradient_proxies(first.build(arch), first.batch, tuple(s.name for s in together), **options)
-        share = _since(began, first.data.device) / len(together)
+        model = first.build(arch)
+        seconds = {"shared": _since(began, first.data.device)}
+        scores = gradient_proxies(model, first.batch, tuple(s.name for s in together), **options, seconds=seconds)
         for s in together:
             value = scores[s.name]
             entry = {"score": None, "error": str(value)} if isinstance(value, ValueError) else {"score": value}
-            s.store(arch, {**entry, "seconds": share, "shared": len(together)})
+            s.store(arch, {**entry, "seconds": seconds.get(s.name, 0.0), "shared_seconds": seconds["shared"],
+                           "shared": len(together)})
     return [s.entry(arch) for s in scorers]

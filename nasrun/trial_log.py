@@ -1,4 +1,8 @@
-"""`trials.jsonl`: one JSON object per finished trial, appended and flushed as each trial ends.
+"""`trials.jsonl`: one JSON object per trial, appended and flushed as each trial ends.
+
+Every record has a `status`: `ok` and `failed` are finished trials; `cancelled` is a trial the wall-clock budget
+cut short (it runs again on resume); `end` is the last record of a run that finished, with its stop reason and
+counts (a log without one belongs to a run that is still going, or was killed).
 
 Flushing hands the line to the operating system, so a killed process loses nothing. fsync (which also
 survives a power cut) costs milliseconds, more than a whole table-lookup trial, so `TrialWriter` syncs at most
@@ -40,12 +44,29 @@ def read_trials(path: Path, repair: bool = True) -> list[dict]:
             if repair:
                 log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
                 _truncate_to(path, b"\n".join(lines[:number - 1]))
+            continue
+        record = records[-1]
+        if not isinstance(record, dict) or record.get("status") not in STATUSES or \
+                (record["status"] != "end" and not {"trial", "key", "arch"} <= set(record)):
+            raise UserError(f"{path}:{number} is not a nasrun trial record (needs a status of "
+                            f"{', '.join(STATUSES)} and trial, key, arch); repair or remove it")
     return records
+
+
+STATUSES = ("ok", "failed", "cancelled", "end")
+
+
+def split_log(records: list[dict]) -> tuple[list[dict], list[dict], dict | None]:
+    """(finished trials, cancelled trials, the last end record or None if the run has not ended since)."""
+    trials = [r for r in records if r["status"] in ("ok", "failed")]
+    cancelled = [r for r in records if r["status"] == "cancelled"]
+    end = records[-1] if records and records[-1]["status"] == "end" else None
+    return trials, cancelled, end
 
 
 def _truncate_to(path: Path, content: bytes) -> None:
     """Rewrite the file without its torn tail, so new records start on a fresh line."""
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(content + b"\n" if content.strip() else b"")
     os.replace(tmp, path)
 

@@ -18,18 +18,21 @@ from nasrun.train import evaluate
 SMOKE = ["dataset=synthetic", "budget=smoke"]
 
 
-def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accuracy(tmp_path):
+def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accuracy(tmp_path, capsys):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMOKE, "budget.trials=4", "strategy=random", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     assert [r["trial"] for r in records] == [0, 1, 2, 3]
+    assert records.pop()["status"] == "end"
     for r in records:
         assert r["status"] == "ok" and set(r) >= {"trial", "arch", "key", "status", "metrics", "seconds"}
-        assert set(r["metrics"]) >= {"val_acc", "val_loss", "test_acc", "params", "history"}
+        assert set(r["metrics"]) >= {"val_acc", "val_loss", "params", "history", "train_seconds", "val_seconds"}
     best = json.loads((run_dir / "best.json").read_text())
     assert best["metrics"]["val_acc"] == max(r["metrics"]["val_acc"] for r in records)
+    assert "test_acc" in best["metrics"] and "test_acc" in records[0]["metrics"]  # the first is the best so far
     assert best["space_name"] == "custom" and "top 4 of 4 trials" in proc.stdout
+    assert records[0]["metrics"]["val_acc"] > 60  # synthetic data is learnable: chance is 25 %
 
     model, info = load_best(run_dir)
     data = synthetic(seed=0)  # the run's dataset and seed: the same split and normalisation
@@ -40,6 +43,58 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
         logits = model(normalize(data.test_x[:8], info))
     assert logits.shape == (8, 4)
 
+    from nasrun.report import report  # a trained run: no benchmark-table footnote, no published line
+
+    report(run_dir)
+    out = capsys.readouterr().out
+    assert "test acc %" in out and "benchmark table" not in out and "unfinished" not in out
+
+
+def test_help_fits_one_screen_and_lists_groups_presets_keys_and_outputs():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 30 and max(map(len, lines)) <= 110
+    for part in ("nasrun-report", "nasrun-score", "dataset=", "fashion_mnist | cifar10", "device=", "nb201_rea",
+                 "budget.trials", "device.threads", "seed=", "resume=true", "NASRUN_DATA", "trials.jsonl", "best.pt",
+                 "--hydra-help"):
+        assert part in proc.stdout, part
+    assert "Hydra" in run_cli("--hydra-help").stdout  # Hydra's own help is still there
+
+
+def test_the_wall_clock_budget_holds_inside_a_trial_and_resume_runs_the_cancelled_trial(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["dataset=synthetic", "dataset.num_train=3000", "budget.trials=20", "strategy=random", "device.threads=1"]
+    began = time.monotonic()
+    proc = run_cli(*args, "budget.seconds=5", f"hydra.run.dir={run_dir}")
+    wall = time.monotonic() - began
+    assert proc.returncode == 0, proc.stderr
+    logged = [json.loads(line) for line in _lines(run_dir / "trials.jsonl")]
+    statuses = [r["status"] for r in logged]
+    assert statuses[-2:] == ["cancelled", "end"] and set(statuses[:-2]) <= {"ok"}
+    assert logged[-1]["stop_reason"] == "budget.seconds reached" and logged[-2]["elapsed"] < 5 + 2
+    assert wall < 5 + 15  # start-up and data included: not a whole trial (or more) past the budget
+    assert "cancelled, runs again on resume" in proc.stdout
+    assert "1 CPU threads" in (run_dir / "nasrun.log").read_text()
+    cancelled, finished = logged[-2], len(logged) - 2
+    resumed = run_cli(*args, "budget.seconds=null", f"budget.trials={finished + 1}", f"hydra.run.dir={run_dir}",
+                      "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    after = [json.loads(line) for line in _lines(run_dir / "trials.jsonl")]
+    assert after[-2]["key"] == cancelled["key"] and after[-2]["status"] == "ok"
+    assert after[-2]["trial"] == cancelled["trial"] and after[-1]["status"] == "end"
+
+
+def test_table_runs_never_mention_weights(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["+experiment=nb201_rea", f"hydra.run.dir={run_dir}"]
+    first = run_cli(*args, "budget.simulated_seconds=2000")
+    resumed = run_cli(*args, "budget.simulated_seconds=4000", "resume=true")
+    assert first.returncode == 0 and resumed.returncode == 0, resumed.stderr
+    said = first.stdout + first.stderr + resumed.stdout + resumed.stderr + (run_dir / "nasrun.log").read_text()
+    assert "best.pt" not in said and "retrain" not in said and "weights" not in said
+    assert json.loads((run_dir / "best.json").read_text())["weights"] is None
+
 
 def test_guided_evolution_trains_the_best_scored_and_counts_trainings_and_proxy_evaluations(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
@@ -48,7 +103,7 @@ def test_guided_evolution_trains_the_best_scored_and_counts_trainings_and_proxy_
             f"proxy.cache_dir={cache}", "budget=smoke", "budget.trials=5"]
     proc = run_cli(*args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()][:-1]  # - end
     assert len(records) == 5 and all(r["status"] == "ok" and r["proxy_score"] > 0 for r in records)
     scores = [json.loads(line)["score"] for line in next(cache.glob("synflow-*.jsonl")).read_text().splitlines()]
     assert [r["proxy_score"] for r in records[:3]] == sorted(scores[:8], reverse=True)[:3]  # best 3 of C=8 trained
@@ -66,7 +121,7 @@ def test_multirun_sweeps_seeds_and_strategies(tmp_path):
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "trials.jsonl").exists())
     assert len(jobs) == 4
-    keys = {j.name: [json.loads(l)["key"] for l in (j / "trials.jsonl").read_text().splitlines()] for j in jobs}
+    keys = {j.name: [json.loads(l)["key"] for l in (j / "trials.jsonl").read_text().splitlines()[:-1]] for j in jobs}
     assert all(len(k) == 2 for k in keys.values())
     assert len({tuple(k) for k in keys.values()}) > 1  # different seeds search differently
 
@@ -94,12 +149,13 @@ def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     after = [json.loads(l) for l in _lines(killed / "trials.jsonl")]
     assert _lines(killed / "trials.jsonl")[: len(before) - 1] == before[: len(before) - 1]  # nothing lost
+    assert after.pop()["status"] == "end"
     assert [r["trial"] for r in after] == list(range(6))
     assert len({r["key"] for r in after}) == 6  # nothing repeated
 
     straight = tmp_path / "straight"
     assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
-    reference = [json.loads(l) for l in _lines(straight / "trials.jsonl")]
+    reference = [json.loads(l) for l in _lines(straight / "trials.jsonl")][:-1]
     assert [r["key"] for r in after] == [r["key"] for r in reference]  # the same proposals, in order
     assert [r["metrics"]["val_acc"] for r in after] == [r["metrics"]["val_acc"] for r in reference]
     best_key = lambda run: json.loads((run / "best.json").read_text())["key"]  # noqa: E731
@@ -128,10 +184,16 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["proxy=snip", "proxy.batch_size=1"], ["proxy.batch_size=1: must be an integer"]),
     (["strategy=foo"], ["strategy=foo", "evolution, guided_evolution, random"]),
     (["foo=1"], ["foo", "unknown key", "seed"]),
+    (["dataset=synthetic", "evaluator.test_every_trial=maybe"], ["evaluator.test_every_trial='maybe'", "true or false"]),
     (["strategy.popsize=3"], ["strategy.popsize", "unknown key", "population_size"]),
     (["+strategy.popsize=3"], ["strategy.popsize", "population_size, sample_size"]),
     (["seed=abc"], ["seed='abc'", "integer"]),
-    (["device=tpu"], ["device='tpu'", "auto, cpu, cuda"]),
+    (["device=tpu"], ["device=tpu", "auto, cpu, cuda"]),
+    (["device.threads=0"], ["device.threads=0", ">= 1"]),
+    (["strategy.populaton_size=3"], ["strategy.populaton_size", "unknown key", "are: population_size"]),
+    (["budget.trial=3"], ["budget.trial", "unknown key", "keys of budget are: trials"]),
+    (["dataset.val_size=99999"], ["dataset.val_size=99999", "hold out fewer"]),
+    (["resume=true"], ["resume=true", "no finished trials", "hydra.run.dir"]),
     (["resume=maybe"], ["resume='maybe'", "true or false"]),
     (["strategy.population_size=1"], ["strategy.population_size=1", ">= 2"]),
     (["budget.trials=0"], ["budget.trials=0", ">= 1"]),
@@ -154,3 +216,4 @@ def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     for part in expected:
         assert part in lines[0], lines[0]
+    assert "prefix +" not in lines[0]  # a `+` would make a typo a silent new key

@@ -8,6 +8,7 @@ import torch
 
 from conftest import CONF_DIR, compose, write_fake_mnist
 from nasrun import proxies
+from nasrun.checks import UserError
 from nasrun.cli import build, build_search, parameters
 from nasrun.data import ImageData, synthetic
 from nasrun.runner import Budget
@@ -35,13 +36,14 @@ def runtime_values(group, option):
         "proxy": dict(space=small, data=rgb, seed=0, space_config={"channels": 4}),
         "budget": {},
         "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer),
+        "device": {},
     }[group]
 
 
 def test_groups_are_the_documented_interface():
-    assert set(GROUPS) >= {"dataset", "space", "strategy", "proxy", "budget", "evaluator"}
+    assert set(GROUPS) >= {"dataset", "space", "strategy", "proxy", "budget", "evaluator", "device"}
     cfg = compose()
-    assert cfg.seed == 0 and cfg.device == "auto" and cfg.resume is False and cfg.published is None
+    assert cfg.seed == 0 and cfg.device.type == "auto" and cfg.resume is False and cfg.published is None
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -63,10 +65,20 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         assert option == "none"
         return
     runtime = runtime_values(group, option)
+    if (group, option) == ("device", "cuda") and not torch.cuda.is_available():
+        with pytest.raises(UserError, match="device=cuda: no CUDA device is visible"):
+            build(group, node)
+        return
     built = build(group, node, **{k: v for k, v in runtime.items() if k in parameters(group, node)})
-    expected = {"dataset": ImageData, "budget": Budget}.get(group)
+    expected = {"dataset": ImageData, "budget": Budget, "device": torch.device}.get(group)
     if expected:
         assert isinstance(built, expected)
+    if group == "device":
+        assert built.type == (option if option != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        assert torch.get_num_threads() == len(__import__("os").sched_getaffinity(0))  # threads: null
+        build(group, compose(f"device={option}", "device.threads=1").device)
+        assert torch.get_num_threads() == 1
+        build(group, node)  # back to the default for the tests that follow
     if group == "strategy":
         arch = built.ask()
         built.tell(arch, 1.0)
@@ -117,3 +129,7 @@ def test_nb201_presets_use_the_benchmark_settings(data_root):
     nb = compose("+experiment=matos2023_nb201", f"dataset.root={data_root}")
     assert nb.dataset.rgb is True and nb.budget.trials == 6 and nb.budget.epochs == 3 and nb.dataset.batch_size == 64
     assert (nb.space.channels, nb.space.cells_per_stage) == (16, 5) and nb.evaluator.lr == 1e-3
+    for matos in (nb, compose("+experiment=matos2023_custom", f"dataset.root={data_root}")):
+        # NNI's evolution settings and a 10 % hold-out, whatever the defaults that `make run` tunes.
+        assert (matos.strategy.population_size, matos.strategy.sample_size) == (30, 10)
+        assert matos.dataset.val_size is None and matos.dataset.val_fraction == 0.1 and matos.dataset.fraction == 1.0

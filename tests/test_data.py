@@ -88,7 +88,58 @@ def test_bad_split_options_fail_before_any_read_or_download(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,key", [({"fraction": 0}, "fraction"), ({"val_fraction": 0.9}, "val_fraction"),
-                                        ({"batch_size": 0}, "batch_size"), ({"image_size": 8}, "image_size")])
+                                        ({"batch_size": 0}, "batch_size"), ({"image_size": 8}, "image_size"),
+                                        ({"val_size": 0}, "val_size"), ({"eval_batch_size": 0}, "eval_batch_size")])
 def test_bad_dataset_values_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         synthetic(**kwargs)
+
+
+def test_val_size_holds_out_that_many_images_and_eval_batches_have_their_own_size(data_root):
+    d = fashion_mnist(root=str(data_root), download=False, fraction=0.02, val_size=2000, eval_batch_size=100, seed=0)
+    assert len(d.val_y) == 2000 and len(d.train_y) == round(0.02 * 58000)
+    assert [len(y) for _, y in d.eval_batches("val")] == [100] * 20
+    with pytest.raises(UserError, match="val_size=70000"):
+        fashion_mnist(root=str(data_root), download=False, val_size=70000)
+
+
+def failing_download(dataset):
+    """Stands in for torchvision's download: creates its folders and a partial file, then loses the network."""
+    from pathlib import Path
+
+    raw = Path(dataset.root) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+    raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+
+def test_a_failed_download_leaves_nothing_behind_and_names_the_files(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", failing_download)
+    fresh = tmp_path / "data"  # like ./data on a first run: nasrun must not leave it behind
+    with pytest.raises(UserError) as err:
+        fashion_mnist(root=str(fresh), download=True)
+    assert not fresh.exists()
+    message = str(err.value)
+    assert "download failed" in message and "t10k-labels-idx1-ubyte" in message
+    assert str(fresh / "FashionMNIST" / "raw") in message and "\n" not in message
+
+    shared = tmp_path / "shared"  # an existing data folder (NASRUN_DATA) keeps what it had, and only that
+    (shared / "FashionMNIST").mkdir(parents=True)
+    (shared / "FashionMNIST" / "notes.txt").write_text("mine")
+    (shared / "other.bin").write_bytes(b"x")
+    with pytest.raises(UserError):
+        fashion_mnist(root=str(shared), download=True)
+    assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == \
+        ["FashionMNIST", "FashionMNIST/notes.txt", "other.bin"]
+
+
+def test_synthetic_data_is_learnable_in_one_epoch_by_the_smallest_network():
+    """A 1-epoch smoke run must land far from chance (25 %), or it cannot tell a broken trainer from a weak net."""
+    from nasrun.evaluators.train import TrainingEvaluator
+    from nasrun.spaces.custom import CustomArch, CustomSpace
+
+    smallest = CustomArch(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.75)
+    metrics, _ = TrainingEvaluator(CustomSpace(), synthetic(seed=0), epochs=1, seed=0, precision="fp32")(smallest)
+    assert metrics["val_acc"] >= 60

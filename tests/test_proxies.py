@@ -96,15 +96,35 @@ def test_grasp_matches_an_explicit_hessian_gradient_product():
     assert proxies.grasp(net, (x, y)) == pytest.approx(expected, rel=1e-4)
 
 
-def test_fisher_matches_channel_saliency_computed_from_autograd():
+def test_fisher_is_the_reference_definition_worked_out_by_hand():
+    """Abdelfattah et al.'s fisher: per output channel, 0.5 * mean over the batch of (z * dL/dz)^2, given to each
+    of the channel's fan-in weights and summed: for linear layers, in_features times the channel value."""
     net, (x, y) = two_layer(), batch()
-    h = x.reshape(len(x), -1) @ net[1].weight.detach().T
-    h.requires_grad_(True)
-    out = torch.relu(h) @ net[3].weight.detach().T
+    w1, w2 = net[1].weight.detach().double().numpy(), net[3].weight.detach().double().numpy()
+    xs = x.reshape(len(x), -1).double().numpy()
+    h_pre = xs @ w1.T  # the first linear layer's output z1
+    logits = np.maximum(h_pre, 0) @ w2.T  # the second's, z2
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d_logits = (p - np.eye(3)[y.numpy()]) / len(x)  # dL/dz2 for the mean cross-entropy
+    d_h = d_logits @ w2 * (h_pre > 0)  # dL/dz1
+    channel = lambda z, g: 0.5 * ((z * g) ** 2).mean(axis=0)  # noqa: E731
+    expected = 12 * channel(h_pre, d_h).sum() + 32 * channel(logits, d_logits).sum()
+    assert proxies.fisher(net, (x, y)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_fisher_sums_a_conv_channel_over_space_and_weights_it_by_its_fan_in():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    x, y = torch.randn(6, 3, 5, 5), torch.arange(6) % 3
+    z = net[0](x)
+    z.retain_grad()
+    out = net[2](net[1](z))
     out.retain_grad()
     nn.functional.cross_entropy(out, y).backward()
-    expected = (h * h.grad).pow(2).sum().item() + (out * out.grad).pow(2).sum().item()
-    assert proxies.fisher(net, (x, y)) == pytest.approx(expected, rel=1e-5)
+    conv = 0.5 * (z * z.grad).sum(dim=(2, 3)).pow(2).mean(0).sum().item()
+    linear = 0.5 * (out * out.grad).pow(2).mean(0).sum().item()
+    assert proxies.fisher(net, (x, y)) == pytest.approx(3 * 3 * 3 * conv + 100 * linear, rel=1e-5)
 
 
 @pytest.mark.parametrize("proxy", ALL, ids=lambda p: p.__name__)
@@ -125,8 +145,20 @@ def test_params_and_flops_baselines():
     net = two_layer()
     assert proxies.params(net, batch()) == 12 * 32 + 32 * 3
     assert proxies.flops(net, batch()) == 12 * 32 + 32 * 3
-    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False))
+    assert proxies.flops(two_layer(bias=True), batch()) == 12 * 32 + 32 + 32 * 3 + 3  # a bias: one add per output
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.AvgPool2d(2))  # pooling is not counted
     assert proxies.flops(conv, (torch.zeros(2, 3, 5, 5), None)) == 4 * 5 * 5 * 3 * 9
+
+
+@pytest.mark.parametrize("cell,mflops", [
+    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 220.11969),
+    ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 7.78305),
+    ("|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|", 7.78305),
+])
+def test_flops_count_as_nas_bench_201_does(cell, mflops):
+    """NAS-Bench-201's CIFAR-10 cells range from 7.78 to 220.11 MFLOPs by its profiler; pooling adds nothing."""
+    model = NB201Space().build(NB201Arch.from_key(cell), 3, 32, 10)
+    assert proxies.flops(model, (torch.zeros(2, 3, 32, 32), None)) / 1e6 == pytest.approx(mflops, abs=1e-5)
 
 
 def test_the_shared_pass_gives_each_proxy_its_own_score_and_keeps_failures_apart():

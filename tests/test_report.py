@@ -36,7 +36,7 @@ def test_three_seed_nb201_rea_sweep_is_reported_beside_the_published_figure(swee
     assert row["published"] == 93.92 and row["published_std"] == 0.30
     assert row["diff"] == pytest.approx(row["mean"] - 93.92)
     assert 92.5 < row["mean"] <= 94.37  # the table's best CIFAR-10 cell is 94.37
-    trials = [len((sweeps / "rea" / str(i) / "trials.jsonl").read_text().splitlines()) for i in range(3)]
+    trials = [len((sweeps / "rea" / str(i) / "trials.jsonl").read_text().splitlines()) - 1 for i in range(3)]  # - end
     assert row["mean_trials"] == pytest.approx(sum(trials) / 3)
     with open(sweeps / "rea" / "report.csv", newline="") as f:
         written = list(csv.DictReader(f))
@@ -54,7 +54,8 @@ def test_the_seed_varies_within_a_row_other_overrides_make_their_own(sweeps):
 
 def test_records_carry_the_simulated_clock_for_anytime_curves(sweeps):
     records = [json.loads(l) for l in (sweeps / "random_short" / "0" / "trials.jsonl").read_text().splitlines()]
-    clock = [r["simulated"] for r in records]
+    assert records[-1]["status"] == "end" and records[-1]["stop_reason"] == "budget.simulated_seconds reached"
+    clock = [r["simulated"] for r in records[:-1]]
     assert clock == sorted(clock) and clock[-1] <= 3000
     assert math.isclose(clock[-1], sum(r["metrics"]["cost"] for r in records), rel_tol=1e-9)
 
@@ -81,5 +82,48 @@ def test_report_reads_a_run_that_is_still_writing_without_touching_its_log(sweep
     complete = log.read_text()
     log.write_text(complete + '{"trial": 999, "arch": "|no')  # a record half-written at this instant
     rows = report(run)
-    assert rows[0]["mean_trials"] == len(complete.splitlines())
+    assert rows[0]["mean_trials"] == len(complete.splitlines()) - 1  # the end record is not a trial
     assert log.read_text().endswith('"|no')  # left as it was: the search will finish the line
+
+
+def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tmp_path, capsys):
+    import shutil
+
+    for i in range(2):
+        shutil.copytree(sweeps / "rea" / str(i), tmp_path / str(i))
+    log = tmp_path / "1" / "trials.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))  # killed: no end record
+    rows = report(tmp_path)
+    assert rows[0]["runs"] == 2 and rows[0]["unfinished"] == 1
+    printed = capsys.readouterr().out
+    assert "2 (1 unfinished)" in printed and "no end record" in printed
+    with open(tmp_path / "report.csv", newline="") as f:
+        assert next(csv.DictReader(f))["unfinished"] == "1"
+    figure = _figure(tmp_path)
+    assert any("1 unfinished" in label for label in figure["labels"])
+
+
+def _figure(root):
+    from nasrun.report import load_run, find_runs, plot_anytime, summarize
+
+    return plot_anytime(summarize([load_run(p) for p in find_runs(root)]), root / "again.png")
+
+
+def test_the_plot_spans_every_curve_and_names_the_published_line_only_when_drawn(sweeps):
+    from nasrun.report import find_runs, load_run
+
+    figure = _figure(sweeps)
+    (low, high), = figure["ylim"].values()
+    curves = [load_run(p).anytime()[1] for p in find_runs(sweeps)]
+    values = [v for ys in curves for v in ys if not math.isnan(v)] + [93.92, 93.70]
+    assert low <= min(values) and high >= max(values)
+    assert "dashed: published" in figure["title"]
+
+
+def test_out_creates_the_folder_and_an_unwritable_one_is_one_line(sweeps, tmp_path):
+    out = tmp_path / "new" / "reports"
+    report(sweeps / "rea", out)
+    assert (out / "report.csv").is_file() and (out / "anytime.png").is_file()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="--out"):
+        report(sweeps / "rea", tmp_path / "file" / "sub")

@@ -9,7 +9,7 @@ from nasrun.runner import Budget, run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
-from nasrun.trial_log import TrialWriter, read_trials
+from nasrun.trial_log import TrialWriter, read_trials, split_log
 
 SPACE = CustomSpace()
 
@@ -26,11 +26,20 @@ class CountingEvaluator:
         self.calls = []
         self.fail_keys = set(fail_keys)
 
-    def __call__(self, arch):
+    def __call__(self, arch, deadline=None):
         self.calls.append(arch.key)
         if arch.key in self.fail_keys:
             raise RuntimeError("boom: out of memory")
         return {"val_acc": score(arch), "test_acc": score(arch) - 1}, None
+
+
+def trials_of(path):
+    """The finished trials of a log (without its cancelled and end records)."""
+    return split_log(read_trials(path))[0]
+
+
+def record(trial, **extra):
+    return {"trial": trial, "arch": {}, "key": f"k{trial}", "status": "ok", **extra}
 
 
 def append_trial(path, record):
@@ -61,7 +70,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     first = RandomSearch(SPACE, seed=5).ask()
     ev = CountingEvaluator(fail_keys={first.key})
     result = run_search(SPACE, RandomSearch(SPACE, seed=5), ev, Budget(trials=4), tmp_path)
-    records = read_trials(tmp_path / "trials.jsonl")
+    records = trials_of(tmp_path / "trials.jsonl")
     assert [r["status"] for r in records] == ["failed", "ok", "ok", "ok"]
     assert "out of memory" in records[0]["error"]
     assert result.best["status"] == "ok"
@@ -100,35 +109,37 @@ def test_resume_replays_the_log_and_proposes_what_the_uninterrupted_run_would(tm
     assert not set(ev.calls) & {r["key"] for r in resumed.records[:stop_after]}  # nothing run again
     assert [r["key"] for r in resumed.records] == [r["key"] for r in full.records]
     on_disk = read_trials(part / "trials.jsonl")
-    assert [r["trial"] for r in on_disk] == list(range(30))
+    # Each run ends its part of the log with an end record; the trials are numbered straight through.
+    assert [r["status"] for r in on_disk].count("end") == 2 and on_disk[-1]["status"] == "end"
+    assert [r["trial"] for r in split_log(on_disk)[0]] == list(range(30))
 
 
 def test_torn_last_line_is_dropped_and_that_trial_rerun(tmp_path, caplog):
     run_search(SPACE, evolution(seed=4), CountingEvaluator(), Budget(trials=5), tmp_path)
     path = tmp_path / "trials.jsonl"
-    lines = path.read_text().splitlines()
+    lines = path.read_text().splitlines()[:-1]  # killed before the end record, while writing the last trial
     torn_key = json.loads(lines[-1])["key"]
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
     ev = CountingEvaluator()
     result = run_search(SPACE, evolution(seed=4), ev, Budget(trials=8), tmp_path, resume=True)
     assert "torn last line" in caplog.text
     assert ev.calls[0] == torn_key and len(ev.calls) == 4
-    assert [r["trial"] for r in read_trials(path)] == list(range(8))
+    assert [r["trial"] for r in trials_of(path)] == list(range(8))
     assert len(result.records) == 8
 
 
 def test_damage_before_the_last_line_stops_the_resume(tmp_path):
     path = tmp_path / "trials.jsonl"
-    append_trial(path, {"trial": 0})
+    append_trial(path, record(0))
     path.write_text(path.read_text() + "{not json\n")
-    append_trial(path, {"trial": 2})
+    append_trial(path, record(2))
     with pytest.raises(UserError, match="trials.jsonl:2"):
         read_trials(path)
 
 
 def test_a_resume_that_diverges_keeps_every_recorded_trial(tmp_path, caplog):
     run_search(SPACE, RandomSearch(SPACE, seed=1), CountingEvaluator(), Budget(trials=6), tmp_path)
-    recorded = {r["key"] for r in read_trials(tmp_path / "trials.jsonl")}
+    recorded = {r["key"] for r in trials_of(tmp_path / "trials.jsonl")}
     ev = CountingEvaluator()
     result = run_search(SPACE, RandomSearch(SPACE, seed=99), ev, Budget(trials=10), tmp_path, resume=True)
     assert "diverges" in caplog.text
@@ -138,7 +149,7 @@ def test_a_resume_that_diverges_keeps_every_recorded_trial(tmp_path, caplog):
 
 def test_non_finite_metrics_are_written_as_null(tmp_path):
     path = tmp_path / "trials.jsonl"
-    append_trial(path, {"trial": 0, "metrics": {"val_loss": math.nan, "x": [math.inf]}})
+    append_trial(path, record(0, metrics={"val_loss": math.nan, "x": [math.inf]}))
     assert read_trials(path)[0]["metrics"] == {"val_loss": None, "x": [None]}
 
 
@@ -153,7 +164,7 @@ def test_budget_rejects_bad_values_naming_the_key(kwargs, key):
 class CostlyEvaluator(CountingEvaluator):
     """A fake benchmark table: each architecture reports a fixed simulated cost."""
 
-    def __call__(self, arch):
+    def __call__(self, arch, deadline=None):
         metrics, model = super().__call__(arch)
         return {**metrics, "cost": 10.0 + arch.to_json()["feature"] / 10}, model
 
@@ -161,7 +172,7 @@ class CostlyEvaluator(CountingEvaluator):
 def test_simulated_budget_stops_before_the_trial_that_would_pass_it(tmp_path):
     ev = CostlyEvaluator()
     result = run_search(SPACE, RandomSearch(SPACE, seed=2), ev, Budget(trials=None, simulated_seconds=150), tmp_path)
-    records = read_trials(tmp_path / "trials.jsonl")
+    records = trials_of(tmp_path / "trials.jsonl")
     costs = [r["metrics"]["cost"] for r in records]
     assert result.stop_reason == "budget.simulated_seconds reached"
     # Each record carries the simulated clock after it; the trial that would have crossed 150 s is not counted.
@@ -192,7 +203,100 @@ def test_simulated_budget_needs_an_evaluator_that_reports_cost(tmp_path):
 def test_trial_writer_flushes_every_record_before_the_next_trial(tmp_path):
     path = tmp_path / "trials.jsonl"
     with TrialWriter(path, sync_every=3600) as writer:
-        writer.append({"trial": 0})
-        assert read_trials(path) == [{"trial": 0}]  # visible to another reader (and to a resume after a kill)
-        writer.append({"trial": 1})
+        writer.append(record(0))
+        assert read_trials(path) == [record(0)]  # visible to another reader (and to a resume after a kill)
+        writer.append(record(1))
         assert len(read_trials(path)) == 2
+
+
+def test_a_record_that_is_not_a_trial_stops_the_resume_naming_the_line(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_trial(path, record(0))
+    append_trial(path, {"trial": 1, "status": "great"})
+    append_trial(path, record(2))
+    with pytest.raises(UserError, match="trials.jsonl:2 is not a nasrun trial record"):
+        read_trials(path)
+
+
+def test_resume_of_a_directory_without_trials_names_the_directory(tmp_path):
+    with pytest.raises(UserError, match=f"resume=true: {tmp_path} holds no finished trials"):
+        run_search(SPACE, evolution(), CountingEvaluator(), Budget(trials=3), tmp_path, resume=True)
+    (tmp_path / "trials.jsonl").write_text("")
+    with pytest.raises(UserError, match="empty"):
+        run_search(SPACE, evolution(), CountingEvaluator(), Budget(trials=3), tmp_path, resume=True)
+
+
+class SlowEvaluator(CountingEvaluator):
+    """Training that checks the deadline between 'batches', as nasrun.train does; trial `slow_at` never ends
+    on its own."""
+
+    def __init__(self, slow_at):
+        super().__init__()
+        self.slow_at = slow_at
+
+    def __call__(self, arch, deadline=None):
+        import time
+
+        from nasrun.deadline import check_deadline
+
+        if len(self.calls) == self.slow_at:
+            while True:
+                check_deadline(deadline, "training")
+                time.sleep(0.01)
+        return super().__call__(arch)
+
+
+def test_the_wall_clock_budget_cancels_a_running_trial_and_resume_runs_it_again(tmp_path):
+    import time
+
+    began = time.monotonic()
+    result = run_search(SPACE, evolution(seed=6), SlowEvaluator(slow_at=3), Budget(trials=8, seconds=1.0), tmp_path)
+    assert time.monotonic() - began < 3  # ends at the budget, not when the trial would have
+    assert result.stop_reason == "budget.seconds reached" and result.cancelled["trial"] == 3
+    assert len(result.records) == 3 and result.best["status"] == "ok"
+    logged = read_trials(tmp_path / "trials.jsonl")
+    assert [r["status"] for r in logged] == ["ok", "ok", "ok", "cancelled", "end"]
+    assert "budget.seconds ran out during training" in logged[3]["error"] and logged[-1]["cancelled"] == 3
+    assert json.loads((tmp_path / "best.json").read_text())["key"] != logged[3]["key"]
+
+    ev = CountingEvaluator()
+    resumed = run_search(SPACE, evolution(seed=6), ev, Budget(trials=8), tmp_path, resume=True)
+    assert ev.calls[0] == logged[3]["key"]  # the cancelled trial runs again, first
+    assert [r["trial"] for r in resumed.records] == list(range(8)) and resumed.replayed == 3
+    straight = run_search(SPACE, evolution(seed=6), CountingEvaluator(), Budget(trials=8), tmp_path / "straight")
+    assert [r["key"] for r in resumed.records] == [r["key"] for r in straight.records]
+
+
+class EvaluatorWithTest(CountingEvaluator):
+    """Leaves the test split out, like the training evaluator: `test` is called for the best so far only."""
+
+    def __init__(self):
+        super().__init__()
+        self.tested = []
+
+    def __call__(self, arch, deadline=None):
+        metrics, _ = super().__call__(arch)
+        metrics.pop("test_acc")
+        import torch
+
+        model = torch.nn.Identity()  # a stand-in trained model that remembers its architecture
+        model.arch = arch
+        return metrics, model
+
+    def test(self, model, deadline=None):
+        self.tested.append(model.arch.key)
+        return {"test_acc": score(model.arch) - 1}
+
+
+def test_the_test_split_is_measured_only_for_trials_that_become_the_best(tmp_path):
+    ev = EvaluatorWithTest()
+    result = run_search(SPACE, RandomSearch(SPACE, seed=7), ev, Budget(trials=12), tmp_path)
+    running_best, expected = -math.inf, []
+    for r in result.records:
+        if r["metrics"]["val_acc"] > running_best:
+            running_best = r["metrics"]["val_acc"]
+            expected.append(r["key"])
+    assert ev.tested == expected and len(expected) < 12
+    tested = [r for r in result.records if "test_acc" in r["metrics"]]
+    assert [r["key"] for r in tested] == expected
+    assert result.best["metrics"]["test_acc"] == score(SPACE.from_json(result.best["arch"])) - 1

@@ -25,7 +25,8 @@ def test_scores_csv_correlations_and_resume_from_the_cache(data_root, tmp_path, 
         written = list(csv.DictReader(f))
     assert [r["arch"] for r in written] == [r["arch"] for r in rows]
     assert {"synflow", "synflow_seconds", "params", "params_seconds", "cifar10_test_acc200",
-            "cifar100_test_acc200", "imagenet16_test_acc200"} <= set(written[0])
+            "cifar100_test_acc200", "imagenet16_test_acc200", "shared_seconds"} <= set(written[0])
+    assert written[0]["shared_seconds"] == ""  # neither proxy shares a gradient pass
     rho = spearmanr([r["params"] for r in rows], [r[target] for r in rows]).statistic
     assert next(r for r in results if r["proxy"] == "params")["spearman"] == pytest.approx(rho)
     # Interrupted after 6 and rerun for 10: the first 6 are the same draws and come from the cache.
@@ -60,3 +61,15 @@ def test_user_errors(data_root, tmp_path):
     with pytest.raises(UserError, match="--target=nope"):
         score_space(overrides(data_root, tmp_path), ["params"], 2, None, "nope")
     assert np.isnan(correlations([], ["p"], "acc")[0]["spearman"])
+
+
+def test_a_shared_gradient_pass_is_reported_once_and_each_proxy_apart(data_root, tmp_path, capsys):
+    out = tmp_path / "grad.csv"
+    main(["--proxies", "grad_norm,snip", "-n", "3", "--out", str(out), *overrides(data_root, tmp_path)])
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        shared, own = float(row["shared_seconds"]), float(row["grad_norm_seconds"]) + float(row["snip_seconds"])
+        assert shared > own  # the build, forward and backward dominate; the two reductions are tiny
+    printed = capsys.readouterr().out
+    assert "shared gradient pass" in printed and "counted once" in printed

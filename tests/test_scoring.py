@@ -63,7 +63,26 @@ def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
         for name, entry, scorer in zip(names, entries, apart):
             assert entry["score"] == pytest.approx(scorer(arch), rel=1e-6), name
             assert entry.get("shared") == (5 if name != "synflow" else None)
+            if name != "synflow":  # the shared pass once, the proxy's own work apart
+                assert entry["shared_seconds"] == entries[0]["shared_seconds"] > 0 and entry["seconds"] >= 0
     again = [ProxyScorer(getattr(proxies, n), SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path / "a")
              for n in names]
     score_together(again, SPACE.sample(np.random.default_rng(0)))
     assert sum(s.computed for s in again) == 0  # every proxy's own cache file answers
+
+
+def test_a_proxy_whose_definition_changed_never_reads_its_old_scores(tmp_path):
+    from nasrun.scoring import DEFINITION_VERSIONS
+
+    data = synthetic(channels=3, image_size=16)
+    fisher = ProxyScorer(proxies.fisher, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)
+    snip = ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)
+    assert DEFINITION_VERSIONS["fisher"] >= 2
+    DEFINITION_VERSIONS["fisher"] += 1
+    try:
+        newer = ProxyScorer(proxies.fisher, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)
+    finally:
+        DEFINITION_VERSIONS["fisher"] -= 1
+    assert newer.cache_path != fisher.cache_path  # a new file: the old scores are not read back
+    assert ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path).cache_path == \
+        snip.cache_path

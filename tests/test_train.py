@@ -16,11 +16,30 @@ def data():
 
 
 def test_training_learns_and_reports_every_metric(data):
-    metrics, model = TrainingEvaluator(CustomSpace(), data, epochs=2, seed=0)(ARCH)
-    assert set(metrics) >= {"val_acc", "val_loss", "test_acc", "params", "train_seconds", "history", "precision"}
+    evaluator = TrainingEvaluator(CustomSpace(), data, epochs=2, seed=0)
+    metrics, model = evaluator(ARCH)
+    assert set(metrics) >= {"val_acc", "val_loss", "params", "train_seconds", "val_seconds", "history", "precision"}
+    assert "test_acc" not in metrics  # measured only when the runner asks (the best so far)
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert metrics["params"] == sum(p.numel() for p in model.parameters())
-    assert metrics["test_acc"] > 60  # 4 classes: chance is 25 %
+    tested = evaluator.test(model)
+    assert tested["test_acc"] > 60 and tested["test_seconds"] > 0  # 4 classes: chance is 25 %
+    every, _ = TrainingEvaluator(CustomSpace(), data, epochs=2, seed=0, test_every_trial=True)(ARCH)
+    assert every["test_acc"] == tested["test_acc"] and every["val_acc"] == metrics["val_acc"]
+
+
+def test_a_passed_deadline_stops_training_and_evaluation_between_batches(data):
+    import time
+
+    from nasrun.deadline import TrialCancelled
+    from nasrun.train import evaluate
+
+    with pytest.raises(TrialCancelled, match="during training"):
+        TrainingEvaluator(CustomSpace(), data, epochs=1, seed=0)(ARCH, deadline=time.monotonic())
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 4))
+    with pytest.raises(TrialCancelled, match="test evaluation"):
+        evaluate(model, data, "test", deadline=time.monotonic() - 1)
+    assert evaluate(model, data, "test", deadline=time.monotonic() + 60)[0] >= 0
 
 
 def test_same_seed_same_metrics_and_global_rng_untouched(data):

@@ -5,6 +5,7 @@ table supplies the accuracies that are reported, so a training-free search can b
 
 from __future__ import annotations
 
+from nasrun.deadline import check_deadline
 from nasrun.evaluators.tabular import TABLE_CELLS, TABLE_CHANNELS, TabularEvaluator
 
 
@@ -23,7 +24,8 @@ class ProxyEvaluator:
                 (space.channels, space.cells_per_stage) == (TABLE_CHANNELS, TABLE_CELLS):
             self.lookup = TabularEvaluator(space, table, benchmark)
 
-    def __call__(self, arch):
+    def __call__(self, arch, deadline: float | None = None):
+        check_deadline(deadline, "proxy scoring")  # one score takes about a second: checked before it starts
         score = self.scorer(arch)  # a ProxyScoreError here is a failed trial, not a failed search
         metrics = {"fitness": score, "proxy_score": score}
         if self.lookup is not None:

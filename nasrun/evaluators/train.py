@@ -1,11 +1,18 @@
-"""The training evaluator: build the architecture's network, train it for the budget's epochs, measure it."""
+"""The training evaluator: build the architecture's network, train it for the budget's epochs, validate it.
+
+The test split is measured by `test(model)`, which the runner calls only for a trial that becomes the best so
+far by fitness: a 10,000-image test pass costs more than a low-fidelity trial's training, and selection never
+looks at it. `test_every_trial=true` measures every trial, as before.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import replace
 
-from nasrun.train import TrainConfig, train
+from nasrun.checks import check_bool
+from nasrun.train import TrainConfig, evaluate, train, use_bf16
 
 
 def trial_seed(run_seed: int, key: str) -> int:
@@ -20,8 +27,9 @@ class TrainingEvaluator:
 
     def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
                  momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
-                 precision: str = "auto"):
+                 precision: str = "auto", test_every_trial: bool = False):
         self.space = space
+        self.test_every_trial = check_bool("test_every_trial", test_every_trial)
         self.data = data
         self.seed = seed
         # Validates every training option up front, so a typo fails before the first trial.
@@ -40,7 +48,9 @@ class TrainingEvaluator:
             "std": self.data.std.flatten().tolist(),
         }
 
-    def __call__(self, arch):
+    def __call__(self, arch, deadline: float | None = None):
+        """(metrics, trained model). deadline: a time.monotonic() value past which training stops with
+        TrialCancelled (the run's wall-clock budget)."""
         import torch
 
         seed = trial_seed(self.seed, arch.key)
@@ -50,5 +60,13 @@ class TrainingEvaluator:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
-            metrics = train(model, self.data, replace(self.config, seed=seed))
+            metrics = train(model, self.data, replace(self.config, seed=seed), deadline)
+        if self.test_every_trial:
+            metrics.update(self.test(model, deadline))
         return metrics, model
+
+    def test(self, model, deadline: float | None = None) -> dict:
+        """The trained model's test accuracy, loss and the pass's seconds."""
+        began = time.perf_counter()
+        acc, loss = evaluate(model, self.data, "test", use_bf16(self.data.device, self.config.precision), deadline)
+        return {"test_acc": acc, "test_loss": loss, "test_seconds": time.perf_counter() - began}
