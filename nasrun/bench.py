@@ -15,8 +15,11 @@
 3. `search`: the default search (`make run`), wall time and best test accuracy.
 4. `proxies` (see `nasrun.bench_proxies`): each zero-cost proxy's rank correlation with NAS-Bench-201's
    accuracies over sampled cells, beside the published values, and its seconds per cell.
+5. `eval`, `phases` and `threads` (see `nasrun.bench_eval`): evaluation images/s against a minimal
+   inference_mode loop; one trial's seconds by phase; proxy scoring beside a busy process, with and without
+   `device.threads=1`.
 
-Usage: python -m nasrun.bench [--only throughput|nb201|tabular|sweeps|search|proxies] [--images N] [--rounds R] [--root DIR]
+Usage: python -m nasrun.bench [--only NAME] [--images N] [--rounds R] [--root DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -155,7 +158,8 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
 
 
 def default_search(root: str, out: Path) -> dict:
-    """`make run`'s search (the default config), timed from the command line as a user sees it."""
+    """`make run`'s search (the default config), timed from the command line as a user sees it: trials, how
+    many were evolution's children (after the initial population), best accuracies, minutes."""
     run_dir = out / "default-search"
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nasrun", f"hydra.run.dir={run_dir}"], cwd=REPO,
@@ -163,27 +167,43 @@ def default_search(root: str, out: Path) -> dict:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"default search failed:\n{proc.stderr[-2000:]}")
+    from omegaconf import OmegaConf
+
+    from nasrun.trial_log import read_trials, split_log
+
     best = json.loads((run_dir / "best.json").read_text())
-    trials = len((run_dir / "trials.jsonl").read_text().splitlines())
-    return {"wall_seconds": wall, "trials": trials, "best_key": best["key"],
-            "best_val_acc": best["metrics"]["val_acc"], "best_test_acc": best["metrics"]["test_acc"]}
+    trials, cancelled, end = split_log(read_trials(run_dir / "trials.jsonl", repair=False))
+    population = OmegaConf.load(run_dir / ".hydra" / "config.yaml").strategy.population_size
+    return {"wall_seconds": wall, "trials": len(trials), "children": max(0, len(trials) - population),
+            "cancelled": len(cancelled), "stop_reason": end["stop_reason"] if end else None,
+            "best_key": best["key"], "best_trial": best["trial"],
+            "best_val_acc": best["metrics"]["val_acc"], "best_test_acc": best["metrics"]["test_acc"],
+            "test_passes": sum(1 for t in trials if "test_acc" in t.get("metrics", {}))}
 
 
 def main() -> None:
-    from nasrun import bench_proxies, bench_tabular
+    from nasrun import bench_eval, bench_proxies, bench_tabular
+    from nasrun.device import select_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies"])
+    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
+                                           "phases", "threads"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=30, help="seeds per NAS-Bench-201 sweep")
     parser.add_argument("--cells", type=int, default=500, help="NAS-Bench-201 cells scored for the correlations")
     parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads, as device.threads (default: the cores this process may use)")
     args = parser.parse_args()
+    select_device("cpu", args.threads)  # the same thread setting every nasrun command applies
     out = REPO / "outputs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True)
-    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    import torch
+
+    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
+                           "threads": torch.get_num_threads()}}
 
     def wanted(name: str) -> bool:
         return args.only in (None, name)
@@ -201,6 +221,12 @@ def main() -> None:
     if wanted("proxies"):
         results["proxy_timing"] = bench_proxies.timing(args.root)
         results["proxy_correlation"] = bench_proxies.correlation(args.root, args.cells)
+    if wanted("eval"):
+        results["evaluation"] = bench_eval.evaluation(args.root, args.rounds)
+    if wanted("phases"):
+        results["trial_phases"] = bench_eval.trial_phases(args.root)
+    if wanted("threads"):
+        results["threads"] = bench_eval.threads(args.root)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
 
@@ -227,10 +253,12 @@ def _print(results: dict, out: Path) -> None:
         console.print(table)
     bench_tabular.print_results(results, console)
     bench_proxies.print_results(results, console)
+    bench_eval.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
-        console.print(f"default search: {s['trials']} trials in {s['wall_seconds']:.0f} s, best test accuracy "
-                      f"{s['best_test_acc']:.2f} % (val {s['best_val_acc']:.2f} %, {s['best_key']})")
+        console.print(f"default search: {s['trials']} trials ({s['children']} children, {s['cancelled']} cancelled) "
+                      f"in {s['wall_seconds']:.0f} s, best test accuracy {s['best_test_acc']:.2f} % (val "
+                      f"{s['best_val_acc']:.2f} %, trial {s['best_trial']}, {s['best_key']}); {s['stop_reason']}")
     console.print(f"written to {out / 'bench.json'}")
 
 

@@ -158,6 +158,9 @@ def run(cfg: DictConfig) -> dict:
                             model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
     counts = result.counts(search.evaluator)
     print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
+    if result.best is None and result.cancelled is not None and not result.records:
+        raise UserError(f"budget.seconds={search.budget.seconds}: the first trial did not finish in time (cancelled; "
+                        f"resume=true hydra.run.dir={run_dir} runs it again); raise budget.seconds")
     if result.best is None:
         first = next((r.get("error") for r in result.records if r["status"] == "failed"), "no trials ran")
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")

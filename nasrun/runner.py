@@ -116,8 +116,8 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                         f"or choose a new hydra.run.dir")
     # Cancelled trials run again and end records are only marks: what resumes is the finished trials.
     previous, _, _ = split_log(logged)
-    if resume and not previous:
-        raise UserError(f"resume=true: {run_dir} holds no finished trials to resume (trials.jsonl is "
+    if resume and not logged:
+        raise UserError(f"resume=true: {run_dir} holds no trials to resume (trials.jsonl is "
                         f"{'missing' if not log_path.exists() else 'empty'}); check hydra.run.dir, or drop "
                         f"resume=true to start a new run")
     if resume:

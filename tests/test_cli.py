@@ -23,8 +23,8 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
     proc = run_cli(*SMOKE, "budget.trials=4", "strategy=random", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
-    assert [r["trial"] for r in records] == [0, 1, 2, 3]
     assert records.pop()["status"] == "end"
+    assert [r["trial"] for r in records] == [0, 1, 2, 3]
     for r in records:
         assert r["status"] == "ok" and set(r) >= {"trial", "arch", "key", "status", "metrics", "seconds"}
         assert set(r["metrics"]) >= {"val_acc", "val_loss", "params", "history", "train_seconds", "val_seconds"}
@@ -64,17 +64,20 @@ def test_help_fits_one_screen_and_lists_groups_presets_keys_and_outputs():
 
 def test_the_wall_clock_budget_holds_inside_a_trial_and_resume_runs_the_cancelled_trial(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["dataset=synthetic", "dataset.num_train=3000", "budget.trials=20", "strategy=random", "device.threads=1"]
+    args = ["dataset=synthetic", "budget.trials=30", "strategy=random", "device.threads=1"]
     began = time.monotonic()
-    proc = run_cli(*args, "budget.seconds=5", f"hydra.run.dir={run_dir}")
+    proc = run_cli(*args, "budget.seconds=4", f"hydra.run.dir={run_dir}")
     wall = time.monotonic() - began
-    assert proc.returncode == 0, proc.stderr
     logged = [json.loads(line) for line in _lines(run_dir / "trials.jsonl")]
     statuses = [r["status"] for r in logged]
+    # 30 trials of a second or more cannot fit in 4 s: one is cut short, recorded, and the run ends.
     assert statuses[-2:] == ["cancelled", "end"] and set(statuses[:-2]) <= {"ok"}
-    assert logged[-1]["stop_reason"] == "budget.seconds reached" and logged[-2]["elapsed"] < 5 + 2
-    assert wall < 5 + 15  # start-up and data included: not a whole trial (or more) past the budget
-    assert "cancelled, runs again on resume" in proc.stdout
+    assert logged[-1]["stop_reason"] == "budget.seconds reached" and logged[-2]["elapsed"] < 4 + 2
+    assert wall < 4 + 15  # start-up and data included: not a whole trial (or more) past the budget
+    if len(logged) > 2:
+        assert proc.returncode == 0 and "cancelled, runs again on resume" in proc.stdout
+    else:  # a loaded machine did not finish even the first trial: one line says what to do
+        assert proc.returncode == 2 and "the first trial did not finish in time" in proc.stderr
     assert "1 CPU threads" in (run_dir / "nasrun.log").read_text()
     cancelled, finished = logged[-2], len(logged) - 2
     resumed = run_cli(*args, "budget.seconds=null", f"budget.trials={finished + 1}", f"hydra.run.dir={run_dir}",
@@ -193,7 +196,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["strategy.populaton_size=3"], ["strategy.populaton_size", "unknown key", "are: population_size"]),
     (["budget.trial=3"], ["budget.trial", "unknown key", "keys of budget are: trials"]),
     (["dataset.val_size=99999"], ["dataset.val_size=99999", "hold out fewer"]),
-    (["resume=true"], ["resume=true", "no finished trials", "hydra.run.dir"]),
+    (["resume=true"], ["resume=true", "holds no trials", "hydra.run.dir"]),
     (["resume=maybe"], ["resume='maybe'", "true or false"]),
     (["strategy.population_size=1"], ["strategy.population_size=1", ">= 2"]),
     (["budget.trials=0"], ["budget.trials=0", ">= 1"]),

@@ -219,7 +219,7 @@ def test_a_record_that_is_not_a_trial_stops_the_resume_naming_the_line(tmp_path)
 
 
 def test_resume_of_a_directory_without_trials_names_the_directory(tmp_path):
-    with pytest.raises(UserError, match=f"resume=true: {tmp_path} holds no finished trials"):
+    with pytest.raises(UserError, match=f"resume=true: {tmp_path} holds no trials"):
         run_search(SPACE, evolution(), CountingEvaluator(), Budget(trials=3), tmp_path, resume=True)
     (tmp_path / "trials.jsonl").write_text("")
     with pytest.raises(UserError, match="empty"):
