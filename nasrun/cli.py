@@ -210,24 +210,24 @@ def help_text() -> str:
         group, option = next(iter(entry.items()))
         if "/" not in group and not group.startswith("override"):
             defaults[group] = option
-    lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]      a search (-m: a sweep over comma lists)",
-             "       nasrun-report DIR [--out DIR]                        table, report.csv, anytime.png of runs",
-             "       nasrun-score [--proxies a,b] [-n N | --all] OVERRIDES   zero-cost proxy scores, rank correlations",
+    lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]    a search (-m: a sweep over comma lists)",
+             "       nasrun-report DIR [--out DIR]                      table, report.csv, anytime.png",
+             "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",
              "", "config groups (default first):"]
     for group, default in defaults.items():
         options = sorted((p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")), key=lambda o: (o != default, o))
-        lines.append(f"  {group + '=':12}{' | '.join(options)}")
+        lines.append(f"  {group + '=':11}{'|'.join(options)}")
     presets = ", ".join(sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")))
-    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 100, initial_indent="  ", subsequent_indent="  "),
+    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 94, initial_indent="  ", subsequent_indent="  "),
               "keys people change first:",
-              "  budget.trials=N budget.seconds=S budget.epochs=E    how long: trials, wall-clock cap, epochs per trial",
-              "  device=cpu|cuda device.threads=N                    where trials run; CPU threads (1 when sharing)",
-              "  seed=N                                              data split, strategy and every trial's seed",
-              "  hydra.run.dir=DIR resume=true                       continue a stopped run in DIR",
-              "  dataset.root=DIR, or NASRUN_DATA=DIR in the environment: where the datasets are (offline: README, Data)",
-              "outputs (outputs/DATE/TIME/, or hydra.run.dir): trials.jsonl (every trial), best.json (the best trial",
-              "  and how to rebuild it), best.pt (its weights), nasrun.log, .hydra/ (the composed config)",
-              "more: nasrun --cfg job (print the composed config), nasrun --hydra-help (Hydra's own help), README.md"]
+              "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
+              "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
+              "  seed=N                                            data split, strategy, every trial",
+              "  hydra.run.dir=DIR resume=true                     continue a stopped run in DIR",
+              "  dataset.root=DIR, or NASRUN_DATA=DIR              where the datasets are (offline: README)",
+              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl (every trial), best.json",
+              "  (the best trial, how to rebuild it), best.pt (its weights), nasrun.log, .hydra/ (config)",
+              "more: nasrun --cfg job (the composed config), nasrun --hydra-help (Hydra's help), README.md"]
     return "\n".join(lines)
 
 
