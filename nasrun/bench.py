@@ -222,7 +222,7 @@ def main() -> None:
         results["proxy_timing"] = bench_proxies.timing(args.root)
         results["proxy_correlation"] = bench_proxies.correlation(args.root, args.cells)
     if wanted("eval"):
-        results["evaluation"] = bench_eval.evaluation(args.root, args.rounds)
+        results["evaluation"] = bench_eval.evaluation(args.root, args.rounds, args.images or 1000)
     if wanted("phases"):
         results["trial_phases"] = bench_eval.trial_phases(args.root)
     if wanted("threads"):
@@ -235,7 +235,7 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun import bench_proxies, bench_tabular
+    from nasrun import bench_eval, bench_proxies, bench_tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput"):

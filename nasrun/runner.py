@@ -28,9 +28,9 @@ QUIET_BELOW_SECONDS = 0.1  # trials evaluated faster than this are logged at DEB
 @dataclass(frozen=True)
 class Budget:
     """When the search stops: after `trials` evaluated architectures, after `seconds` of wall clock (a trial
-    still running then is cancelled between two batches and run again on resume), or when the evaluators' summed cost would
-    pass `simulated_seconds` (NAS-Bench-201's protocol: the trial that would cross it is not counted). Any of
-    them may be null; at least one must be set. `epochs` is the training length per trial."""
+    still running then is cancelled between two batches and run again on resume), or when the evaluators'
+    summed cost would pass `simulated_seconds` (NAS-Bench-201's protocol: the trial that would cross it is not
+    counted). Any of them may be null; at least one must be set. `epochs` is the training length per trial."""
 
     trials: int | None = 20
     epochs: int = 1
