@@ -140,7 +140,7 @@ def run(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     from nasrun.console import print_top_trials, trial_progress
-    from nasrun.runner import run_search
+    from nasrun.runner import check_resumable, run_search
 
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
@@ -150,6 +150,8 @@ def run(cfg: DictConfig) -> dict:
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if resume:
+        check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
 
     search = build_search(cfg, seed, device)
     label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"

@@ -117,9 +117,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     # Cancelled trials run again and end records are only marks: what resumes is the finished trials.
     previous, _, _ = split_log(logged)
     if resume and not logged:
-        raise UserError(f"resume=true: {run_dir} holds no trials to resume (trials.jsonl is "
-                        f"{'missing' if not log_path.exists() else 'empty'}); check hydra.run.dir, or drop "
-                        f"resume=true to start a new run")
+        check_resumable(run_dir)
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
     pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
@@ -232,6 +230,15 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
         writer.append({"status": "end", "stop_reason": stop_reason, **result.counts(evaluator),
                        "cancelled": cancelled["trial"] if cancelled else None, "elapsed": offset + clock() - start})
     return result
+
+
+def check_resumable(run_dir: Path) -> None:
+    """resume=true needs a run directory whose trials.jsonl holds at least one record."""
+    log_path = Path(run_dir) / "trials.jsonl"
+    if not log_path.is_file() or not log_path.read_bytes().strip():
+        raise UserError(f"resume=true: {run_dir} holds no trials to resume (trials.jsonl is "
+                        f"{'empty' if log_path.is_file() else 'missing'}); check hydra.run.dir, or drop "
+                        f"resume=true to start a new run")
 
 
 def _write_json(path: Path, content: dict) -> None:

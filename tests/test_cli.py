@@ -200,6 +200,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["budget.trial=3"], ["budget.trial", "unknown key", "keys of budget are: trials"]),
     (["dataset.val_size=99999"], ["dataset.val_size=99999", "hold out fewer"]),
     (["resume=true"], ["resume=true", "holds no trials", "hydra.run.dir"]),
+    (["resume=true", "dataset.root=/nowhere"], ["resume=true", "holds no trials"]),  # checked before data
     (["resume=maybe"], ["resume='maybe'", "true or false"]),
     (["strategy.population_size=1"], ["strategy.population_size=1", ">= 2"]),
     (["budget.trials=0"], ["budget.trials=0", ">= 1"]),
