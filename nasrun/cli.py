@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError, check_bool, check_int
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The config groups: conf/ beside the package in a checkout, nasrun/conf inside an installed wheel.
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = str(_HERE / "conf" if (_HERE / "conf" / "config.yaml").is_file() else _HERE.parent / "conf")
 USER_ERROR_EXIT = 2
 
 
@@ -144,8 +146,7 @@ def run(cfg: DictConfig) -> dict:
 
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
-    check_keys("device", cfg.device)
-    device = build("device", cfg.device)
+    device = build("device", cfg.device)  # checks its keys first, like every group
     import torch
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
