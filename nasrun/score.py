@@ -80,7 +80,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
                 target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted."""
-    from nasrun.cli import build, check_keys, compose_config, proxy_options
+    from nasrun.cli import build, compose_config, proxy_options
     from nasrun.scoring import ProxyScorer, score_together
 
     unknown = [p for p in proxies if p not in proxy_options()]
@@ -92,7 +92,6 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
         raise UserError("--proxies: name at least one proxy")
     configs = {name: compose_config(overrides + [f"proxy={name}"]) for name in proxies}
     cfg = configs[proxies[0]]
-    check_keys("device", cfg.device)
     device = build("device", cfg.device)
     space = build("space", cfg.space)
     data = build("dataset", cfg.dataset, seed=cfg.seed, device=device)

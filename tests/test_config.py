@@ -1,5 +1,6 @@
 """Every option of every config group, and every experiment preset, composes and builds (DEVELOPERS.md rule 10)."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         assert isinstance(built, expected)
     if group == "device":
         assert built.type == (option if option != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-        assert torch.get_num_threads() == len(__import__("os").sched_getaffinity(0))  # threads: null
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))  # threads: null
         build(group, compose(f"device={option}", "device.threads=1").device)
         assert torch.get_num_threads() == 1
         build(group, node)  # back to the default for the tests that follow
