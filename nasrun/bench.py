@@ -41,13 +41,13 @@ REPO = Path(__file__).resolve().parent.parent
 def _model(case: str, seed: int = 0):
     import torch
 
-    from nasrun.spaces.custom import CustomArch, CustomSpace
+    from nasrun.spaces.custom import CustomSpace
     from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
     torch.manual_seed(seed)
     if case == "nb201":
         return NB201Space(16, 5).build(NB201Arch.from_key(NB201_CELL), 3, 32, 10)
-    return CustomSpace().build(CustomArch(**ARCH), 1, 28, 10)
+    return CustomSpace().build(CustomSpace().make(ARCH), 1, 28, 10)
 
 
 def nasrun_train(data, images: int, case: str, augment: bool = False) -> float:

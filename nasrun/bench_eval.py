@@ -56,13 +56,13 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     import torch
 
     from nasrun.data import fashion_mnist
-    from nasrun.spaces.custom import CustomArch, CustomSpace
+    from nasrun.spaces.custom import CustomSpace
     from nasrun.train import cpu_has_native_bf16, evaluate
 
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
     torch.manual_seed(0)
-    model = CustomSpace().build(CustomArch(**ARCH), 1, 28, 10).to(memory_format=torch.channels_last).eval()
+    model = CustomSpace().build(CustomSpace().make(ARCH), 1, 28, 10).to(memory_format=torch.channels_last).eval()
     variants = {}
     for precision in ("fp32", "bf16"):
         bf16 = precision == "bf16"
@@ -91,7 +91,7 @@ def trial_phases(root: str) -> dict:
 
     from nasrun.data import fashion_mnist
     from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.custom import CustomArch, CustomSpace
+    from nasrun.spaces.custom import CustomSpace
 
     settings = {"make run: fraction 0.03, val_size 1000": dict(fraction=0.03, val_size=1000),
                 "fraction 0.02, 10 % validation": dict(fraction=0.02, val_size=None),
@@ -101,7 +101,7 @@ def trial_phases(root: str) -> dict:
         data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, **kwargs)
         evaluator = TrainingEvaluator(CustomSpace(), data, epochs=1, seed=0)
         began = time.perf_counter()
-        metrics, model = evaluator(CustomArch(**ARCH))
+        metrics, model = evaluator(CustomSpace().make(ARCH))
         tested = evaluator.test(model)
         out[name] = {"train": metrics["train_seconds"], "val": metrics["val_seconds"], "test": tested["test_seconds"],
                      "total": time.perf_counter() - began, "train_images": len(data.train_y),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.checks import UserError, check_float, check_int
+from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
 from nasrun.trial_log import TrialWriter, jsonable, read_trials, split_log
 
@@ -66,7 +67,7 @@ class SearchResult:
 
     def counts(self, evaluator) -> dict:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
-        trained = sum(1 for r in self.records if r["status"] == "ok") if getattr(evaluator, "trains", True) else 0
+        trained = sum(1 for r in self.records if r["status"] == "ok") if trains(evaluator) else 0
         return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
 
 
@@ -268,7 +269,7 @@ def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
     try:
         metrics, model = evaluator(arch, deadline=deadline)
         record.update(status="ok", metrics=metrics)
-        if "test_acc" not in metrics and hasattr(evaluator, "test") and model is not None and wants_test(record):
+        if "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None and wants_test(record):
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:
         record.update(status="cancelled", metrics={}, seconds=time.perf_counter() - began, error=str(err))

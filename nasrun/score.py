@@ -48,9 +48,10 @@ def table_rows(cfg, space) -> dict | None:
     from omegaconf import OmegaConf
 
     from nasrun.cli import CONF_DIR
-    from nasrun.evaluators.tabular import TABLE_CELLS, TABLE_CHANNELS, load_table
+    from nasrun.contracts import is_table_space
+    from nasrun.evaluators.tabular import load_table
 
-    if space.name != "nb201" or (space.channels, space.cells_per_stage) != (TABLE_CHANNELS, TABLE_CELLS):
+    if not is_table_space(space):
         return None
     # The tabular evaluator's default path (dataset.root, else NASRUN_DATA), resolved by the config itself.
     copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # not struct: its evaluator may change

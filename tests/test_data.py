@@ -138,8 +138,8 @@ def test_a_failed_download_leaves_nothing_behind_and_names_the_files(tmp_path, m
 def test_synthetic_data_is_learnable_in_one_epoch_by_the_smallest_network():
     """A 1-epoch smoke run must land far from chance (25 %), or it cannot tell a broken trainer from a weak net."""
     from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.custom import CustomArch, CustomSpace
+    from nasrun.spaces.custom import CustomSpace
 
-    smallest = CustomArch(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.75)
+    smallest = CustomSpace().make(dict(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.75))
     metrics, _ = TrainingEvaluator(CustomSpace(), synthetic(seed=0), epochs=1, seed=0, precision="fp32")(smallest)
     assert metrics["val_acc"] >= 60

@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from nasrun.spaces.custom import CustomArch, CustomSpace
+from nasrun.spaces.custom import CHOICES, CustomSpace
 
 SPACE = CustomSpace()
+
+
+def CustomArch(conv3, num_block, conv5, feature, dropout):
+    return SPACE.make(dict(conv3=conv3, num_block=num_block, conv5=conv5, feature=feature, dropout=dropout))
 
 
 def test_space_has_108_distinct_architectures():
@@ -38,7 +42,7 @@ def test_arch_is_an_immutable_hashable_value_with_one_canonical_string():
     b = CustomArch(conv3=1.0, num_block=2, conv5=0, feature=128, dropout=0.5)
     assert a == b and hash(a) == hash(b) and a.key == b.key
     assert a.key == "conv3=1,num_block=2,conv5=0,feature=128,dropout=0.5"
-    assert CustomArch.from_key(a.key) == a
+    assert SPACE.from_key(a.key) == a
     assert SPACE.from_json(json.loads(json.dumps(a.to_json()))) == a
     assert SPACE.from_json(a.key) == a
     with pytest.raises(AttributeError):
@@ -59,7 +63,7 @@ def test_invalid_architecture_names_the_field(field, value):
                                        ("conv3=1,num_block=1,conv5=0,feature=64,dropout=0.25,extra=1", "extra")])
 def test_malformed_key_names_the_fault(key, fault):
     with pytest.raises(ValueError, match=fault):
-        CustomArch.from_key(key)
+        SPACE.from_key(key)
 
 
 def test_mutation_always_changes_something_and_only_to_allowed_values():
@@ -69,7 +73,7 @@ def test_mutation_always_changes_something_and_only_to_allowed_values():
             child = SPACE.mutate(arch, rng, prob)
             assert child != arch
             if prob is None:
-                assert sum(child.to_json()[k] != arch.to_json()[k] for k in CustomArch.CHOICES) == 1
+                assert sum(child.to_json()[k] != arch.to_json()[k] for k in CHOICES) == 1
 
 
 def test_crossover_takes_each_choice_from_a_parent_with_probability_half():
@@ -80,7 +84,7 @@ def test_crossover_takes_each_choice_from_a_parent_with_probability_half():
     n = 2000
     for _ in range(n):
         child = SPACE.crossover(a, b, rng).to_json()
-        for i, k in enumerate(CustomArch.CHOICES):
+        for i, k in enumerate(CHOICES):
             assert child[k] in (a.to_json()[k], b.to_json()[k])
             from_a[i] += child[k] == a.to_json()[k]
     assert np.all(np.abs(from_a / n - 0.5) < 0.05)

@@ -2,17 +2,18 @@ import numpy as np
 import pytest
 
 from nasrun.runner import Budget, run_search
-from nasrun.spaces.custom import CustomArch, CustomSpace
+from nasrun.spaces.custom import CHOICES, CustomSpace
+from nasrun.spaces.generic import ChoiceArch
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
 
 SPACE = CustomSpace()
 
 
-def toy_score(arch: CustomArch) -> float:
+def toy_score(arch: ChoiceArch) -> float:
     """A smooth objective with one optimum: each choice's index counts, with different weights."""
     values = arch.to_json()
-    return sum(w * CustomArch.CHOICES[k].index(values[k]) for w, k in zip((3, 2, 5, 1, 4), CustomArch.CHOICES))
+    return sum(w * CHOICES[k].index(values[k]) for w, k in zip((3, 2, 5, 1, 4), CHOICES))
 
 
 OPTIMUM = max(SPACE, key=toy_score)
@@ -70,7 +71,7 @@ def test_failed_trials_do_not_join_the_population_and_are_replaced_by_random_sam
         strategy.tell(strategy.ask(), None)
     assert len(strategy.population) == 0
     arch = strategy.ask()  # still the random phase
-    assert isinstance(arch, CustomArch)
+    assert isinstance(arch, ChoiceArch)
 
 
 @pytest.mark.parametrize("kwargs,key", [({"population_size": 1}, "population_size"),

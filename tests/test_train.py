@@ -4,10 +4,10 @@ from torch import nn
 
 from nasrun.data import synthetic
 from nasrun.evaluators.train import TrainingEvaluator, trial_seed
-from nasrun.spaces.custom import CustomArch, CustomSpace
+from nasrun.spaces.custom import CustomSpace
 from nasrun.train import TrainConfig, TrainingDiverged, train
 
-ARCH = CustomArch(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.25)
+ARCH = CustomSpace().make(dict(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.25))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ table supplies the accuracies that are reported, so a training-free search can b
 from __future__ import annotations
 
 from nasrun.deadline import check_deadline
-from nasrun.evaluators.tabular import TABLE_CELLS, TABLE_CHANNELS, TabularEvaluator
+from nasrun.contracts import is_table_space
+from nasrun.evaluators.tabular import TabularEvaluator
 
 
 class ProxyEvaluator:
@@ -20,8 +21,7 @@ class ProxyEvaluator:
     def __init__(self, space, scorer, table: str | None = None, benchmark: str = "cifar10"):
         self.scorer = scorer
         self.lookup = None
-        if table is not None and space.name == "nb201" and \
-                (space.channels, space.cells_per_stage) == (TABLE_CHANNELS, TABLE_CELLS):
+        if table is not None and is_table_space(space):
             self.lookup = TabularEvaluator(space, table, benchmark)
 
     def __call__(self, arch, deadline: float | None = None):

@@ -14,9 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from nasrun.checks import UserError, check_choice
+from nasrun.contracts import is_table_space
+from nasrun.spaces.nb201 import TABLE_CELLS, TABLE_CHANNELS
 
 BENCHMARKS = ("cifar10", "cifar100", "imagenet16")
-TABLE_CHANNELS, TABLE_CELLS = 16, 5  # the network size the table was measured with
 
 
 @lru_cache(maxsize=4)
@@ -58,7 +59,7 @@ class TabularEvaluator:
         if space.name != "nb201":
             raise UserError(f"evaluator=tabular looks cells up in the NAS-Bench-201 table; it needs space=nb201, "
                             f"not space={space.name}")
-        if (space.channels, space.cells_per_stage) != (TABLE_CHANNELS, TABLE_CELLS):
+        if not is_table_space(space):
             raise UserError(f"evaluator=tabular: the table was measured with space.channels={TABLE_CHANNELS} and "
                             f"space.cells_per_stage={TABLE_CELLS}; got {space.channels} and {space.cells_per_stage}")
         self.table = load_table(table)

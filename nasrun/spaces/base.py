@@ -1,45 +1,53 @@
 """The small shared part of every choice-based space: sampling, mutation, crossover, enumeration, parsing.
 
-A space subclass sets `name` and `arch_type` (an immutable architecture class with a `CHOICES` mapping, a
-`from_choices(dict)` constructor, `choices() -> dict`, `to_json()` and `from_key()`) and defines
-`build(arch, in_channels, image_size, num_classes) -> nn.Module`.
-Strategies only ever call `sample`, `mutate` and `crossover`; the runner uses `from_json` and `len`.
+A space is a `ChoiceSpace` with, per instance, `name`, `choices` (dimension name -> tuple of allowed values,
+in a fixed order; a space with a parameter varies them per instance), `make(values) -> arch` (an immutable
+architecture from a dict of valid choices), `from_key(text) -> arch` and
+`build(arch, in_channels, image_size, num_classes) -> nn.Module`. Each architecture offers `key`,
+`choices() -> dict` and `to_json()`. Strategies only ever call `sample`, `mutate` and `crossover`; the runner
+uses `from_json` and `len`. The contract is written down as `nasrun.contracts.Space`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from nasrun.spaces import choices
+from nasrun.spaces import choices as dims
 
 
 class ChoiceSpace:
     name: str = ""
-    arch_type: type = object
+    choices: Mapping[str, tuple] = {}
+
+    def make(self, values: dict):
+        raise NotImplementedError
+
+    def from_key(self, text: str):
+        raise NotImplementedError
 
     def sample(self, rng: np.random.Generator):
-        return self.arch_type.from_choices(choices.sample(self.arch_type.CHOICES, rng))
+        return self.make(dims.sample(self.choices, rng))
 
     def mutate(self, arch, rng: np.random.Generator, prob: float | None = None):
-        return self.arch_type.from_choices(choices.mutate(arch.choices(), self.arch_type.CHOICES, rng, prob))
+        return self.make(dims.mutate(arch.choices(), self.choices, rng, prob))
 
     def crossover(self, a, b, rng: np.random.Generator):
-        return self.arch_type.from_choices(choices.crossover(a.choices(), b.choices(), rng))
+        return self.make(dims.crossover(a.choices(), b.choices(), rng))
 
     def __len__(self) -> int:
-        return choices.size(self.arch_type.CHOICES)
+        return dims.size(self.choices)
 
     def __iter__(self) -> Iterator:
-        return (self.arch_type.from_choices(values) for values in choices.enumerate_all(self.arch_type.CHOICES))
+        return (self.make(values) for values in dims.enumerate_all(self.choices))
 
     def from_json(self, data: Any):
         """Rebuild an architecture from its JSON form: its canonical string or a dict of its choices."""
         if isinstance(data, str):
-            return self.arch_type.from_key(data)
+            return self.from_key(data)
         if isinstance(data, dict):
-            return self.arch_type.from_choices(choices.validate(self.arch_type.CHOICES, data))
+            return self.make(dims.validate(self.choices, data))
         raise ValueError(f"architecture must be a dict or a canonical string, got {type(data).__name__}")
 
     def __repr__(self) -> str:

@@ -19,16 +19,19 @@ Choices = Mapping[str, tuple]  # dimension name -> allowed values, in a fixed or
 def canonical_value(choices: Choices, field: str, value: Any) -> Any:
     """Return the allowed value equal to `value`, or raise ValueError naming the field and the allowed values.
 
-    Booleans and strings never match numbers: `conv3=True` or `dropout="0.5"` are configuration mistakes.
+    Booleans, strings and numbers only match their own kind: `conv3=True` or `dropout="0.5"` are configuration
+    mistakes, while 1.0 matches an allowed 1 (and comes back as 1).
     """
     allowed = choices[field]
-    if not isinstance(value, bool):
-        for candidate in allowed:
-            same_kind = isinstance(value, str) == isinstance(candidate, str)
-            if same_kind and value == candidate:
-                return candidate
+    for candidate in allowed:
+        if kind(value) == kind(candidate) and value == candidate:
+            return candidate
     shown = ", ".join(str(v) for v in allowed)
     raise ValueError(f"{field}={value!r} is not allowed; choose one of: {shown}")
+
+
+def kind(value: Any) -> str:
+    return "bool" if isinstance(value, bool) else "str" if isinstance(value, str) else "number"
 
 
 def validate(choices: Choices, values: Mapping[str, Any]) -> dict:

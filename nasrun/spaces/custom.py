@@ -3,76 +3,29 @@
 The published network fixes its first linear layer at 4608 inputs, which only fits some choices on 28x28
 inputs (num_block=3 gives 8192). Here the flattened size is worked out from the choices and the input size,
 so every one of the 108 architectures builds for 28x28x1 and 32x32x3 images.
+
+It is an instance of the generic choice space (`nasrun.spaces.generic`): a dict of choices and a `build`
+function, exactly what a user writes for a space of their own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from nasrun.spaces.generic import GenericSpace
 
-from nasrun.spaces import choices
-from nasrun.spaces.base import ChoiceSpace
-
-
-@dataclass(frozen=True)
-class CustomArch:
-    """One architecture of the custom space: an immutable, hashable, JSON-serialisable value."""
-
-    conv3: int
-    num_block: int
-    conv5: int
-    feature: int
-    dropout: float
-
-    CHOICES = {
-        "conv3": (0, 1),  # 0: two 3x3 convs 128->128->256; 1: one 3x3 conv 128->256
-        "num_block": (1, 2, 3),  # how many 2x2 conv blocks at 256 channels
-        "conv5": (0, 1),  # 0: plain 3x3 conv 256->512; 1: depthwise-separable 3x3
-        "feature": (64, 128, 193),  # width of the hidden linear layer
-        "dropout": (0.25, 0.5, 0.75),  # dropout before the hidden linear layer
-    }
-
-    def __post_init__(self):
-        for f in fields(self):
-            # Store the canonical allowed value (1.0 -> 1), and fail naming the field otherwise.
-            object.__setattr__(self, f.name, choices.canonical_value(self.CHOICES, f.name, getattr(self, f.name)))
-
-    @property
-    def key(self) -> str:
-        """The one canonical string, e.g. `conv3=1,num_block=2,conv5=0,feature=128,dropout=0.5`."""
-        return ",".join(f"{name}={getattr(self, name)}" for name in self.CHOICES)
-
-    @classmethod
-    def from_choices(cls, values: dict) -> "CustomArch":
-        return cls(**values)
-
-    def choices(self) -> dict:
-        return {name: getattr(self, name) for name in self.CHOICES}
-
-    def to_json(self) -> dict:
-        return self.choices()
-
-    @classmethod
-    def from_key(cls, key: str) -> "CustomArch":
-        values = {}
-        for part in key.split(","):
-            name, sep, text = part.partition("=")
-            if not sep:
-                raise ValueError(f"malformed architecture string {key!r}: expected name=value parts joined by ','")
-            try:
-                values[name] = float(text) if "." in text else int(text)
-            except ValueError:
-                raise ValueError(f"{name}={text!r} is not a number in architecture string {key!r}") from None
-        return cls(**choices.validate(cls.CHOICES, values))
-
-    def __str__(self) -> str:
-        return self.key
+CHOICES = {
+    "conv3": (0, 1),  # 0: two 3x3 convs 128->128->256; 1: one 3x3 conv 128->256
+    "num_block": (1, 2, 3),  # how many 2x2 conv blocks at 256 channels
+    "conv5": (0, 1),  # 0: plain 3x3 conv 256->512; 1: depthwise-separable 3x3
+    "feature": (64, 128, 193),  # width of the hidden linear layer
+    "dropout": (0.25, 0.5, 0.75),  # dropout before the hidden linear layer
+}
 
 
-def _flat_features(arch: CustomArch, image_size: int) -> int:
+def _flat_features(num_block: int, image_size: int) -> int:
     """Length of the flattened feature map entering the classifier, from the layer arithmetic below."""
     s = image_size // 2  # stage 2 max-pool
     s = s // 2  # stage 3 max-pool
-    s = s + arch.num_block  # each 2x2 conv with padding 1 grows the map by one
+    s = s + num_block  # each 2x2 conv with padding 1 grows the map by one
     s = s - 2  # 3x3 conv (or depthwise 3x3) without padding
     s = s // 2  # average pool
     if s < 1:
@@ -80,7 +33,8 @@ def _flat_features(arch: CustomArch, image_size: int) -> int:
     return 512 * s * s
 
 
-def build_custom_network(arch: CustomArch, in_channels: int, image_size: int, num_classes: int):
+def build(choices: dict, in_channels: int, image_size: int, num_classes: int):
+    """Matos's network for one set of choices (a `space.builder`, like any user's)."""
     from torch import nn
 
     def conv_bn_relu(cin, cout, k=3, pad=1):
@@ -96,34 +50,31 @@ def build_custom_network(arch: CustomArch, in_channels: int, image_size: int, nu
         nn.MaxPool2d(2),
         *conv_bn_relu(64, 128),
     ]
-    if arch.conv3 == 0:
+    if choices["conv3"] == 0:
         layers += [nn.Conv2d(128, 128, 3, padding=1), nn.Conv2d(128, 256, 3, padding=1)]
     else:
         layers += [nn.Conv2d(128, 256, 3, padding=1)]
     layers += [nn.BatchNorm2d(256), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-    for _ in range(arch.num_block):
+    for _ in range(choices["num_block"]):
         layers += conv_bn_relu(256, 256, k=2, pad=1)
-    if arch.conv5 == 0:
+    if choices["conv5"] == 0:
         layers += [nn.Conv2d(256, 512, 3)]
     else:
         layers += [nn.Conv2d(256, 256, 3, groups=256), nn.Conv2d(256, 512, 1)]
     layers += [
         nn.AvgPool2d(2),
         nn.Flatten(),
-        nn.Dropout(arch.dropout),
-        nn.Linear(_flat_features(arch, image_size), arch.feature),
+        nn.Dropout(choices["dropout"]),
+        nn.Linear(_flat_features(choices["num_block"], image_size), choices["feature"]),
         nn.ReLU(inplace=True),
         nn.Dropout(0.5),
-        nn.Linear(arch.feature, num_classes),
+        nn.Linear(choices["feature"], num_classes),
     ]
     return nn.Sequential(*layers)
 
 
-class CustomSpace(ChoiceSpace):
-    """Matos (2023)'s five-choice space; `build` gives the network for a dataset's image shape."""
+class CustomSpace(GenericSpace):
+    """Matos (2023)'s five-choice space: the generic choice space with these choices and this builder."""
 
-    name = "custom"
-    arch_type = CustomArch
-
-    def build(self, arch: CustomArch, in_channels: int, image_size: int, num_classes: int):
-        return build_custom_network(arch, in_channels, image_size, num_classes)
+    def __init__(self):
+        super().__init__(CHOICES, build, name="custom")

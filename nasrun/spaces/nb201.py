@@ -21,6 +21,7 @@ from nasrun.spaces.base import ChoiceSpace
 OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), in canonical string order
 EDGE_NAMES = tuple(f"{i}<-{j}" for i, j in EDGES)
+TABLE_CHANNELS, TABLE_CELLS = 16, 5  # the network size NAS-Bench-201's results table was measured with
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,21 @@ class NB201Space(ChoiceSpace):
     table was measured with C=16, N=5."""
 
     name = "nb201"
-    arch_type = NB201Arch
+    choices = NB201Arch.CHOICES
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5):
         self.channels = check_int("channels", channels, low=1)
         self.cells_per_stage = check_int("cells_per_stage", cells_per_stage, low=1)
+
+    def make(self, values: dict) -> NB201Arch:
+        return NB201Arch.from_choices(values)
+
+    def from_key(self, text: str) -> NB201Arch:
+        return NB201Arch.from_key(text)
+
+    def is_table_space(self) -> bool:
+        """Whether the NAS-Bench-201 table describes this space's networks (it was measured at C=16, N=5)."""
+        return (self.channels, self.cells_per_stage) == (TABLE_CHANNELS, TABLE_CELLS)
 
     def build(self, arch: NB201Arch, in_channels: int, image_size: int, num_classes: int):
         from nasrun.spaces.nb201_network import NB201Network
@@ -97,7 +108,8 @@ class NB201Space(ChoiceSpace):
         if image_size % 4:
             raise ValueError(f"image_size={image_size}: the NAS-Bench-201 network halves the image twice, so the "
                              f"size must be a multiple of 4")
-        return NB201Network(arch.ops, in_channels, num_classes, self.channels, self.cells_per_stage)
+        edges = tuple((op, to, source) for op, (to, source) in zip(arch.ops, EDGES))
+        return NB201Network(edges, in_channels, num_classes, self.channels, self.cells_per_stage)
 
     def __repr__(self) -> str:
         return f"NB201Space(channels={self.channels}, cells_per_stage={self.cells_per_stage})"

@@ -5,6 +5,8 @@
     BN, ReLU, global average pooling, linear classifier
 
 Each cell applies one operation per edge and sums them into its nodes; the last node is the cell's output.
+The cell comes in as (operation, to node, from node) triples, so this module needs nothing from the space's
+module (`nb201` imports this one when it builds a network, never the other way round).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasrun.spaces.nb201 import EDGES
 
 
 class ReLUConvBN(nn.Sequential):
@@ -39,11 +40,11 @@ def make_operation(name: str, channels: int) -> nn.Module | None:
 
 
 class Cell(nn.Module):
-    def __init__(self, ops: tuple[str, ...], channels: int):
+    def __init__(self, edges: tuple[tuple[str, int, int], ...], channels: int):
         super().__init__()
         self.edges = nn.ModuleList()
         self.wiring = []  # (to node, from node, index into self.edges) for every edge that is not `none`
-        for op, (to, source) in zip(ops, EDGES):
+        for op, to, source in edges:
             module = make_operation(op, channels)
             if module is not None:
                 self.wiring.append((to, source, len(self.edges)))
@@ -73,8 +74,8 @@ class ResidualReduction(nn.Module):
 
 
 class NB201Network(nn.Module):
-    def __init__(self, ops: tuple[str, ...], in_channels: int, num_classes: int, channels: int = 16,
-                 cells_per_stage: int = 5):
+    def __init__(self, edges: tuple[tuple[str, int, int], ...], in_channels: int, num_classes: int,
+                 channels: int = 16, cells_per_stage: int = 5):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         layers = []
@@ -82,7 +83,7 @@ class NB201Network(nn.Module):
             width = channels * 2 ** stage
             if stage:
                 layers.append(ResidualReduction(width // 2, width))
-            layers += [Cell(ops, width) for _ in range(cells_per_stage)]
+            layers += [Cell(edges, width) for _ in range(cells_per_stage)]
         self.cells = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
                                   nn.Flatten())
