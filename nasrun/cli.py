@@ -34,6 +34,9 @@ def build(group: str, node, **runtime):
     from hydra.utils import instantiate
 
     check_keys(group, node, runtime)
+    missing = [key for key in node if OmegaConf.is_missing(node, key)]
+    if missing:
+        raise UserError(f"{group}.{missing[0]}: required (??? in the config); add {group}.{missing[0]}=VALUE")
     try:
         factory = instantiate(node, _partial_=True)
     except InstantiationException as err:

@@ -41,6 +41,7 @@ class ImageData:
     batch_size: int
     augment: bool = False  # random crop (pad 4) + horizontal flip on training batches
     eval_batch_size: int = 128  # validation and test batches (see nasrun.train.evaluate for why not larger)
+    classes: tuple[str, ...] | None = None  # class names by label, when the data has them (a folder's)
 
     @property
     def in_channels(self) -> int:
@@ -96,7 +97,7 @@ def crop_and_flip(x, generator, pad: int = 4):
 
 
 def make_splits(name, read, num_classes, *, fraction, val_fraction, batch_size, seed, device,
-                augment=False, rgb=False, val_size=None, eval_batch_size=128) -> ImageData:
+                augment=False, rgb=False, val_size=None, eval_batch_size=128, classes=None) -> ImageData:
     """Check the split options, then `read()` the arrays (train_x, train_y, test_x, test_y), hold out
     `val_size` images (else `val_fraction` of the training set; seeded), keep `fraction` of the rest, and move
     all to `device`. `rgb` copies a grey channel into three. Checking first means a typo costs no disk read or
@@ -125,9 +126,7 @@ def make_splits(name, read, num_classes, *, fraction, val_fraction, batch_size, 
     val_idx, rest = order[:n_val], order[n_val:]
     n_train = max(1, round(fraction * len(rest)))
     train_idx = rest[:n_train]
-    fit = train_x[train_idx].float()
-    mean = fit.mean(dim=(0, 2, 3), keepdim=True)
-    std = fit.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
+    mean, std = channel_stats(train_x[train_idx])
     data = ImageData(
         name=name,
         train_x=train_x[train_idx].contiguous().to(device), train_y=train_y[train_idx].to(device),
@@ -135,10 +134,29 @@ def make_splits(name, read, num_classes, *, fraction, val_fraction, batch_size, 
         test_x=test_x.contiguous().to(device), test_y=test_y.to(device),
         mean=mean.to(device), std=std.to(device),
         num_classes=num_classes, batch_size=batch_size, augment=augment, eval_batch_size=eval_batch_size,
+        classes=classes,
     )
     log.info("%s: %d train / %d val / %d test images of %s on %s", name, len(data.train_x), len(data.val_x),
              len(data.test_x), tuple(data.train_x.shape[1:]), device)
     return data
+
+
+def channel_stats(x, chunk: int = 4096):
+    """Per-channel mean and std (as (1, C, 1, 1) floats) of uint8 images, summed in float64 chunks: a float copy
+    of a large training split at once would take four times its memory."""
+    import torch
+
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].double()
+        total += part.sum(dim=(0, 2, 3))
+        squares += (part * part).sum(dim=(0, 2, 3))
+    count = len(x) * x.shape[2] * x.shape[3]
+    mean = total / count
+    var = (squares - count * mean * mean) / max(count - 1, 1)  # unbiased, as torch.std
+    std = var.clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
 
 def _missing(name: str, folder: Path, files: list[str], err: Exception, download: bool,

@@ -65,3 +65,32 @@ def write_fake_mnist(root: Path, n_train: int = 200, n_test: int = 50) -> None:
                 f.write(struct.pack(">II", 2049 if array.ndim == 1 else 2051, n))
                 f.write(b"".join(struct.pack(">I", d) for d in array.shape[1:]))
                 f.write(array.astype(np.uint8).tobytes())
+
+
+def fashion_mnist_images(root: Path, n: int, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` real Fashion-MNIST images (uint8, N x 28 x 28) and labels of `split`, read from the raw
+    idx files under `root` (the shared data folder)."""
+    prefix = "train" if split == "train" else "t10k"
+    raw = Path(root) / "FashionMNIST" / "raw"
+    images = np.fromfile(raw / f"{prefix}-images-idx3-ubyte", dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    labels = np.fromfile(raw / f"{prefix}-labels-idx1-ubyte", dtype=np.uint8, offset=8).astype(np.int64)
+    return images[:n].copy(), labels[:n].copy()
+
+
+def write_image_folder(root: Path, data_root: Path, n_train: int = 120, n_test: int = 40,
+                       classes: int = 3) -> Path:
+    """Real Fashion-MNIST images written as PNGs in the ImageFolder layout: root/train/<class>/, root/test/...,
+    `classes` classes (named by Fashion-MNIST's class names). Returns root."""
+    from PIL import Image
+
+    names = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+    for split, n in (("train", n_train), ("test", n_test)):
+        if not n:
+            continue
+        x, y = fashion_mnist_images(data_root, 4 * n + 100, split)
+        keep = np.flatnonzero(y < classes)[:n]
+        for i in keep:
+            folder = Path(root) / split / names[y[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+    return Path(root)

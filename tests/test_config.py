@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose, write_fake_mnist
+from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, write_image_folder
 from nasrun import proxies
 from nasrun.checks import UserError
 from nasrun.cli import build, build_search, parameters
@@ -56,7 +56,15 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
             overrides[-1] = f"dataset.root={tmp_path}"
         if option == "synthetic":
             overrides.pop()
-        else:
+        if option == "folder":  # users' own images: real Fashion-MNIST PNGs in a folder we write
+            write_image_folder(tmp_path / "images", data_root, n_train=60, n_test=20)
+            overrides[-1] = f"dataset.path={tmp_path / 'images'}"
+            overrides.append(f"dataset.cache_dir={tmp_path / 'cache'}")
+        if option == "arrays":
+            x, y = fashion_mnist_images(data_root, 100)
+            np.savez(tmp_path / "images.npz", x_train=x, y_train=y)
+            overrides[-1] = f"dataset.path={tmp_path / 'images.npz'}"
+        if option not in ("synthetic", "folder", "arrays"):
             overrides += ["dataset.download=false", "dataset.fraction=0.01"]
     if group == "proxy" and option != "none":
         overrides.append("proxy.cache_dir=null")  # no score files in the repository's outputs/

@@ -46,6 +46,7 @@ class TrainingEvaluator:
             "num_classes": self.data.num_classes,
             "mean": self.data.mean.flatten().tolist(),
             "std": self.data.std.flatten().tolist(),
+            **({"classes": list(self.data.classes)} if self.data.classes else {}),
         }
 
     def __call__(self, arch, deadline: float | None = None):
