@@ -136,10 +136,9 @@ def _checked_choices(choices) -> dict[str, tuple]:
                 raise ValueError(f"choices.{name}: {value!r} is not a number, string or boolean")
             if isinstance(value, str) and (not value or any(c in value for c in RESERVED)):
                 raise ValueError(f"choices.{name}: {value!r}: a string value must be non-empty without ',' or '='")
-        texts = [_text(v) for v in values]
-        twice = next((t for t in texts if texts.count(t) > 1), None)
-        if twice is not None:
-            raise ValueError(f"choices.{name}: {twice} is listed twice")
+        for i, value in enumerate(values):  # 1 and 1.0 are one value; so are "1" and 1 in a canonical string
+            if any(_text(v) == _text(value) or (dims.kind(v) == dims.kind(value) and v == value) for v in values[:i]):
+                raise ValueError(f"choices.{name}: {_text(value)} is listed twice")
         checked[name] = values
     return checked
 
