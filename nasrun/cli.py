@@ -1,150 +1,64 @@
-"""`nasrun`: compose the Hydra config, build each group's object by its `_target_`, run the search.
+"""The console scripts: `nasrun` (a search, through Hydra), `nasrun-report` and `nasrun-score`.
 
-User mistakes (a wrong key, an unknown option, a bad value, missing data) end with one line on stderr and
-exit status 2; real bugs keep their traceback. HYDRA_FULL_ERROR=1 shows full tracebacks for everything.
+Each is a thin entry point around a library function (`nasrun.config` composes and builds, `nasrun.runner`
+searches, `nasrun.report` and `nasrun.proxies.correlation` summarise), and all three share `one_line_errors`:
+a user mistake (a wrong key, an unknown option, a bad value, missing data) ends with one line on stderr and
+exit status 2, an interrupt with one line and 130; real bugs keep their traceback. HYDRA_FULL_ERROR=1 shows
+full tracebacks for everything.
 """
 
 from __future__ import annotations
 
-import inspect
+import argparse
 import logging
 import os
-import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nasrun.checks import UserError, check_bool, check_int
+from nasrun.records import is_ok, test_accuracy
 
-# The config groups: conf/ beside the package in a checkout, nasrun/conf inside an installed wheel.
-_HERE = Path(__file__).resolve().parent
-CONF_DIR = str(_HERE / "conf" if (_HERE / "conf" / "config.yaml").is_file() else _HERE.parent / "conf")
 USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130
 
 
-def build(group: str, node, **runtime):
-    """The object a config group option describes: its `_target_` called with the option's keys plus the
-    runtime values given here. Runtime objects (data tensors, the space) are passed at the call, never
-    merged into the config. Constructor complaints become one-line errors naming the config key
-    (`strategy.population_size=1: must be an integer >= 2`)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+@contextmanager
+def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: bool = False):
+    """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors) as one line and exit
+    with status 2; an interrupt as the line `interrupted` and status 130. traceback=True re-raises instead."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    check_keys(group, node, runtime)
-    missing = [key for key in node if OmegaConf.is_missing(node, key)]
-    if missing:
-        raise UserError(f"{group}.{missing[0]}: required (??? in the config); add {group}.{missing[0]}=VALUE")
+    from nasrun.console import print_error
+
+    config_errors = (HydraException, OmegaConfBaseException) if describe else ()
     try:
-        factory = instantiate(node, _partial_=True)
-    except InstantiationException as err:
-        raise UserError(f"{group}._target_: {str(err).splitlines()[0]}") from None
-    try:
-        return factory(**runtime)
-    except UserError:
-        raise
-    except ValueError as err:
-        raise UserError(f"{group}.{err}") from None
+        yield
+    except (UserError, *config_errors) as err:
+        if traceback:
+            raise
+        print_error(str(err) if isinstance(err, UserError) else describe(err))
+        sys.exit(USER_ERROR_EXIT)
+    except KeyboardInterrupt:
+        if traceback:
+            raise
+        print_error(interrupted)
+        sys.exit(INTERRUPTED_EXIT)
 
 
-RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config"}  # passed at call sites
+# ----- nasrun ---------------------------------------------------------------------------------------------
 
-
-def check_keys(group: str, node, runtime=()) -> None:
-    """Every key of the option must be a parameter of its target (the constructor is the schema); checked
-    before anything is built, so a typo fails before data is read."""
-    params = parameters(group, node)
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    for key in node:
-        if not str(key).startswith("_") and key not in params:
-            allowed = [p for p, spec in params.items()
-                       if p not in runtime and p not in RUNTIME_VALUES and spec.kind in kinds]
-            raise UserError(f"{group}.{key}: unknown key; {group} accepts: "
-                            f"{', '.join(closest_first(str(key), allowed)) or 'no keys'}")
-
-
-def closest_first(name: str, options: list[str]) -> list[str]:
-    """`options` ordered by likeness to a mistyped `name` (difflib's ratio), so the intended key comes first."""
-    from difflib import SequenceMatcher
-
-    return sorted(options, key=lambda option: -SequenceMatcher(None, name, option).ratio())
-
-
-def parameters(group: str, node) -> dict[str, inspect.Parameter]:
-    """The parameters (name -> inspect.Parameter, in order) of the callable a config group option targets."""
-    from hydra.utils import get_object
-
-    try:
-        target = get_object(node._target_)
-    except ImportError:
-        raise UserError(f"{group}._target_={node._target_}: cannot be imported; check its module and name") from None
-    return dict(inspect.signature(target).parameters)
-
-
-class Search(NamedTuple):
-    space: object
-    budget: object
-    strategy: object
-    evaluator: object
-    model_info: dict
-    scorer: object  # the proxy= option's ProxyScorer, or None
-
-
-def build_search(cfg: DictConfig, seed: int, device) -> Search:
-    """Every object a search needs, from the composed config. Every option's keys are checked first, so a
-    typo fails before any data is read."""
-    groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
-    if cfg.proxy is not None:
-        groups["proxy"] = cfg.proxy
-    for group, node in groups.items():
-        check_keys(group, node)
-    space = build("space", cfg.space)
-    budget = build("budget", cfg.budget)
-    # Constructors say which runtime values they take: a table lookup needs no images, so the dataset is read
-    # only when the evaluator or the proxy asks for `data`; a scorer goes to whoever asks for `scorer`.
-    wants = {group: parameters(group, node) for group, node in groups.items()}
-    for group in ("strategy", "evaluator"):
-        scorer_param = wants[group].get("scorer")
-        if cfg.proxy is None and scorer_param is not None and scorer_param.default is inspect.Parameter.empty:
-            raise UserError(f"{group}: {cfg[group]._target_.rsplit('.', 1)[-1]} ranks architectures with a "
-                            f"zero-cost proxy; choose one with proxy=NAME ({', '.join(proxy_options())})")
-    runtime = {"space": space, "epochs": budget.epochs, "seed": seed,
-               "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
-    if any("data" in params for params in wants.values()):
-        runtime["data"] = build("dataset", cfg.dataset, seed=seed, device=device)
-    if cfg.proxy is not None:
-        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"]))
-    strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
-    evaluator = build("evaluator", cfg.evaluator, **_wanted(runtime, wants["evaluator"]))
-    if budget.simulated_seconds is not None and not evaluator.reports_cost:
-        raise UserError(f"budget.simulated_seconds={budget.simulated_seconds}: this evaluator reports no cost to "
-                        f"simulate (only evaluator=tabular with benchmark=cifar10 does); budget by budget.trials "
-                        f"or budget.seconds instead")
-    # What best.json needs besides the trial: the space to rebuild it, and where its figures came from.
-    model_info = {"space": runtime["space_config"], "space_name": space.name, **evaluator.describe()}
-    scorer = runtime.get("scorer")
-    if scorer is not None:
-        model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
-    return Search(space, budget, strategy, evaluator, model_info, scorer)
-
-
-def _wanted(runtime: dict, params: dict) -> dict:
-    return {k: v for k, v in runtime.items() if k in params}
-
-
-def proxy_options() -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / "proxy").glob("*.yaml") if p.stem != "none")
-
-
-def run(cfg: DictConfig) -> dict:
-    """One search from a composed config (the Hydra task function's body)."""
+def search(cfg: DictConfig) -> dict:
+    """One search from a composed config (the Hydra task's body): build, run, print, return the summary."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    from nasrun.console import print_top_trials, trial_progress
+    from nasrun.config import build, build_search
+    from nasrun.console import print_job_line, print_top_trials, trial_progress
+    from nasrun.environment import record_start
     from nasrun.runner import check_resumable, run_search
 
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
@@ -153,25 +67,32 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if resume:
         check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
 
     search = build_search(cfg, seed, device)
+    record_start(run_dir, device)
     label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
-    with trial_progress(search.budget, label) as on_trial:
+    # A sweep prints one line per finished job, not a table each: 30 seeds would print 1,200 lines.
+    with trial_progress(search.budget, label, transient=sweep) as on_trial:
         result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir, resume=resume,
                             model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
     counts = result.counts(search.evaluator)
-    print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
+    if sweep:
+        print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), result, str(run_dir))
+    else:
+        print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
     if result.best is None and result.cancelled is not None and not result.records:
         raise UserError(f"budget.seconds={search.budget.seconds}: the first trial did not finish in time (cancelled; "
                         f"resume=true hydra.run.dir={run_dir} runs it again); raise budget.seconds")
     if result.best is None:
-        first = next((r.get("error") for r in result.records if r["status"] == "failed"), "no trials ran")
+        first = next((r.get("error") for r in result.records if not is_ok(r)), "no trials ran")
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
-    metrics = result.best["metrics"]
-    return {"best_val_acc": metrics.get("val_acc"), "best_test_acc": metrics.get("test_acc"), **counts}
+    return {"best_val_acc": result.best["metrics"].get("val_acc"), "best_test_acc": test_accuracy(result.best),
+            **counts}
 
 
 def _top_level(check):
@@ -182,136 +103,81 @@ def _top_level(check):
         raise UserError(str(err)) from None
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig):
-    try:
-        return run(cfg)
-    except UserError as err:
-        # Reported here: past this point Hydra would first print its own "Error executing job" line.
-        if os.environ.get("NASRUN_TRACEBACK") == "1":
-            raise
-        from nasrun.console import print_error
+def main() -> None:
+    """`nasrun`: Hydra composes the config from the arguments and calls the task below, once per job."""
+    import hydra
 
-        print_error(str(err))
-        raise SystemExit(USER_ERROR_EXIT) from None
-    except KeyboardInterrupt:
+    from nasrun.config import conf_dir, describe_config_error, help_text
+
+    args = sys.argv[1:]
+    if any(arg in ("--help", "-h") for arg in args):
+        with one_line_errors():
+            print(help_text())
+        return
+    traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra prints its own multi-line report of an error and exits, unless HYDRA_FULL_ERROR=1 makes it raise:
+    # set it, so errors reach one_line_errors.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    def task(cfg: DictConfig):
+        # Errors inside a job are reported here: past this point Hydra would log "Error executing job" first.
         from hydra.core.hydra_config import HydraConfig
 
-        from nasrun.console import print_error
-
         run_dir = HydraConfig.get().runtime.output_dir
-        print_error(f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
-                    f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
-        raise SystemExit(130) from None
+        hint = (f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
+                f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
+        with one_line_errors(hint, traceback=traceback):
+            return search(cfg)
+
+    with one_line_errors(describe=lambda err: describe_config_error(err, args), traceback=traceback):
+        config_dir = conf_dir()
+        hydra.main(version_base="1.3", config_path=config_dir, config_name="config")(task)()
 
 
-def help_text() -> str:
-    """`nasrun --help`: one screen, built from conf/ so it lists exactly the groups, options and presets there."""
-    import textwrap
+# ----- nasrun-report --------------------------------------------------------------------------------------
 
-    defaults = {}
-    for entry in OmegaConf.load(Path(CONF_DIR) / "config.yaml").defaults:
-        if isinstance(entry, str) or not entry:
-            continue
-        group, option = next(iter(entry.items()))
-        if "/" not in group and not group.startswith("override"):
-            defaults[group] = option
-    lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]    a search (-m: a sweep over comma lists)",
-             "       nasrun-report DIR [--out DIR]                      table, report.csv, anytime.png",
-             "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",
-             "", "config groups (default first):"]
-    for group, default in defaults.items():
-        options = sorted((p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")), key=lambda o: (o != default, o))
-        lines.append(f"  {group + '=':11}{'|'.join(options)}")
-    presets = ", ".join(sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")))
-    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 94, initial_indent="  ", subsequent_indent="  "),
-              "keys people change first:",
-              "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
-              "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
-              "  seed=N                                            data split, strategy, every trial",
-              "  hydra.run.dir=DIR resume=true                     continue a stopped run in DIR",
-              "  dataset.root=DIR, or NASRUN_DATA=DIR              where the datasets are (offline: README)",
-              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl (every trial), best.json",
-              "  (the best trial, how to rebuild it), best.pt (its weights), nasrun.log, .hydra/ (config)",
-              "more: nasrun --cfg job (the composed config), nasrun --hydra-help (Hydra's help), README.md"]
-    return "\n".join(lines)
+def report_main(argv: list[str] | None = None) -> None:
+    """`nasrun-report DIR`: the table, report.csv, anytime.png and checklist.md of the runs under DIR."""
+    from nasrun import report
+
+    parser = argparse.ArgumentParser(prog="nasrun-report", description=report.__doc__.split("\n\n")[0])
+    parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
+    parser.add_argument("--out", type=Path, default=None, help="where report.csv, anytime.png and checklist.md go "
+                        "(default: the directory)")
+    args = parser.parse_args(argv)
+    with one_line_errors():
+        report.report(args.directory, args.out)
 
 
-def main() -> None:
-    """Console script entry point."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+# ----- nasrun-score ---------------------------------------------------------------------------------------
 
-    from nasrun.console import print_error
+def score_main(argv: list[str] | None = None) -> None:
+    """`nasrun-score`: zero-cost proxy scores of sampled architectures and their rank correlations."""
+    import numpy as np
 
-    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
-        print(help_text())
-        return
-    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["NASRUN_TRACEBACK"] = "1" if wants_traceback else "0"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise instead of printing, so we can report one line
-    try:
-        _hydra_main()
-    except (UserError, HydraException, OmegaConfBaseException) as err:
-        if wants_traceback:
-            raise
-        print_error(str(err) if isinstance(err, UserError) else describe_config_error(err))
-        sys.exit(USER_ERROR_EXIT)
-    except KeyboardInterrupt:  # during start-up, before a run directory exists
-        print_error("interrupted")
-        sys.exit(130)
+    from nasrun.proxies import correlation
 
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config `nasrun OVERRIDES` would run, composed without starting a Hydra app (for nasrun-score)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(describe_config_error(err)) from None
-
-
-def describe_config_error(err: Exception) -> str:
-    """One line for Hydra's multi-line composition errors, naming the key or option and what is allowed."""
-    from hydra.errors import MissingConfigException
-
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
-        group, _, option = err.missing_cfg_file.rpartition("/")
-        return f"{group}={option}: no such option; choose one of: {', '.join(sorted(err.options))}"
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    cause = err.__cause__
-    missing_key = re.search(r"Key '([^']+)' is not in struct", str(cause) if cause else text)
-    if missing_key:
-        full_key = re.search(r"full_key: (\S+)", str(cause) if cause else text)
-        return unknown_key_message(full_key.group(1) if full_key else missing_key.group(1))
-    if cause is not None:
-        text += " " + " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
-    return text
-
-
-def unknown_key_message(full_key: str) -> str:
-    """`foo.bar: unknown key; keys of foo are: ...`, listing the keys of the default config at that level."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    parent, _, _ = full_key.rpartition(".")
-    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
-    choices = [a for a in sys.argv[1:] if re.fullmatch(r"[A-Za-z_]+=[\w.-]+", a) and a.split("=")[0] in groups]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=choices)
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-        keys = [k for k in node.keys() if k != "_target_"] if isinstance(node, DictConfig) else []
-    except Exception:  # the hint is a courtesy; the message below stands without it
-        keys = []
-    where = f"keys of {parent}" if parent else "top-level keys"
-    name = full_key.rpartition(".")[2]
-    hint = f"; {where} are: {', '.join(closest_first(name, [str(k) for k in keys]))}" if keys else ""
-    return f"{full_key}: unknown key{hint}"
+    parser = argparse.ArgumentParser(prog="nasrun-score", description=correlation.__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", default=",".join(correlation.SIX),
+                        help="comma-separated proxy options (default: the six of Abdelfattah et al.)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("-n", "--num", type=int, default=500, help="architectures to sample uniformly (default 500)")
+    size.add_argument("--all", action="store_true", help="score every architecture of the space")
+    parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
+    parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    hint = "interrupted; the scores so far are cached and in the CSV; rerun the same command to go on"
+    with one_line_errors(hint):
+        if not args.all and args.num < 1:
+            raise UserError(f"--num={args.num}: must be at least 1")
+        rows, results, out, target = correlation.score_space(
+            args.overrides, [p for p in args.proxies.split(",") if p], None if args.all else args.num, args.out,
+            args.target)
+    shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
+    if results:
+        correlation.print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
+    else:
+        print(f"scores: {out} (no benchmark table for this space: no correlations)")

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasrun.runner import better, fitness
+from nasrun.records import better, fitness, is_ok
 
 
 def print_error(message: str) -> None:
@@ -19,16 +19,17 @@ def print_error(message: str) -> None:
 
 
 @contextmanager
-def trial_progress(budget, label: str) -> Iterator:
+def trial_progress(budget, label: str, transient: bool = False) -> Iterator:
     """A progress bar over the budget; yields the callback the runner calls with each finished trial record.
 
     A simulated-time budget (a benchmark table) advances by each trial's simulated seconds; otherwise the bar
-    counts trials (with no total when only wall-clock seconds bound the search)."""
+    counts trials (with no total when only wall-clock seconds bound the search). transient: the bar disappears
+when the search ends (a sweep's jobs leave one line each instead)."""
     simulated = budget.simulated_seconds is not None
     best = [None]
     count = TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s") if simulated else MofNCompleteColumn()
     with Progress(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
-                  TextColumn("{task.fields[best]}"), transient=False) as progress:
+                  TextColumn("{task.fields[best]}"), transient=transient) as progress:
         task = progress.add_task(label, total=budget.simulated_seconds if simulated else budget.trials, best="")
 
         def on_trial(record: dict) -> None:
@@ -51,7 +52,7 @@ def _best_label(metrics: dict) -> str:
 
 def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10,
                      counts: dict | None = None, cancelled: dict | None = None) -> None:
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -fitness(r))
+    ok = sorted((r for r in records if is_ok(r)), key=lambda r: -fitness(r))
     failed = len(records) - len(ok)
     cut = f"; trial {cancelled['trial']} cancelled, runs again on resume" if cancelled else ""
     table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}{cut}")
@@ -73,10 +74,20 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
     if counts and counts.get("proxy_evaluations"):
         console.print(f"trained: {counts['trained']}, proxy evaluations: {counts['proxy_evaluations']}",
                       highlight=False)
-    if any(r["status"] == "ok" and "test_acc" not in r["metrics"] for r in records):
+    if any(is_ok(r) and "test_acc" not in r["metrics"] for r in records):
         console.print("test acc % is measured only for trials that became the best so far "
                       "(evaluator.test_every_trial=true: every trial)", highlight=False, soft_wrap=True)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def print_job_line(number: int, overrides: list[str], result, run_dir: str) -> None:
+    """A sweep's job in one line: which job, its overrides, trials, the best trial's figures, its directory."""
+    best = result.best
+    figures = "no trial succeeded" if best is None else \
+        f"best {_best_label(best['metrics'])}, test {_pct(best['metrics'].get('test_acc'))}%"
+    elapsed = result.records[-1].get("elapsed", 0.0) if result.records else 0.0
+    Console().print(f"job {number} ({' '.join(overrides) or 'defaults'}): {len(result.records)} trials, {figures}, "
+                    f"{elapsed:.1f} s, {result.stop_reason} -> {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _pct(value) -> str:

@@ -6,27 +6,25 @@ reported accuracy, mean trials and wall seconds, and, when the run's preset carr
 value and the difference. The same table goes to `report.csv` in DIR, and the anytime curves (best reported
 accuracy so far against simulated or wall-clock seconds, mean and +-1 std band over seeds) to `anytime.png`.
 
-The "best trial" is chosen as the search chose it, by validation accuracy (`nasrun.runner.better`); the
+The "best trial" is chosen as the search chose it, by validation accuracy (`nasrun.records.better`); the
 reported figure is that trial's `test_acc`. Everything is read from the run directories: `trials.jsonl`,
 `best.json` and Hydra's `.hydra/` record of the composed config, its group choices and its overrides.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nasrun.checks import UserError
-from nasrun.runner import better
+from nasrun.records import best_of, running_best, test_accuracy
 from nasrun.trial_log import read_trials, split_log
 
 CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
@@ -45,7 +43,7 @@ class Run:
 
     @property
     def reported(self) -> float | None:
-        return None if self.best is None else self.best["metrics"].get("test_acc")
+        return test_accuracy(self.best)
 
     @property
     def wall_seconds(self) -> float:
@@ -58,13 +56,11 @@ class Run:
 
     def anytime(self) -> tuple[np.ndarray, np.ndarray]:
         """(time, reported accuracy of the best trial so far) after each trial."""
-        xs, ys, best, clock = [], [], None, self.clock
-        for record in self.records:
-            if better(record, best):
-                best = record
+        xs, ys, clock = [], [], self.clock
+        for record, best in running_best(self.records):
             xs.append(record.get(clock, 0.0))
-            ys.append(math.nan if best is None or best["metrics"].get("test_acc") is None
-                      else best["metrics"]["test_acc"])
+            reported = test_accuracy(best)
+            ys.append(math.nan if reported is None else reported)
         return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
 
@@ -98,10 +94,7 @@ def load_run(path: Path) -> Run:
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
     records, _, end = split_log(logged)
-    best = None
-    for record in records:
-        if better(record, best):
-            best = record
+    best = best_of(records)
     # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
     # else the dataset group's choice.
     dataset = choices.get("dataset", "-")
@@ -301,22 +294,3 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
     Console().print(f"wrote {out_dir / 'report.csv'} and {out_dir / 'anytime.png'}", highlight=False,
                     soft_wrap=True)
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("directory", type=Path, help="a run directory or a multirun directory")
-    parser.add_argument("--out", type=Path, default=None, help="where report.csv and anytime.png go "
-                        "(default: the directory)")
-    args = parser.parse_args(argv)
-    try:
-        report(args.directory, args.out)
-    except UserError as err:
-        from nasrun.console import print_error
-
-        print_error(str(err))
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -18,6 +18,7 @@ from typing import Callable
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
+from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok
 from nasrun.trial_log import TrialWriter, jsonable, read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -67,21 +68,8 @@ class SearchResult:
 
     def counts(self, evaluator) -> dict:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
-        trained = sum(1 for r in self.records if r["status"] == "ok") if trains(evaluator) else 0
+        trained = sum(1 for r in self.records if is_ok(r)) if trains(evaluator) else 0
         return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
-
-
-def fitness(record: dict) -> float | None:
-    """What the strategy maximises: the evaluator's `fitness` (a proxy score) when it gives one, else `val_acc`."""
-    if record["status"] != "ok":
-        return None
-    metrics = record["metrics"]
-    return metrics["fitness"] if "fitness" in metrics else metrics["val_acc"]
-
-
-def better(record: dict, best: dict | None) -> bool:
-    """Strictly higher fitness (validation accuracy) wins; ties keep the earlier trial."""
-    return record["status"] == "ok" and (best is None or fitness(record) > fitness(best))
 
 
 def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
@@ -188,10 +176,10 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                     break
             record, model = evaluate_trial(evaluator, arch, len(records), deadline,
                                            wants_test=lambda rec: better(rec, best))
-            if scorer is not None and record["status"] != "cancelled":
+            if scorer is not None and record["status"] != CANCELLED:
                 record_proxy_score(record, scorer, arch)
             record["elapsed"] = offset + clock() - start
-            if record["status"] == "cancelled":
+            if record["status"] == CANCELLED:
                 # Recorded (the time was spent) but never ok and never the best; a resume runs it again.
                 writer.append(record)
                 cancelled = record
@@ -200,7 +188,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                 break
             cost = record["metrics"].get("cost")
             if cost is not None or budget.simulated_seconds is not None:
-                if cost is None and record["status"] == "ok":
+                if cost is None and is_ok(record):
                     raise UserError(f"budget.simulated_seconds: the evaluator reported no cost for trial "
                                     f"{record['trial']}; budget by budget.trials or budget.seconds instead")
                 cost = cost or 0.0  # a failed trial costs nothing on the simulated clock
@@ -228,7 +216,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
             info = {**json.loads(path.read_text()), "counts": result.counts(evaluator), "stop_reason": stop_reason}
             _write_json(path, info)
         # The end record: the run finished (a report marks runs without one as unfinished).
-        writer.append({"status": "end", "stop_reason": stop_reason, **result.counts(evaluator),
+        writer.append({"status": END, "stop_reason": stop_reason, **result.counts(evaluator),
                        "cancelled": cancelled["trial"] if cancelled else None, "elapsed": offset + clock() - start})
     return result
 
@@ -268,17 +256,17 @@ def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
     record = {"trial": number, "arch": arch.to_json(), "key": arch.key}
     try:
         metrics, model = evaluator(arch, deadline=deadline)
-        record.update(status="ok", metrics=metrics)
+        record.update(status=OK, metrics=metrics)
         if "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None and wants_test(record):
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:
-        record.update(status="cancelled", metrics={}, seconds=time.perf_counter() - began, error=str(err))
+        record.update(status=CANCELLED, metrics={}, seconds=time.perf_counter() - began, error=str(err))
         return record, None
     except Exception as err:  # a failing trial must not end the search; the record keeps the error
         log.warning("trial %d failed: %s: %s", number, type(err).__name__, err)
         log.debug("".join(traceback.format_exception(err)))
         _release_cuda_memory()
-        record.update(status="failed", metrics={}, seconds=time.perf_counter() - began,
+        record.update(status=FAILED, metrics={}, seconds=time.perf_counter() - began,
                       error=f"{type(err).__name__}: {err}")
         return record, None
     record["seconds"] = time.perf_counter() - began

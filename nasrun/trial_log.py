@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from nasrun.checks import UserError
+from nasrun.records import CANCELLED, END, FINISHED, STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,17 @@ def read_trials(path: Path, repair: bool = True) -> list[dict]:
             continue
         record = records[-1]
         if not isinstance(record, dict) or record.get("status") not in STATUSES or \
-                (record["status"] != "end" and not {"trial", "key", "arch"} <= set(record)):
+                (record["status"] != END and not {"trial", "key", "arch"} <= set(record)):
             raise UserError(f"{path}:{number} is not a nasrun trial record (needs a status of "
                             f"{', '.join(STATUSES)} and trial, key, arch); repair or remove it")
     return records
 
 
-STATUSES = ("ok", "failed", "cancelled", "end")
-
-
 def split_log(records: list[dict]) -> tuple[list[dict], list[dict], dict | None]:
     """(finished trials, cancelled trials, the last end record or None if the run has not ended since)."""
-    trials = [r for r in records if r["status"] in ("ok", "failed")]
-    cancelled = [r for r in records if r["status"] == "cancelled"]
-    end = records[-1] if records and records[-1]["status"] == "end" else None
+    trials = [r for r in records if r["status"] in FINISHED]
+    cancelled = [r for r in records if r["status"] == CANCELLED]
+    end = records[-1] if records and records[-1]["status"] == END else None
     return trials, cancelled, end
 
 

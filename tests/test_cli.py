@@ -55,7 +55,7 @@ def test_help_fits_one_screen_and_lists_groups_presets_keys_and_outputs():
     assert proc.returncode == 0 and proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert len(lines) <= 30 and max(map(len, lines)) <= 100
-    for part in ("nasrun-report", "nasrun-score", "dataset=", "fashion_mnist|cifar10", "device=", "nb201_rea",
+    for part in ("nasrun-report", "nasrun-score", "dataset=", "fashion_mnist|arrays|cifar10|folder", "device=", "nb201_rea",
                  "budget.trials", "device.threads", "seed=", "resume=true", "NASRUN_DATA", "trials.jsonl", "best.pt",
                  "--hydra-help"):
         assert part in proc.stdout, part

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, write_image_folder
-from nasrun import proxies
+from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.cli import build, build_search, parameters
+from nasrun.config import build, build_search, parameters
 from nasrun.data import ImageData, synthetic
 from nasrun.runner import Budget
-from nasrun.scoring import ProxyScorer
+from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
 
@@ -125,7 +125,7 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
 def test_zeroshot_ga_presets_are_algorithm_1_on_the_table(proxy, data_root):
     cfg = compose(f"+experiment=zeroshot_ga_{proxy}", f"dataset.root={data_root}")
     assert (cfg.strategy.P, cfg.strategy.S, cfg.strategy.C) == (10, 5, 200) and cfg.budget.trials == 200
-    assert cfg.proxy.proxy._target_ == f"nasrun.proxies.{proxy}" and cfg.proxy.batch_size == 64
+    assert cfg.proxy.proxy._target_ == f"nasrun.proxies.zero_cost.{proxy}" and cfg.proxy.batch_size == 64
     assert cfg.evaluator._target_.endswith("TabularEvaluator") and cfg.budget.simulated_seconds == 12000
     assert cfg.dataset._target_ == "nasrun.data.cifar10" and cfg.published.std > 0
 

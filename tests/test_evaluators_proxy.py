@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import compose
-from nasrun import proxies
+from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.cli import build_search
+from nasrun.config import build_search
 from nasrun.evaluators.proxy import ProxyEvaluator
 from nasrun.runner import Budget, run_search
-from nasrun.scoring import ProxyScorer
+from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random import RandomSearch
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nasrun import proxies
+from nasrun.proxies import zero_cost as proxies
 from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
 ALL = [proxies.grad_norm, proxies.snip, proxies.grasp, proxies.fisher, proxies.synflow, proxies.jacob_cov,

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_records_carry_the_simulated_clock_for_anytime_curves(sweeps):
 
 
 def test_report_command_on_a_single_run_and_on_a_wrong_directory(sweeps, tmp_path):
-    env_cmd = [sys.executable, "-m", "nasrun.report"]
+    env_cmd = [str(Path(sys.executable).parent / "nasrun-report")]  # the console script
     single = subprocess.run([*env_cmd, str(sweeps / "rea" / "0")], cwd=REPO, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
     assert "nb201_rea" in single.stdout and "93.92" in single.stdout

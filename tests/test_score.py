@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from nasrun.checks import UserError
-from nasrun.score import correlations, main, sample_architectures, score_space
+from nasrun.cli import score_main as main
+from nasrun.proxies.correlation import correlations, sample_architectures, score_space
 from nasrun.spaces.nb201 import NB201Space
 
 

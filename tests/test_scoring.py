@@ -3,9 +3,9 @@ from functools import partial
 import numpy as np
 import pytest
 
-from nasrun import proxies
+from nasrun.proxies import zero_cost as proxies
 from nasrun.data import synthetic
-from nasrun.scoring import ProxyScorer, proxy_name
+from nasrun.proxies.scorer import ProxyScorer, proxy_name
 from nasrun.spaces.nb201 import NB201Space
 
 SPACE = NB201Space(4, 1)
@@ -51,7 +51,7 @@ def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
 
 
 def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
-    from nasrun.scoring import score_together
+    from nasrun.proxies.scorer import score_together
 
     data = synthetic(channels=3, image_size=16)
     names = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"]
@@ -72,7 +72,7 @@ def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
 
 
 def test_a_proxy_whose_definition_changed_never_reads_its_old_scores(tmp_path):
-    from nasrun.scoring import DEFINITION_VERSIONS
+    from nasrun.proxies.scorer import DEFINITION_VERSIONS
 
     data = synthetic(channels=3, image_size=16)
     fisher = ProxyScorer(proxies.fisher, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)

@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO, real_data_root
 from nasrun.checks import UserError
-from nasrun.cli import build
+from nasrun.config import build
 from nasrun.spaces.generic import ChoiceArch, GenericSpace
 from omegaconf import OmegaConf
 

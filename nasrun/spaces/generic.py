@@ -53,6 +53,15 @@ class ChoiceArch:
     def __getitem__(self, name: str):
         return dict(self.items)[name]
 
+    def __getattr__(self, name: str):
+        """`arch.width` reads a choice (called only for names that are not attributes)."""
+        if name.startswith("__") or name in ("items", "key"):  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        for dimension, value in self.items:
+            if dimension == name:
+                return value
+        raise AttributeError(f"{type(self).__name__} has no choice {name!r}")
+
     def __str__(self) -> str:
         return self.key
 

@@ -20,7 +20,7 @@ SIX = tuple(PUBLISHED_RHO)
 
 
 def correlation(root: str, cells: int = 500, seed: int = 0, device: str = "auto") -> list[dict]:
-    from nasrun.score import score_space
+    from nasrun.proxies.correlation import score_space
 
     overrides = ["space=nb201", "dataset=cifar10", f"dataset.root={root}", f"seed={seed}", f"device={device}"]
     _, results, path, _ = score_space(overrides, list(SIX), cells, None, None)
@@ -34,11 +34,11 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
     import numpy as np
     import torch
 
-    from nasrun import proxies
-    from nasrun.bench import NB201_CELL
+    from nasrun.bench.common import NB201_CELL
+    from nasrun.proxies import zero_cost as proxies
     from nasrun.data import cifar10
     from nasrun.device import select_device
-    from nasrun.scoring import ProxyScorer, score_together
+    from nasrun.proxies.scorer import ProxyScorer, score_together
     from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
     dev = select_device(device)

@@ -15,11 +15,9 @@ the proxy's own work beside it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +45,7 @@ def table_rows(cfg, space) -> dict | None:
     """The NAS-Bench-201 table's accuracy columns per cell, when the space is the table's; else None."""
     from omegaconf import OmegaConf
 
-    from nasrun.cli import CONF_DIR
+    from nasrun.config import conf_dir
     from nasrun.contracts import is_table_space
     from nasrun.evaluators.tabular import load_table
 
@@ -55,7 +53,7 @@ def table_rows(cfg, space) -> dict | None:
         return None
     # The tabular evaluator's default path (dataset.root, else NASRUN_DATA), resolved by the config itself.
     copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # not struct: its evaluator may change
-    copy.evaluator = OmegaConf.load(Path(CONF_DIR) / "evaluator" / "tabular.yaml")
+    copy.evaluator = OmegaConf.load(Path(conf_dir()) / "evaluator" / "tabular.yaml")
     return load_table(copy.evaluator.table)
 
 
@@ -81,8 +79,8 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
                 target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted."""
-    from nasrun.cli import build, compose_config, proxy_options
-    from nasrun.scoring import ProxyScorer, score_together
+    from nasrun.config import build, compose_config, proxy_options
+    from nasrun.proxies.scorer import ProxyScorer, score_together
 
     unknown = [p for p in proxies if p not in proxy_options()]
     if unknown:
@@ -166,41 +164,3 @@ def print_correlations(results: list[dict], target: str, out: Path, shared: floa
         console.print(f"shared gradient pass (network build, forward, backward; counted once): {shared:.3f} s / cell; "
                       f"s / cell above is each proxy's own work", highlight=False, soft_wrap=True)
     console.print(f"scores: {out}", highlight=False, soft_wrap=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from nasrun.console import print_error
-
-    parser = argparse.ArgumentParser(prog="nasrun-score", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--proxies", default=",".join(SIX),
-                        help="comma-separated proxy options (default: the six of Abdelfattah et al.)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("-n", "--num", type=int, default=500, help="architectures to sample uniformly (default 500)")
-    size.add_argument("--all", action="store_true", help="score every architecture of the space")
-    parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
-    parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.all and args.num < 1:
-        print_error(f"--num={args.num}: must be at least 1")
-        sys.exit(2)
-    try:
-        rows, results, out, target = score_space(args.overrides, [p for p in args.proxies.split(",") if p],
-                                         None if args.all else args.num, args.out, args.target)
-    except UserError as err:
-        print_error(str(err))
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print_error("interrupted; the scores so far are cached and in the CSV; rerun the same command to go on")
-        sys.exit(130)
-    shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
-    if results:
-        print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
-    else:
-        print(f"scores: {out} (no benchmark table for this space: no correlations)")
-
-
-if __name__ == "__main__":
-    main()

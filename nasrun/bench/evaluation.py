@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ARCH = {"conv3": 1, "num_block": 2, "conv5": 0, "feature": 128, "dropout": 0.5}
+from nasrun.bench.common import ARCH, model as bench_model, preset
 
 
 def _usage() -> tuple[float, int]:
@@ -61,8 +60,7 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
 
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
-    torch.manual_seed(0)
-    model = CustomSpace().build(CustomSpace().make(ARCH), 1, 28, 10).to(memory_format=torch.channels_last).eval()
+    model = bench_model("custom").to(memory_format=torch.channels_last).eval()
     variants = {}
     for precision in ("fp32", "bf16"):
         bf16 = precision == "bf16"
@@ -93,7 +91,9 @@ def trial_phases(root: str) -> dict:
     from nasrun.evaluators.train import TrainingEvaluator
     from nasrun.spaces.custom import CustomSpace
 
-    settings = {"make run: fraction 0.03, val_size 1000": dict(fraction=0.03, val_size=1000),
+    default = preset().dataset  # make run's settings, from the config
+    settings = {f"make run: fraction {default.fraction}, val_size {default.val_size}":
+                dict(fraction=default.fraction, val_size=default.val_size),
                 "fraction 0.02, 10 % validation": dict(fraction=0.02, val_size=None),
                 "old make run: fraction 0.2, 10 % validation": dict(fraction=0.2, val_size=None)}
     out = {}
@@ -115,7 +115,7 @@ def threads(root: str, cells: int = 100, proxy: str = "snip", limit: float = 900
     """Wall seconds of `nasrun-score --proxies PROXY -n CELLS` (no cache) with device.threads=1 and with the
     default, each beside one busy CPU-bound process (a Python loop pinned to nothing). A run past `limit`
     seconds is stopped and reported as a lower bound."""
-    base = [sys.executable, "-m", "nasrun.score", "--proxies", proxy, "-n", str(cells), "--out", os.devnull,
+    base = [sys.executable, "-c", "from nasrun.cli import score_main; score_main()", "--proxies", proxy, "-n", str(cells), "--out", os.devnull,
             "space=nb201", "dataset=cifar10", f"dataset.root={root}", "dataset.fraction=0.1", "proxy.cache_dir=null"]
     out = {"cells": cells, "proxy": proxy, "usable_cores": len(os.sched_getaffinity(0))}
     for label, extra in (("device.threads=1", ["device.threads=1"]), ("default threads", [])):
@@ -123,7 +123,7 @@ def threads(root: str, cells: int = 100, proxy: str = "snip", limit: float = 900
         try:
             began = time.perf_counter()
             try:
-                subprocess.run(base + extra, cwd=REPO, check=True, capture_output=True, timeout=limit)
+                subprocess.run(base + extra, check=True, capture_output=True, timeout=limit)
             except subprocess.TimeoutExpired:
                 out[f"{label} stopped"] = True  # slower than `limit`: the figure is a lower bound
             out[label] = time.perf_counter() - began

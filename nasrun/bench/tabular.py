@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import subprocess
@@ -17,19 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from nasrun.bench.common import preset
+
 EXPERIMENTS = ("nb201_rea", "nb201_random")
 
 
 def _strategies(space, seed):
-    from nasrun.strategies.evolution import RegularizedEvolution
-    from nasrun.strategies.random import RandomSearch
+    """Each sweep preset's strategy, built from the preset itself (so the bench follows the preset's settings)."""
+    from nasrun.config import build
 
-    return {
-        "random": RandomSearch(space, seed),
-        "evolution (nb201_rea settings)": RegularizedEvolution(space, seed, population_size=10, sample_size=3,
-                                                              mutation_prob=None, crossover=False),
-    }
+    return {f"{experiment} strategy": build("strategy", preset(f"+experiment={experiment}").strategy, space=space,
+                                            seed=seed) for experiment in ("nb201_random", "nb201_rea")}
 
 
 def _bare(strategy, evaluator, trials: int) -> tuple[float, int]:
@@ -43,24 +40,14 @@ def _bare(strategy, evaluator, trials: int) -> tuple[float, int]:
 
 
 def _runner(space, strategy, evaluator, trials: int) -> tuple[float, int]:
-    """The same through `run_search`, logging at INFO to a file as the CLI's run directory does."""
+    """The same through `run_search` (its trials.jsonl, best.json and records; per-trial log lines of trials this
+    quick go to DEBUG, so no logging is configured here)."""
     from nasrun.runner import Budget, run_search
 
     with tempfile.TemporaryDirectory() as tmp:
-        handler = logging.FileHandler(Path(tmp) / "nasrun.log")
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        root = logging.getLogger()
-        level = root.level
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        try:
-            start = time.perf_counter()
-            result = run_search(space, strategy, evaluator, Budget(trials=trials), Path(tmp) / "run")
-            seconds = time.perf_counter() - start
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(level)
-            handler.close()
+        start = time.perf_counter()
+        result = run_search(space, strategy, evaluator, Budget(trials=trials), Path(tmp) / "run")
+        seconds = time.perf_counter() - start
     return seconds, len(result.records) + result.repeats
 
 
@@ -69,7 +56,7 @@ def runner_overhead(root: str, trials: int = 2000, rounds: int = 5) -> dict:
     from nasrun.spaces.nb201 import NB201Space
 
     space = NB201Space()
-    evaluator = TabularEvaluator(space, Path(root) / "nasbench201" / "nb201.csv")
+    evaluator = TabularEvaluator(space, Path(root) / "nasbench201" / "nb201.csv")  # the table under --root
     out = {"trials_per_round": trials, "rounds": rounds}
     for name in _strategies(space, 0):
         bare, runner = [], []
@@ -92,7 +79,7 @@ def sweeps(root: str, out: Path, seeds: int = 30) -> dict:
         sweep_dir = out / experiment
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "nasrun", "-m", f"+experiment={experiment}",
-                               f"seed=range({seeds})", f"hydra.sweep.dir={sweep_dir}"], cwd=REPO,
+                               f"seed=range({seeds})", f"hydra.sweep.dir={sweep_dir}"],
                               env={**os.environ, "NASRUN_DATA": root}, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode:

@@ -1,6 +1,6 @@
 """`ProxyScorer`: a zero-cost proxy applied to architectures of a space, with an on-disk cache.
 
-A proxy (`nasrun.proxies`) is a function of (model, batch). The scorer supplies both: the network built for
+A proxy (`nasrun.proxies.zero_cost`) is a function of (model, batch). The scorer supplies both: the network built for
 the architecture and freshly initialised from (run seed, architecture), and one fixed minibatch of training
 images chosen by the run seed. Scores are cached in a JSON-lines file per (space config, dataset and the exact
 batch, proxy and its options, batch size, seed), one line per architecture, so repeated searches and sweeps
@@ -51,7 +51,7 @@ class ProxyScoreError(ValueError):
 class ProxyScorer:
     """score(arch) -> float; raises ProxyScoreError when the proxy fails for that architecture.
 
-    proxy: a function (model, batch) -> float from nasrun.proxies. batch_size: training images in the batch,
+    proxy: a function (model, batch) -> float from nasrun.proxies.zero_cost. batch_size: training images in the batch,
     chosen by `seed`. cache_dir: where the score files live (null: no disk cache; scores are still memoised).
     `evaluations` counts the distinct architectures scored in this process, `computed` those that missed the
     disk cache and were actually run.
@@ -167,7 +167,7 @@ def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
     together record their own seconds apart from the pass they share: `seconds` is the proxy's own work,
     `shared_seconds` the network build, forward and backward that all of them used (the same figure in each;
     count it once), and `shared` how many proxies split it."""
-    from nasrun.proxies import GRADIENT_PROXIES, gradient_proxies
+    from nasrun.proxies.zero_cost import GRADIENT_PROXIES, gradient_proxies
 
     first = scorers[0]
     together = [s for s in scorers if arch.key not in s.entries and s.name in GRADIENT_PROXIES

@@ -1,0 +1,97 @@
+"""`python -m nasrun.bench`: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    from nasrun.bench import evaluation, folder, proxies, tabular, training
+    from nasrun.bench.common import output_dir
+    from nasrun.device import select_device
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
+                                           "phases", "threads", "folder"])
+    parser.add_argument("--images", type=int, default=None,
+                        help="training images per variant per round (default 3200; nb201: 1280)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per NAS-Bench-201 sweep")
+    parser.add_argument("--cells", type=int, default=500, help="NAS-Bench-201 cells scored for the correlations")
+    parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads, as device.threads (default: the cores this process may use)")
+    args = parser.parse_args()
+    select_device("cpu", args.threads)  # the same thread setting every nasrun command applies
+    out = output_dir()
+    import torch
+
+    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
+                           "threads": torch.get_num_threads()}}
+
+    def wanted(name: str) -> bool:
+        return args.only in (None, name)
+
+    if wanted("throughput"):
+        results["throughput"] = training.throughput(args.root, args.images or 3200, args.rounds)
+    if wanted("nb201"):
+        results["nb201_throughput"] = training.throughput(args.root, args.images or 1280, args.rounds, case="nb201")
+    if wanted("tabular"):
+        results["tabular"] = tabular.runner_overhead(args.root)
+    if wanted("sweeps"):
+        results["sweeps"] = tabular.sweeps(args.root, out, args.seeds)
+    if wanted("search"):
+        results["default_search"] = training.default_search(args.root, out)
+    if wanted("proxies"):
+        results["proxy_timing"] = proxies.timing(args.root)
+        results["proxy_correlation"] = proxies.correlation(args.root, args.cells)
+    if wanted("eval"):
+        results["evaluation"] = evaluation.evaluation(args.root, args.rounds, args.images or 1000)
+    if wanted("phases"):
+        results["trial_phases"] = evaluation.trial_phases(args.root)
+    if wanted("threads"):
+        results["threads"] = evaluation.threads(args.root)
+    if wanted("folder"):
+        results["folder"] = folder.decode_and_cache(args.root, out, args.images or 10000)
+    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    _print(results, out)
+
+
+def _print(results: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nasrun.bench import evaluation, folder, proxies, tabular
+
+    console = Console()
+    for key in ("throughput", "nb201_throughput"):
+        if key not in results:
+            continue
+        t = results[key]
+        table = Table(title=f"training throughput, {t['dataset']}, batch {t['batch_size']}, {t['device']} "
+                            f"(bf16: {t['bf16']})")
+        table.add_column("pipeline")
+        table.add_column("images/s (median)", justify="right")
+        table.add_column("nasrun ratio", justify="right")
+        ours = t["images_per_second"]["nasrun train()"]
+        for name, ips in t["images_per_second"].items():
+            table.add_row(name, f"{ips:.0f}", f"{ours / ips:.2f}x")
+        console.print(table)
+    tabular.print_results(results, console)
+    proxies.print_results(results, console)
+    evaluation.print_results(results, console)
+    folder.print_results(results, console)
+    if "default_search" in results:
+        s = results["default_search"]
+        console.print(f"default search: {s['trials']} trials ({s['children']} children, {s['cancelled']} cancelled) "
+                      f"in {s['wall_seconds']:.0f} s, best test accuracy {s['best_test_acc']:.2f} % (val "
+                      f"{s['best_val_acc']:.2f} %, trial {s['best_trial']}, {s['best_key']}); {s['stop_reason']}")
+    console.print(f"written to {out / 'bench.json'}")
+
+
+if __name__ == "__main__":  # spawned decode workers import this module; they must not run the bench
+    main()

@@ -1,0 +1,40 @@
+"""What the benchmarks share: the architectures they time, seeded models, and where results go."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ARCH = {"conv3": 1, "num_block": 2, "conv5": 0, "feature": 128, "dropout": 0.5}  # the custom space's bench network
+NB201_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def model(case: str, seed: int = 0):
+    """The bench network, initialised from `seed` without touching torch's global generator (forked)."""
+    import torch
+
+    from nasrun.spaces.custom import CustomSpace
+    from nasrun.spaces.nb201 import NB201Space
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if case == "nb201":
+            space = NB201Space(16, 5)
+            return space.build(space.from_key(NB201_CELL), 3, 32, 10)
+        space = CustomSpace()
+        return space.build(space.make(ARCH), 1, 28, 10)
+
+
+def output_dir() -> Path:
+    """outputs/bench-DATE-TIME under the working directory (the repository, from `make bench`)."""
+    out = Path("outputs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True)
+    return out.resolve()
+
+
+def preset(*overrides: str):
+    """The composed config of `nasrun OVERRIDES` (e.g. "+experiment=nb201_rea"): benchmarks take their settings
+    from the presets rather than repeating them."""
+    from nasrun.config import compose_config
+
+    return compose_config(list(overrides))

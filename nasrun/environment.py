@@ -1,0 +1,78 @@
+"""What a run ran on: nasrun, Python and torch versions, the device and the CPU, recorded at each start.
+
+Written to `run.json` in the run directory (a list of starts: a resumed run may continue on another machine),
+so `nasrun-report`'s checklist can state the hardware and library versions behind each figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from nasrun.checks import UserError
+
+
+def describe(device) -> dict:
+    import torch
+
+    from nasrun import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "nasrun": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": name,
+        "cpu": cpu_model(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "argv": sys.argv[1:],
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux's /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def read_starts(run_dir: Path) -> list[dict]:
+    """The starts recorded in run_dir/run.json (none for runs made before it existed); validated."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return []
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON; remove it (it only records the environment)") from None
+    starts = content.get("starts") if isinstance(content, dict) else None
+    if not isinstance(starts, list) or not all(isinstance(s, dict) and "torch" in s for s in starts):
+        raise UserError(f"{path} is not a nasrun run record (needs a list of starts); remove it")
+    return starts
+
+
+def record_start(run_dir: Path, device) -> None:
+    """Append this start to run.json, atomically, under a name unique to this process."""
+    run_dir = Path(run_dir)
+    starts = read_starts(run_dir) + [describe(device)]
+    tmp = run_dir / f".run.json.{os.getpid()}.tmp"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"starts": starts}, indent=2))
+        os.replace(tmp, run_dir / "run.json")
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {run_dir / 'run.json'} ({err.strerror}); give a writable "
+                        f"hydra.run.dir") from None
