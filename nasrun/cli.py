@@ -61,15 +61,17 @@ def search(cfg: DictConfig) -> dict:
     from nasrun.environment import record_start
     from nasrun.runner import check_resumable, run_search
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweep:
+        _console_warnings_only()
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
     device = build("device", cfg.device)  # checks its keys first, like every group
     import torch
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if resume:
         check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
 
@@ -93,6 +95,16 @@ def search(cfg: DictConfig) -> dict:
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
     return {"best_val_acc": result.best["metrics"].get("val_acc"), "best_test_acc": test_accuracy(result.best),
             **counts}
+
+
+def _console_warnings_only() -> None:
+    """In a sweep the console shows one line per job (and warnings); INFO lines still go to each job's
+    nasrun.log. Hydra configures logging afresh for every job, so this lasts one job."""
+    from rich.logging import RichHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RichHandler):
+            handler.setLevel(logging.WARNING)
 
 
 def _top_level(check):

@@ -24,12 +24,13 @@ def trial_progress(budget, label: str, transient: bool = False) -> Iterator:
 
     A simulated-time budget (a benchmark table) advances by each trial's simulated seconds; otherwise the bar
     counts trials (with no total when only wall-clock seconds bound the search). transient: the bar disappears
-when the search ends (a sweep's jobs leave one line each instead)."""
+when the search ends (a sweep's jobs leave one line each instead), and is not drawn at all into a file or pipe."""
     simulated = budget.simulated_seconds is not None
     best = [None]
     count = TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s") if simulated else MofNCompleteColumn()
     with Progress(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
-                  TextColumn("{task.fields[best]}"), transient=transient) as progress:
+                  TextColumn("{task.fields[best]}"), transient=transient,
+                  disable=transient and not Console().is_terminal) as progress:
         task = progress.add_task(label, total=budget.simulated_seconds if simulated else budget.trials, best="")
 
         def on_trial(record: dict) -> None:
@@ -84,10 +85,10 @@ def print_job_line(number: int, overrides: list[str], result, run_dir: str) -> N
     """A sweep's job in one line: which job, its overrides, trials, the best trial's figures, its directory."""
     best = result.best
     figures = "no trial succeeded" if best is None else \
-        f"best {_best_label(best['metrics'])}, test {_pct(best['metrics'].get('test_acc'))}%"
+        f"{_best_label(best['metrics'])}, test {_pct(best['metrics'].get('test_acc'))}%"
     elapsed = result.records[-1].get("elapsed", 0.0) if result.records else 0.0
     Console().print(f"job {number} ({' '.join(overrides) or 'defaults'}): {len(result.records)} trials, {figures}, "
-                    f"{elapsed:.1f} s, {result.stop_reason} -> {run_dir}", highlight=False, soft_wrap=True)
+                    f"{elapsed:.2f} s, {result.stop_reason} -> {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _pct(value) -> str:

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,10 @@ class Run:
     best: dict | None  # the trial the search selected (best validation accuracy)
     finished: bool = True  # trials.jsonl ends with the runner's end record (else: still running, or killed)
     table: bool = False  # the accuracies come from a benchmark table (NAS-Bench-201), not from training
+    composed: dict = field(default_factory=dict)  # the run's whole composed config (.hydra/config.yaml)
+    choices: dict = field(default_factory=dict)  # its group choices (strategy=evolution, ...)
+    end: dict | None = None  # the end record: stop reason and counts
+    starts: list = field(default_factory=list)  # run.json: versions and hardware at each start
 
     @property
     def reported(self) -> float | None:
@@ -113,7 +117,10 @@ def load_run(path: Path) -> Run:
     config = {name: choices.get(name) or "-" for name in GROUPS}
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))
     config.pop("budget")
-    return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table)
+    from nasrun.environment import read_starts
+
+    return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
+               choices=choices, end=end, starts=read_starts(path))
 
 
 def summarize(runs: list[Run]) -> list[dict]:
@@ -273,8 +280,8 @@ def _step_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def report(root: Path, out_dir: Path | None = None) -> list[dict]:
-    """Read every run under `root`, print the table, write report.csv and anytime.png to `out_dir` (default
-    `root`). Returns the rows (without the runs)."""
+    """Read every run under `root`, print the table, write report.csv, anytime.png and checklist.md to `out_dir`
+    (default `root`). Returns the rows (without the runs)."""
     root = Path(root)
     out_dir = Path(out_dir) if out_dir else root
     runs = [load_run(p) for p in find_runs(root)]
@@ -284,13 +291,16 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
         raise UserError(f"--out {out_dir}: cannot create it ({err.strerror}); choose another folder") from None
     rows = summarize(runs)
     print_table(rows, f"{len(runs)} runs in {root}")
+    from nasrun.checklist import write_checklist
+
     try:
         write_csv(rows, out_dir / "report.csv")
         plot_anytime(rows, out_dir / "anytime.png")
+        write_checklist(rows, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png")
     except OSError as err:
         raise UserError(f"cannot write into {out_dir} ({err.strerror}); give a writable folder with --out DIR") from None
     from rich.console import Console
 
-    Console().print(f"wrote {out_dir / 'report.csv'} and {out_dir / 'anytime.png'}", highlight=False,
-                    soft_wrap=True)
+    Console().print(f"wrote {out_dir / 'report.csv'}, {out_dir / 'anytime.png'} and {out_dir / 'checklist.md'}",
+                    highlight=False, soft_wrap=True)
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]

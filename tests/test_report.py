@@ -22,7 +22,58 @@ def sweeps(tmp_path_factory, data_root):
     short = run_cli("-m", "+experiment=nb201_random", "seed=0,1", "budget.simulated_seconds=3000",
                     f"hydra.sweep.dir={root / 'random_short'}")
     assert short.returncode == 0, short.stderr
+    # A sweep prints one line per finished job (with its overrides and best trial), not a table each.
+    assert [line.split(":")[0] for line in short.stdout.splitlines()] == [
+        "job 0 (+experiment=nb201_random seed=0 budget.simulated_seconds=3000)",
+        "job 1 (+experiment=nb201_random seed=1 budget.simulated_seconds=3000)"]
     return root
+
+
+@pytest.fixture(scope="module")
+def paired(sweeps, tmp_path_factory):
+    """The 3-seed nb201_rea sweep beside a 3-seed nb201_random sweep with the same budget."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("paired")
+    shutil.copytree(sweeps / "rea", root / "rea")
+    random = run_cli("-m", "+experiment=nb201_random", "seed=0,1,2", f"hydra.sweep.dir={root / 'random'}")
+    assert random.returncode == 0, random.stderr
+    return root
+
+
+def test_checklist_of_rea_against_random_search_with_the_same_protocol(paired):
+    report(paired)
+    text = (paired / "checklist.md").read_text()
+    assert "- nb201_rea: 3 run(s), seeds 0, 1, 2" in text and "- nb201_random: 3 run(s), seeds 0, 1, 2" in text
+    for aspect in ("dataset", "space", "evaluator", "budget", "proxy"):
+        assert f"(`{aspect}`): the same in every run" in text
+    assert "- Yes: nb201_random (strategy=random)." in text
+    assert "`anytime.png`" in text and (paired / "anytime.png").is_file()
+    # The whole method's cost: simulated seconds within the 12000 s budget, and table lookups counted.
+    row = next(line for line in text.splitlines() if line.startswith("| nb201_rea |"))
+    runs, wall, simulated, trained, proxy, trials = row.split("|")[2:8]
+    assert int(runs) == 3 and 11000 < float(simulated) <= 12000 and float(trained) == float(trials) > 50
+    assert "`RegularizedEvolution`: `population_size=10`, `sample_size=3`, `mutation_prob=None`" in text
+    import torch
+
+    assert f"torch {torch.__version__}" in text and "6 run start(s)" in text
+    assert "## Questions for the author" in text and "ablations" in text
+
+
+def test_checklist_names_every_difference_against_a_sweep_with_another_budget(paired, sweeps, tmp_path):
+    import shutil
+
+    shutil.copytree(paired, tmp_path / "all")
+    shutil.copytree(sweeps / "random_short", tmp_path / "all" / "random_short")
+    report(tmp_path / "all")
+    text = (tmp_path / "all" / "checklist.md").read_text()
+    assert "- budget (`budget`) **differs**:" in text
+    assert ("`budget.simulated_seconds`: 12000 in nb201_random, nb201_rea; 3000 in nb201_random "
+            "budget.simulated_seconds=3000") in text
+    assert "(`space`): the same in every run" in text and "(`dataset`): the same in every run" in text
+    # Without random search among the runs the checklist says so.
+    report(sweeps / "rea", tmp_path / "rea_only")
+    assert "**No random-search baseline among these runs**" in (tmp_path / "rea_only" / "checklist.md").read_text()
 
 
 def test_three_seed_nb201_rea_sweep_is_reported_beside_the_published_figure(sweeps):
