@@ -1,4 +1,4 @@
-"""Argument checks for constructors, which are the config schema (DEVELOPERS.md rule 2).
+"""Argument checks for constructors, which are the config schema (CONTRIBUTING.md rule 2).
 
 Each check raises ValueError naming the parameter, the bad value and what is allowed. The runner prefixes
 the config group, so a user sees e.g. `strategy.population_size=1: must be an integer >= 2`.

@@ -1,4 +1,4 @@
-"""Every option of every config group, and every experiment preset, composes and builds (DEVELOPERS.md rule 10)."""
+"""Every option of every config group, and every experiment preset, composes and builds (CONTRIBUTING.md rule 10)."""
 
 import os
 from pathlib import Path
