@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nasrun.checks import UserError, check_bool, check_int
-from nasrun.records import is_ok, test_accuracy
+from nasrun.records import is_ok, reported_accuracy
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -93,7 +93,7 @@ def search(cfg: DictConfig) -> dict:
     if result.best is None:
         first = next((r.get("error") for r in result.records if not is_ok(r)), "no trials ran")
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
-    return {"best_val_acc": result.best["metrics"].get("val_acc"), "best_test_acc": test_accuracy(result.best),
+    return {"best_val_acc": result.best["metrics"].get("val_acc"), "best_test_acc": reported_accuracy(result.best),
             **counts}
 
 

@@ -49,6 +49,6 @@ def best_of(records: Iterable[dict]) -> dict | None:
     return best
 
 
-def test_accuracy(record: dict | None) -> float | None:
+def reported_accuracy(record: dict | None) -> float | None:
     """The reported figure of a trial: its test accuracy, when it was measured."""
     return None if record is None else record["metrics"].get("test_acc")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nasrun.checks import UserError
-from nasrun.records import best_of, running_best, test_accuracy
+from nasrun.records import best_of, running_best, reported_accuracy
 from nasrun.trial_log import read_trials, split_log
 
 CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
@@ -47,7 +47,7 @@ class Run:
 
     @property
     def reported(self) -> float | None:
-        return test_accuracy(self.best)
+        return reported_accuracy(self.best)
 
     @property
     def wall_seconds(self) -> float:
@@ -63,7 +63,7 @@ class Run:
         xs, ys, clock = [], [], self.clock
         for record, best in running_best(self.records):
             xs.append(record.get(clock, 0.0))
-            reported = test_accuracy(best)
+            reported = reported_accuracy(best)
             ys.append(math.nan if reported is None else reported)
         return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
