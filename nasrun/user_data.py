@@ -264,6 +264,17 @@ def decode_one(path: str, size: int, channels: int, fixed_size: bool) -> np.ndar
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
+def _die_with_parent(parent: int) -> None:
+    """A decode worker ends when nasrun does, even by SIGKILL: otherwise it would wait for work forever as an
+    orphan (Linux's PR_SET_PDEATHSIG; the parent may have died before the call, hence the check after it)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def decode_chunk(paths: list[str], size: int, channels: int, fixed_size: bool) -> np.ndarray:
     out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
     for i, path in enumerate(paths):
@@ -290,7 +301,8 @@ def decode_all(paths: list[str], size: int, channels: int, fixed_size: bool, wor
     out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
     step = max(64, -(-len(paths) // (8 * workers)))  # a few chunks per worker evens out slow files
     starts = range(0, len(paths), step)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         chunks = pool.map(decode_chunk, [paths[s:s + step] for s in starts], [size] * len(starts),
                           [channels] * len(starts), [fixed_size] * len(starts))
         for start, chunk in zip(starts, chunks):  # re-raises a worker's error (a UserError naming the file)

@@ -155,3 +155,47 @@ def test_bad_arrays_fail_in_one_line_naming_the_file(tmp_path, data_root, fault,
     with pytest.raises(UserError, match=expected) as err:
         arrays(str(file), memory_limit_gb=1e-6 if fault == "too big" else None, seed=0)
     assert str(file) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_decode_workers_end_when_nasrun_is_killed(tmp_path):
+    """SIGKILL of the process decoding a folder takes its worker processes with it (no orphans waiting forever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    script = f"""
+import os, sys, time
+from nasrun import user_data
+user_data.PARALLEL_FROM = 1
+def stuck(paths, *args):  # a worker that would decode for ten minutes
+    with open({str(pids)!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    time.sleep(600)
+user_data.decode_chunk = stuck
+user_data.decode_all([f"image{{i}}.png" for i in range(400)], 28, 1, True, workers=2)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.1)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie (exited, not yet reaped by init) counts as ended.
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)
