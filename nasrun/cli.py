@@ -28,7 +28,8 @@ INTERRUPTED_EXIT = 130
 @contextmanager
 def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: bool = False):
     """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors) as one line and exit
-    with status 2; an interrupt as the line `interrupted` and status 130. traceback=True re-raises instead."""
+    with status 2; an interrupt as the line `interrupted` (a string, or a function giving it then) and status
+    130. traceback=True re-raises instead."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -45,7 +46,7 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
     except KeyboardInterrupt:
         if traceback:
             raise
-        print_error(interrupted)
+        print_error(interrupted() if callable(interrupted) else interrupted)
         sys.exit(INTERRUPTED_EXIT)
 
 
@@ -136,8 +137,13 @@ def main() -> None:
         from hydra.core.hydra_config import HydraConfig
 
         run_dir = HydraConfig.get().runtime.output_dir
-        hint = (f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
-                f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
+
+        def hint():
+            if not (Path(run_dir) / "trials.jsonl").is_file():
+                return "interrupted before the first trial ended"
+            return (f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
+                    f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
+
         with one_line_errors(hint, traceback=traceback):
             return search(cfg)
 

@@ -264,12 +264,14 @@ def decode_one(path: str, size: int, channels: int, fixed_size: bool) -> np.ndar
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def _die_with_parent(parent: int) -> None:
-    """A decode worker ends when nasrun does, even by SIGKILL: otherwise it would wait for work forever as an
-    orphan (Linux's PR_SET_PDEATHSIG; the parent may have died before the call, hence the check after it)."""
+def _worker_setup(parent: int) -> None:
+    """A decode worker ignores Ctrl-C (nasrun handles it and reports one line, without a traceback per worker)
+    and ends when nasrun does, even by SIGKILL: otherwise it would wait for work forever as an orphan (Linux's
+    PR_SET_PDEATHSIG; the parent may have died before the call, hence the check after it)."""
     import ctypes
     import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
@@ -299,14 +301,21 @@ def decode_all(paths: list[str], size: int, channels: int, fixed_size: bool, wor
     if workers <= 1 or len(paths) < PARALLEL_FROM or not fork:
         return decode_chunk(paths, size, channels, fixed_size)
     out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
-    step = max(64, -(-len(paths) // (8 * workers)))  # a few chunks per worker evens out slow files
+    # Several chunks per worker even out slow files; at most 256 images each, so an interrupted or failed decode
+    # waits for little more than the chunks already running.
+    step = min(256, max(16, -(-len(paths) // (8 * workers))))
     starts = range(0, len(paths), step)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_setup, initargs=(os.getpid(),))
+    try:
         chunks = pool.map(decode_chunk, [paths[s:s + step] for s in starts], [size] * len(starts),
                           [channels] * len(starts), [fixed_size] * len(starts))
         for start, chunk in zip(starts, chunks):  # re-raises a worker's error (a UserError naming the file)
             out[start:start + len(chunk)] = chunk
+    except BaseException:  # Ctrl-C or a bad file: drop the queued chunks instead of decoding them all first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return out
 
 

@@ -1,6 +1,8 @@
 """dataset=folder and dataset=arrays on real Fashion-MNIST images written to a temporary directory, and every
 bad input the issue names: one UserError naming the file and the fix, nothing half-written left in the cache."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -199,3 +201,40 @@ user_data.decode_all([f"image{{i}}.png" for i in range(400)], 28, 1, True, worke
     while time.monotonic() < deadline and any(alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(alive(p) for p in workers)
+
+
+def test_ctrl_c_while_decoding_ends_in_seconds_without_worker_tracebacks(tmp_path):
+    """Ctrl-C reaches nasrun and its decode workers (one process group): queued chunks are dropped, the workers
+    ignore the signal (no traceback each), and the caller sees KeyboardInterrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "started"
+    script = f"""
+import os, sys, time
+from nasrun import user_data
+user_data.PARALLEL_FROM = 1
+def slow(paths, *args):  # each chunk takes a second
+    open({str(started)!r}, "a").write("x")
+    time.sleep(1)
+    return user_data.np.zeros((len(paths), 1, 28, 28), dtype=user_data.np.uint8)
+user_data.decode_chunk = slow
+try:
+    user_data.decode_all([f"image{{i}}.png" for i in range(4000)], 28, 1, True, workers=2)
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not started.exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    began = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    # 4000 images in chunks of 250 over 2 workers would take 8 s; dropping the queue leaves the running chunks.
+    assert proc.returncode == 130 and time.monotonic() - began < 4
+    assert err.strip() == "interrupted", err
