@@ -204,8 +204,8 @@ user_data.decode_all([f"image{{i}}.png" for i in range(400)], 28, 1, True, worke
 
 
 def test_ctrl_c_while_decoding_ends_in_seconds_without_worker_tracebacks(tmp_path):
-    """Ctrl-C reaches nasrun and its decode workers (one process group): queued chunks are dropped, the workers
-    ignore the signal (no traceback each), and the caller sees KeyboardInterrupt."""
+    """Ctrl-C reaches nasrun and its decode workers (one process group): the queued chunks are dropped rather
+    than decoded first, and the caller sees KeyboardInterrupt and nothing else on stderr."""
     import signal
     import subprocess
     import sys
