@@ -4,11 +4,13 @@ For each configuration (experiment, strategy, space, dataset, evaluator, proxy a
 seed is what varies inside one) it prints a rich table of the number of runs, mean +- std of the best trial's
 reported accuracy, mean trials and wall seconds, and, when the run's preset carries `published`, the published
 value and the difference. The same table goes to `report.csv` in DIR, and the anytime curves (best reported
-accuracy so far against simulated or wall-clock seconds, mean and +-1 std band over seeds) to `anytime.png`.
+accuracy so far against simulated or wall-clock seconds, mean and +-1 std band over seeds) to `anytime.png`,
+and the NAS best-practice checklist answered from the logs to `checklist.md` (`nasrun.checklist`).
 
 The "best trial" is chosen as the search chose it, by validation accuracy (`nasrun.records.better`); the
 reported figure is that trial's `test_acc`. Everything is read from the run directories: `trials.jsonl`,
-`best.json` and Hydra's `.hydra/` record of the composed config, its group choices and its overrides.
+`best.json`, `run.json` (versions and hardware) and Hydra's `.hydra/` record of the composed config, its group
+choices and its overrides. The entry point is `nasrun.cli.report_main`.
 """
 
 from __future__ import annotations
