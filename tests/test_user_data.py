@@ -1,240 +1,30 @@
-"""dataset=folder and dataset=arrays on real Fashion-MNIST images written to a temporary directory, and every
-bad input the issue names: one UserError naming the file and the fix, nothing half-written left in the cache."""
-
-import os
+"""What users' datasets share: the path check, the fixed test hold-out, the memory check before loading."""
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from conftest import fashion_mnist_images, write_image_folder
-from nasrun import user_data
 from nasrun.checks import UserError
-from nasrun.user_data import arrays, folder
+from nasrun.user_data import check_memory, existing_path, hold_out_test
 
 
-@pytest.fixture
-def images(tmp_path, data_root):
-    return write_image_folder(tmp_path / "images", data_root, n_train=90, n_test=30)
+def test_the_test_hold_out_is_fixed_and_disjoint():
+    x, y = np.arange(100), np.arange(100) % 3
+    a = hold_out_test(x, y, 0.2)
+    b = hold_out_test(x, y, 0.2)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert len(a[2]) == 20 and not set(a[0]) & set(a[2]) and set(a[0]) | set(a[2]) == set(x)
+    with pytest.raises(UserError, match="test_fraction=0.9: 1 images leave none"):
+        hold_out_test(x[:1], y[:1], 0.9)
 
 
-def test_folder_reads_the_real_images_with_their_labels_and_caches_them(images, tmp_path, data_root, monkeypatch):
-    cache = tmp_path / "cache"
-    data = folder(str(images), cache_dir=str(cache), val_size=10, seed=0)
-    assert data.classes == ("pullover", "trouser", "tshirt")  # sorted folder names, as torchvision's ImageFolder
-    assert (data.in_channels, data.image_size, data.num_classes) == (1, 28, 3)
-    assert len(data.train_x) + len(data.val_x) == 90 and len(data.test_x) == 30
-    # The pixels are the PNGs' pixels: every test image is one of the real test images, with its label.
-    x, y = fashion_mnist_images(data_root, 500, "test")
-    names = {0: "tshirt", 1: "trouser", 2: "pullover"}
-    for image, label in zip(data.test_x[:5], data.test_y[:5]):
-        match = [i for i in range(len(x)) if torch.equal(torch.from_numpy(x[i]), image[0])]
-        assert match and names[int(y[match[0]])] == data.classes[int(label)]
-    assert len(list(cache.iterdir())) == 1
-    # The second start reads the cache: nothing is decoded.
-    monkeypatch.setattr(user_data, "decode_all", lambda *a, **k: pytest.fail("decoded again"))
-    again = folder(str(images), cache_dir=str(cache), val_size=10, seed=0)
-    assert torch.equal(again.train_x, data.train_x) and torch.equal(again.test_y, data.test_y)
-
-
-def test_folder_without_test_holds_out_a_fixed_share_and_resizes_and_converts(images, tmp_path):
-    import shutil
-
-    shutil.rmtree(images / "test")
-    a = folder(str(images), image_size=16, channels=3, test_fraction=0.2, cache_dir=None, val_size=5, seed=0)
-    b = folder(str(images), image_size=16, channels=3, test_fraction=0.2, cache_dir=None, val_size=5, seed=1)
-    assert a.test_x.shape == (18, 3, 16, 16) and a.train_x.dtype == torch.uint8
-    assert torch.equal(a.test_x, b.test_x)  # the test set does not move with the run seed; the validation set does
-    assert not torch.equal(a.val_x, b.val_x)
-
-
-def test_a_damaged_cache_is_rebuilt_with_a_warning(images, tmp_path, caplog):
-    cache = tmp_path / "cache"
-    folder(str(images), cache_dir=str(cache), seed=0)
-    (file,) = cache.iterdir()
-    file.write_bytes(file.read_bytes()[:100])
-    data = folder(str(images), cache_dir=str(cache), seed=0)
-    assert "damaged" in caplog.text and len(data.test_x) == 30
-
-
-@pytest.mark.parametrize("fault", ["empty class", "truncated", "not an image", "mixed sizes", "too big", "one class"])
-def test_bad_folders_fail_in_one_line_naming_the_file_and_leave_no_cache(images, tmp_path, fault):
-    cache = tmp_path / "cache"
-    first = sorted((images / "train" / "trouser").iterdir())[0]
-    expected = {"empty class": "class folder .*empty.* holds no images",
-                "truncated": "cannot read the image .*00",
-                "not an image": "cannot read the image .*broken.png",
-                "mixed sizes": "is 20x20 but the first image is 28x28; set dataset.image_size=N",
-                "too big": r"images need 94.1 kB as uint8 at 28x28x1, more than dataset.memory_limit_gb=1e-05; "
-                           r"set dataset.image_size=9 or lower",
-                "one class": "1 class folder"}[fault]
-    if fault == "empty class":
-        (images / "train" / "empty").mkdir()
-    elif fault == "truncated":
-        first.write_bytes(first.read_bytes()[:60])
-    elif fault == "not an image":
-        (images / "train" / "trouser" / "broken.png").write_text("no picture here")
-    elif fault == "mixed sizes":
-        Image.new("L", (20, 20)).save(images / "train" / "trouser" / "small.png")
-    elif fault == "one class":
-        import shutil
-
-        for name in ("trouser", "pullover"):
-            shutil.rmtree(images / "train" / name)
-        shutil.rmtree(images / "test")
-    limit = 1e-5 if fault == "too big" else None
-    with pytest.raises(UserError, match=expected):
-        folder(str(images), cache_dir=str(cache), memory_limit_gb=limit, seed=0)
-    assert not cache.exists() or not list(cache.iterdir())
-
-
-def test_a_missing_folder_or_test_class_is_named(images, tmp_path):
-    with pytest.raises(UserError, match="dataset.path=.*nowhere: no such folder"):
-        folder(str(tmp_path / "nowhere"), seed=0)
-    (images / "test" / "hat").mkdir()
-    Image.new("L", (28, 28)).save(images / "test" / "hat" / "a.png")
-    with pytest.raises(UserError, match="test/hat is a class with no training images"):
-        folder(str(images), cache_dir=None, seed=0)
-
-
-@pytest.mark.parametrize("layout", ["NHW", "NHWC", "NCHW", "with test"])
-def test_arrays_take_each_layout(tmp_path, data_root, layout):
-    x, y = fashion_mnist_images(data_root, 200)
-    extra = {}
-    if layout == "NHWC":
-        x = np.repeat(x[..., None], 3, axis=3)
-    elif layout == "NCHW":
-        x = np.repeat(x[:, None], 3, axis=1)
-    elif layout == "with test":
-        extra = dict(x_test=x[150:], y_test=y[150:])
-        x, y = x[:150], y[:150]
-    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, **extra)
-    data = arrays(str(tmp_path / "d.npz"), val_size=20, seed=0)
-    channels = 3 if layout in ("NHWC", "NCHW") else 1
-    test_images = 50 if extra else 40  # x_test, else test_fraction 0.2 of 200
-    assert (data.in_channels, data.image_size, data.num_classes, len(data.test_x)) == (channels, 28, 10, test_images)
-    # The pixels survive the layout change: the first training image is one of the file's images.
-    flat = x.reshape(len(x), -1) if layout != "NHWC" else x.transpose(0, 3, 1, 2).reshape(len(x), -1)
-    assert (flat == data.train_x[0].flatten().numpy()).all(axis=1).any()
-
-
-@pytest.mark.parametrize("fault,expected", [
-    ("float images", "x_train has dtype float32; images must be uint8"),
-    ("wrong shape", r"x_train has shape \(200, 784\)"),
-    ("not square", "holds 28x14 images"),
-    ("label out of range", "y_test holds the label 12, out of range 0 .. 9"),
-    ("negative label", "y_train holds the label -1"),
-    ("float labels", "y_train has dtype float64; labels must be integers"),
-    ("too few labels", r"y_train has shape \(199,\); it needs one label per image \(200\)"),
-    ("no x_train", "it needs x_train and y_train"),
-    ("not an npz", "is not a readable .npz"),
-    ("too big", r"200 images need 156.8 kB as uint8 at 28x28x1, more than dataset.memory_limit_gb=1e-06; use fewer"),
-])
-def test_bad_arrays_fail_in_one_line_naming_the_file(tmp_path, data_root, fault, expected):
-    x, y = fashion_mnist_images(data_root, 200)
-    arrays_ = dict(x_train=x, y_train=y)
-    if fault == "float images":
-        arrays_["x_train"] = x.astype(np.float32) / 255
-    elif fault == "wrong shape":
-        arrays_["x_train"] = x.reshape(200, -1)
-    elif fault == "not square":
-        arrays_["x_train"] = x[:, :, :14]
-    elif fault == "label out of range":
-        arrays_.update(x_test=x[:10], y_test=np.full(10, 12))
-    elif fault == "negative label":
-        arrays_["y_train"] = y - 1
-    elif fault == "float labels":
-        arrays_["y_train"] = y.astype(np.float64)
-    elif fault == "too few labels":
-        arrays_["y_train"] = y[:199]
-    elif fault == "no x_train":
-        arrays_ = dict(images=x, labels=y)
-    file = tmp_path / "d.npz"
-    np.savez(file, **arrays_)
-    if fault == "not an npz":
-        file.write_text("x_train,y_train\n")
-    with pytest.raises(UserError, match=expected) as err:
-        arrays(str(file), memory_limit_gb=1e-6 if fault == "too big" else None, seed=0)
-    assert str(file) in str(err.value) and "\n" not in str(err.value)
-
-
-def test_decode_workers_end_when_nasrun_is_killed(tmp_path):
-    """SIGKILL of the process decoding a folder takes its worker processes with it (no orphans waiting forever)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    pids = tmp_path / "pids"
-    script = f"""
-import os, sys, time
-from nasrun import user_data
-user_data.PARALLEL_FROM = 1
-def stuck(paths, *args):  # a worker that would decode for ten minutes
-    with open({str(pids)!r}, "a") as f:
-        f.write(f"{{os.getpid()}}\\n")
-    time.sleep(600)
-user_data.decode_chunk = stuck
-user_data.decode_all([f"image{{i}}.png" for i in range(400)], 28, 1, True, workers=2)
-"""
-    parent = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
-        time.sleep(0.1)
-    workers = [int(p) for p in pids.read_text().split()]
-    assert len(workers) == 2
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-
-    def alive(pid):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        # A zombie (exited, not yet reaped by init) counts as ended.
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in workers):
-        time.sleep(0.1)
-    assert not any(alive(p) for p in workers)
-
-
-def test_ctrl_c_while_decoding_ends_in_seconds_without_worker_tracebacks(tmp_path):
-    """Ctrl-C reaches nasrun and its decode workers (one process group): the queued chunks are dropped rather
-    than decoded first, and the caller sees KeyboardInterrupt and nothing else on stderr."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    started = tmp_path / "started"
-    script = f"""
-import os, sys, time
-from nasrun import user_data
-user_data.PARALLEL_FROM = 1
-def slow(paths, *args):  # each chunk takes a second
-    open({str(started)!r}, "a").write("x")
-    time.sleep(1)
-    return user_data.np.zeros((len(paths), 1, 28, 28), dtype=user_data.np.uint8)
-user_data.decode_chunk = slow
-try:
-    user_data.decode_all([f"image{{i}}.png" for i in range(4000)], 28, 1, True, workers=2)
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
-"""
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not started.exists():
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    began = time.monotonic()
-    _, err = proc.communicate(timeout=30)
-    # 4000 images in chunks of 250 over 2 workers would take 8 s; dropping the queue leaves the running chunks.
-    assert proc.returncode == 130 and time.monotonic() - began < 4
-    assert err.strip() == "interrupted", err
+def test_memory_is_checked_before_loading_with_the_size_that_fits(tmp_path):
+    check_memory(1000, 3, 32, "d", limit_gb=1.0)  # 3 MB: fits
+    with pytest.raises(UserError, match=r"d: 120,000 images need 18.1 GB as uint8 at 224x224x3, more than "
+                                        r"dataset.memory_limit_gb=6.0; set dataset.image_size=129 or lower"):
+        check_memory(120_000, 3, 224, "d", limit_gb=6.0, resizable=True)
+    with pytest.raises(UserError, match="use fewer or smaller images"):
+        check_memory(120_000, 3, 224, "d", limit_gb=6.0)
+    with pytest.raises(UserError, match="dataset.path: not set"):
+        existing_path("path", "???")
+    with pytest.raises(UserError, match="no such file"):
+        existing_path("path", tmp_path / "x.npz", is_file=True)

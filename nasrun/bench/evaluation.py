@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from nasrun.bench.common import ARCH, model as bench_model, preset
 
@@ -55,7 +54,6 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     import torch
 
     from nasrun.data import fashion_mnist
-    from nasrun.spaces.custom import CustomSpace
     from nasrun.train import cpu_has_native_bf16, evaluate
 
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)

@@ -44,7 +44,7 @@ def torchvision_epoch(folder: Path, workers: int) -> float:
 
 
 def decode_and_cache(root: str, out: Path, images: int = 10000) -> dict:
-    from nasrun.user_data import folder
+    from nasrun.image_folder import folder
 
     work = out / "folder-bench"
     pngs = write_pngs(root, work / "pngs", images)
