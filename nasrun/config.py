@@ -161,7 +161,7 @@ def help_text() -> str:
         if "/" not in group and not group.startswith("override"):
             defaults[group] = option
     lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]    a search (-m: a sweep over comma lists)",
-             "       nasrun-report DIR [--out DIR]                      table, report.csv, anytime.png, checklist.md",
+             "       nasrun-report DIR [--out DIR]                      report.csv, anytime.png, checklist.md",
              "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",
              "", "config groups (default first):"]
     for group, default in defaults.items():
