@@ -10,8 +10,9 @@ curves; each method's hyper-parameters; hardware and library versions. The items
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from nasrun.atomic import write_text
 
 # What a configuration is compared on: the composed config's sections, and keys that change no result
 # (where files are, how big evaluation batches are, caches) which are left out of the comparison.
@@ -170,6 +171,4 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
 
 def write_checklist(rows: list[dict], root: Path, path: Path, anytime: Path | None = None) -> None:
     """Write checklist.md atomically, under a name unique to this process."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(checklist(rows, Path(root), anytime), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, checklist(rows, Path(root), anytime))

@@ -27,8 +27,8 @@ INTERRUPTED_EXIT = 130
 
 @contextmanager
 def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: bool = False):
-    """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors) as one line and exit
-    with status 2; an interrupt as the line `interrupted` (a string, or a function giving it then) and status
+    """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors, and an OSError on a
+    named path) as one line and exit with status 2; an interrupt as the line `interrupted` (a string, or a function giving it then) and status
     130. traceback=True re-raises instead."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -42,6 +42,15 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
         if traceback:
             raise
         print_error(str(err) if isinstance(err, UserError) else describe(err))
+        sys.exit(USER_ERROR_EXIT)
+    except OSError as err:
+        # The environment (a full disk, a read-only folder, a file in the way) where nasrun's own writes did not
+        # already name it, e.g. Hydra creating the run directory.
+        if traceback or err.filename is None:
+            raise
+        from nasrun.atomic import environment_error
+
+        print_error(str(environment_error(err.filename, err, "use")))
         sys.exit(USER_ERROR_EXIT)
     except KeyboardInterrupt:
         if traceback:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from nasrun.atomic import write_json
 from nasrun.checks import UserError
 
 
@@ -67,12 +68,4 @@ def record_start(run_dir: Path, device) -> None:
     """Append this start to run.json, atomically, under a name unique to this process."""
     run_dir = Path(run_dir)
     starts = read_starts(run_dir) + [describe(device)]
-    tmp = run_dir / f".run.json.{os.getpid()}.tmp"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"starts": starts}, indent=2))
-        os.replace(tmp, run_dir / "run.json")
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {run_dir / 'run.json'} ({err.strerror}); give a writable "
-                        f"hydra.run.dir") from None
+    write_json(run_dir / "run.json", {"starts": starts})

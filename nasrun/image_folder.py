@@ -215,17 +215,13 @@ def _write_cache(path: Path, content: dict) -> None:
     """Atomically, under a name unique to this process: a killed or failing write leaves no partial cache."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from nasrun.atomic import atomic_path
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(content, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        log.warning("dataset cache not written (%s: %s); the images are decoded again next run", path, err.strerror)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            torch.save(content, tmp)
+    except UserError as err:  # the cache only saves time: the run goes on without it
+        log.warning("dataset cache not written (%s); the images are decoded again next run", err)
 
 
 def _load_cache(path: Path, n_train: int, n_test: int, channels: int, size: int) -> dict | None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nasrun.atomic import atomic_path
 from nasrun.checks import UserError
 from nasrun.records import best_of, running_best, reported_accuracy
 from nasrun.trial_log import read_trials, split_log
@@ -159,14 +159,12 @@ def summarize(runs: list[Run]) -> list[dict]:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     columns = [c for c in rows[0] if not c.startswith("_")]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader never sees half a table
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c]))
                              else row[c] for c in columns})
-    os.replace(tmp, path)
 
 
 def _pm(mean, std) -> str:
@@ -268,10 +266,11 @@ def plot_anytime(rows: list[dict], path: Path) -> dict:
     title = "anytime performance (mean ± 1 std over seeds" + ("; dashed: published)" if published_drawn else ")")
     axes[0][0].set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return {**drawn, "title": title}
 
 

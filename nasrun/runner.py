@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from nasrun.atomic import atomic_path, write_json
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
 from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok
-from nasrun.trial_log import TrialWriter, jsonable, read_trials, split_log
+from nasrun.trial_log import TrialWriter, read_trials, split_log
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,8 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
         import torch
 
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        tmp = run_dir / f".best.pt.{os.getpid()}.tmp"
-        torch.save(weights, tmp)
-        os.replace(tmp, run_dir / "best.pt")
+        with atomic_path(run_dir / "best.pt") as tmp:
+            torch.save(weights, tmp)
     _write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None})
 
 
@@ -232,9 +231,7 @@ def check_resumable(run_dir: Path) -> None:
 
 def _write_json(path: Path, content: dict) -> None:
     """Atomically, under a name unique to this process, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(jsonable(content), indent=2))
-    os.replace(tmp, path)
+    write_json(path, content)
 
 
 def record_proxy_score(record: dict, scorer, arch) -> None:

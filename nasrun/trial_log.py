@@ -64,9 +64,9 @@ def split_log(records: list[dict]) -> tuple[list[dict], list[dict], dict | None]
 
 def _truncate_to(path: Path, content: bytes) -> None:
     """Rewrite the file without its torn tail, so new records start on a fresh line."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(content + b"\n" if content.strip() else b"")
-    os.replace(tmp, path)
+    from nasrun.atomic import write_bytes
+
+    write_bytes(path, content + b"\n" if content.strip() else b"")
 
 
 def jsonable(value):

@@ -139,13 +139,12 @@ def _progress(items, label: str, show: bool):
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    from nasrun.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def print_correlations(results: list[dict], target: str, out: Path, shared: float | None = None) -> None:
