@@ -69,6 +69,7 @@ def search(cfg: DictConfig) -> dict:
     from nasrun.config import build, build_search
     from nasrun.console import print_job_line, print_top_trials, trial_progress
     from nasrun.environment import record_start
+    from nasrun.run_lock import hold_run_dir
     from nasrun.runner import check_resumable, run_search
 
     hydra_cfg = HydraConfig.get()
@@ -82,16 +83,16 @@ def search(cfg: DictConfig) -> dict:
     import torch
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
-    if resume:
-        check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
-
-    search = build_search(cfg, seed, device)
-    record_start(run_dir, device)
-    label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
-    # A sweep prints one line per finished job, not a table each: 30 seeds would print 1,200 lines.
-    with trial_progress(search.budget, label, transient=sweep) as on_trial:
-        result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir, resume=resume,
-                            model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
+    with hold_run_dir(run_dir):  # one writer per run directory, from the first check to the last write
+        if resume:
+            check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
+        search = build_search(cfg, seed, device)
+        record_start(run_dir, device)
+        label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
+        # A sweep prints one line per finished job, not a table each: 30 seeds would print 1,200 lines.
+        with trial_progress(search.budget, label, transient=sweep) as on_trial:
+            result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir,
+                                resume=resume, model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
     counts = result.counts(search.evaluator)
     if sweep:
         print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), result, str(run_dir))

@@ -18,6 +18,7 @@ from nasrun.atomic import atomic_path, write_json
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
+from nasrun.run_lock import hold_run_dir
 from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok
 from nasrun.trial_log import TrialWriter, read_trials, split_log
 
@@ -95,7 +96,11 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     scorer: the run's zero-cost proxy (or None); every trial records its score beside the evaluator's result.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
+        return _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer)
+
+
+def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer):
     log_path = run_dir / "trials.jsonl"
     model_info = model_info or {}
     logged = read_trials(log_path)
