@@ -22,7 +22,23 @@ from nasrun.checks import UserError, check_bool, check_int
 from nasrun.records import is_ok, reported_accuracy
 
 USER_ERROR_EXIT = 2
-INTERRUPTED_EXIT = 130
+INTERRUPTED_EXIT = 130  # 128 + SIGINT
+TERMINATED_EXIT = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and `docker stop` send), handled like Ctrl-C: the same unwinding (the trial log
+    closed, no half-written file), the same resume hint, and exit status 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @contextmanager
@@ -52,10 +68,14 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
 
         print_error(str(environment_error(err.filename, err, "use")))
         sys.exit(USER_ERROR_EXIT)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if traceback:
             raise
-        print_error(interrupted() if callable(interrupted) else interrupted)
+        message = interrupted() if callable(interrupted) else interrupted
+        if isinstance(err, Terminated):
+            print_error("terminated (SIGTERM)" + message.removeprefix("interrupted"))
+            sys.exit(TERMINATED_EXIT)
+        print_error(message)
         sys.exit(INTERRUPTED_EXIT)
 
 
@@ -133,6 +153,7 @@ def main() -> None:
     from nasrun.config import conf_dir, describe_config_error, help_text
 
     args = sys.argv[1:]
+    handle_sigterm()
     if any(arg in ("--help", "-h") for arg in args):
         with one_line_errors():
             print(help_text())
@@ -173,6 +194,7 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="where report.csv, anytime.png and checklist.md go "
                         "(default: the directory)")
     args = parser.parse_args(argv)
+    handle_sigterm()
     with one_line_errors():
         report.report(args.directory, args.out)
 
@@ -197,6 +219,7 @@ def score_main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handle_sigterm()
     hint = "interrupted; the scores so far are cached and in the CSV; rerun the same command to go on"
     with one_line_errors(hint):
         if not args.all and args.num < 1:
