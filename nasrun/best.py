@@ -1,28 +1,85 @@
-"""Rebuild the best trained model of a finished run from its directory."""
+"""The best trial of a run on disk: best.json (what it is and how to rebuild it) and best.pt (its weights).
+
+trials.jsonl is the source of truth; best.json and best.pt are derived from it. best.json records the SHA-256 of
+best.pt, so damaged or replaced weights are caught when they are loaded and on resume, which rebuilds both
+(retraining the best trial is deterministic for its seed).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+from nasrun.checks import UserError
+
+REQUIRED = ("trial", "key", "arch", "metrics")  # a trial record; the command adds how to rebuild it (space, shapes)
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_best_json(run_dir) -> dict:
+    """best.json's content, checked; a missing or damaged file is a UserError naming it."""
+    path = Path(run_dir) / "best.json"
+    fix = "resume the run (resume=true) to rebuild it from trials.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} is missing; {fix}")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON (damaged); {fix}") from None
+    missing = [k for k in REQUIRED if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise UserError(f"{path} is not a nasrun best.json (no {missing[0]!r}); {fix}")
+    return info
+
+
+def weights_problem(run_dir, info: dict) -> str | None:
+    """What is wrong with the weights best.json names (missing, damaged, replaced), or None when they are its
+    own. Runs without weights (a table) and best.json files from before checksums have nothing to check."""
+    if not info.get("weights"):
+        return None
+    path = Path(run_dir) / info["weights"]
+    if not path.is_file():
+        return f"{path} is missing"
+    expected = info.get("weights_sha256")
+    if expected is not None and sha256_of(path) != expected:
+        return f"{path} does not match the checksum in best.json (damaged or replaced)"
+    return None
 
 
 def load_best(run_dir, device: str = "cpu"):
     """Return `(model, info)` for the best trial of the run in `run_dir`.
 
     `model` is the trained network in eval mode, built from `best.json` (space config, architecture, input
-    shape, classes) and loaded with `best.pt`. It expects images normalised as in training:
-    `(x - mean) / std` per channel on the 0-255 pixel scale (`normalize` below); `info` is best.json's content
-    (metrics included), so `info["metrics"]["test_acc"]` is what the run measured on the test set.
+    shape, classes) and loaded with `best.pt` (checked against best.json's checksum). It expects images
+    normalised as in training: `(x - mean) / std` per channel on the 0-255 pixel scale (`normalize` below);
+    `info` is best.json's content (metrics included), so `info["metrics"]["test_acc"]` is what the run measured
+    on the test set.
     """
     import torch
     from hydra.utils import instantiate
 
     run_dir = Path(run_dir)
-    info = json.loads((run_dir / "best.json").read_text())
+    info = read_best_json(run_dir)
+    if not info.get("weights"):
+        raise UserError(f"{run_dir}: this run kept no weights (a benchmark-table run); nothing to load")
+    if "space" not in info:
+        raise UserError(f"{run_dir / 'best.json'} does not say how to rebuild the network (no 'space'); it was "
+                        f"written by run_search without model_info, not by the nasrun command")
+    problem = weights_problem(run_dir, info)
+    if problem:
+        raise UserError(f"{problem}; resume the run (resume=true) to retrain the best trial")
     space = instantiate(info["space"])
     arch = space.from_json(info["arch"])
     model = space.build(arch, info["in_channels"], info["image_size"], info["num_classes"])
-    state = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)
+    state = torch.load(run_dir / info["weights"], map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), info
 

@@ -16,7 +16,7 @@ choices and its overrides. The entry point is `nasrun.cli.report_main`.
 from __future__ import annotations
 
 import csv
-import json
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from nasrun.atomic import atomic_path
+from nasrun.best import read_best_json
 from nasrun.checks import UserError
 from nasrun.records import best_of, running_best, reported_accuracy
 from nasrun.trial_log import read_trials, split_log
+
+log = logging.getLogger(__name__)
 
 CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
 GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
@@ -106,11 +109,13 @@ def load_run(path: Path) -> Run:
     dataset = choices.get("dataset", "-")
     table = False
     if (path / "best.json").is_file():
+        # best.json is derived from trials.jsonl: the report reads only where the figures come from, and a
+        # damaged file costs that detail, not the report.
         try:
-            info = json.loads((path / "best.json").read_text())
-        except json.JSONDecodeError:
-            raise UserError(f"{path / 'best.json'} is not valid JSON; was it edited? remove it and resume the run "
-                            f"to rewrite it") from None
+            info = read_best_json(path)
+        except UserError as err:
+            log.warning("%s", err)
+            info = {}
         dataset = info.get("dataset", dataset)
         table = bool(info.get("table"))
     # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.

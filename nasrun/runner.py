@@ -6,7 +6,6 @@ model on disk. It knows nothing of Hydra; `nasrun.cli` builds the pieces from th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.atomic import atomic_path, write_json
+from nasrun.best import read_best_json, sha256_of, weights_problem
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
@@ -74,14 +74,18 @@ class SearchResult:
 
 
 def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
-    """Write best.pt, then best.json (both atomically): best.json never names weights that are not on disk."""
+    """Write best.pt, then best.json with its checksum (both atomically): best.json never names weights that are
+    not on disk, and damaged weights are caught (`nasrun.best.weights_problem`)."""
+    digest = None
     if model is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
         import torch
 
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         with atomic_path(run_dir / "best.pt") as tmp:
             torch.save(weights, tmp)
-    _write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None})
+            digest = sha256_of(tmp)
+    _write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None,
+                                        "weights_sha256": digest})
 
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
@@ -217,7 +221,7 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
         if best is not None:
             # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
             path = run_dir / "best.json"
-            info = {**json.loads(path.read_text()), "counts": result.counts(evaluator), "stop_reason": stop_reason}
+            info = {**read_best_json(run_dir), "counts": result.counts(evaluator), "stop_reason": stop_reason}
             _write_json(path, info)
         # The end record: the run finished (a report marks runs without one as unfinished).
         writer.append({"status": END, "stop_reason": stop_reason, **result.counts(evaluator),
@@ -282,18 +286,25 @@ def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
 
 
 def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
-    """After a resume, best.json (and best.pt) may describe another trial: a kill between the log and the
-    save. Training is seeded per architecture, so evaluating the best one again restores exactly its weights;
-    an evaluator without weights (a table) only has best.json rewritten."""
-    path = run_dir / "best.json"
-    on_disk = json.loads(path.read_text()) if path.exists() else {}
-    if on_disk.get("key") == best["key"] and (not on_disk.get("weights") or (run_dir / on_disk["weights"]).exists()):
-        return
+    """On resume, trials.jsonl decides the best trial; best.json and best.pt must match it. They may not: a kill
+    between the log and the save, or a damaged, missing or replaced file. Training is seeded per architecture,
+    so evaluating the best one again restores exactly its weights; an evaluator without weights (a table) only
+    has best.json rewritten."""
+    try:
+        on_disk = read_best_json(run_dir)
+    except UserError as err:
+        problem = str(err).split(";")[0]
+    else:
+        problem = weights_problem(run_dir, on_disk) if on_disk["key"] == best["key"] else \
+            f"best.json names trial {on_disk['trial']}, not the best trial {best['trial']}"
+        if problem is None:
+            return
     metrics, model = evaluator(space.from_json(best["arch"]))
     if model is None:
-        log.warning("best.json does not describe trial %d; rewriting it", best["trial"])
+        log.warning("%s; rewrote best.json from trials.jsonl (trial %d)", problem, best["trial"])
     else:
-        log.warning("best.pt does not hold trial %d; retrained %s to restore its weights", best["trial"], best["key"])
+        log.warning("%s; retrained trial %d (%s) to restore best.json and best.pt", problem, best["trial"],
+                    best["key"])
     save_best(run_dir, best, model, model_info)
 
 
