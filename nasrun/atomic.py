@@ -75,6 +75,16 @@ def write_text(path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def write_csv(path, rows: list[dict], columns: list[str]) -> None:
+    """A header of `columns`, then one line per row (only those columns)."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_json(path, content) -> None:
     from nasrun.trial_log import jsonable
 

@@ -15,7 +15,6 @@ choices and its overrides. The entry point is `nasrun.cli.report_main`.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nasrun import atomic
 from nasrun.atomic import atomic_path
 from nasrun.best import read_best_json
 from nasrun.checks import UserError
@@ -164,12 +164,9 @@ def summarize(runs: list[Run]) -> list[dict]:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     columns = [c for c in rows[0] if not c.startswith("_")]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c]))
-                             else row[c] for c in columns})
+    blank = [{c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c])) else row[c]
+              for c in columns} for row in rows]
+    atomic.write_csv(path, blank, columns)
 
 
 def _pm(mean, std) -> str:

@@ -84,7 +84,7 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
         with atomic_path(run_dir / "best.pt") as tmp:
             torch.save(weights, tmp)
             digest = sha256_of(tmp)
-    _write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None,
+    write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None,
                                         "weights_sha256": digest})
 
 
@@ -222,7 +222,7 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
             # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
             path = run_dir / "best.json"
             info = {**read_best_json(run_dir), "counts": result.counts(evaluator), "stop_reason": stop_reason}
-            _write_json(path, info)
+            write_json(path, info)
         # The end record: the run finished (a report marks runs without one as unfinished).
         writer.append({"status": END, "stop_reason": stop_reason, **result.counts(evaluator),
                        "cancelled": cancelled["trial"] if cancelled else None, "elapsed": offset + clock() - start})
@@ -236,11 +236,6 @@ def check_resumable(run_dir: Path) -> None:
         raise UserError(f"resume=true: {run_dir} holds no trials to resume (trials.jsonl is "
                         f"{'empty' if log_path.is_file() else 'missing'}); check hydra.run.dir, or drop "
                         f"resume=true to start a new run")
-
-
-def _write_json(path: Path, content: dict) -> None:
-    """Atomically, under a name unique to this process, so a reader never sees half a file."""
-    write_json(path, content)
 
 
 def record_proxy_score(record: dict, scorer, arch) -> None:

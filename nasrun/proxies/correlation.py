@@ -15,7 +15,6 @@ the proxy's own work beside it.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
@@ -139,12 +138,9 @@ def _progress(items, label: str, show: bool):
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    from nasrun.atomic import atomic_path
+    from nasrun.atomic import write_csv
 
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, list(rows[0]))
 
 
 def print_correlations(results: list[dict], target: str, out: Path, shared: float | None = None) -> None:
