@@ -8,11 +8,72 @@ The runner, the console and the report all select the best trial through `better
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Iterator
 
 OK, FAILED, CANCELLED, END = "ok", "failed", "cancelled", "end"
 STATUSES = (OK, FAILED, CANCELLED, END)
 FINISHED = (OK, FAILED)  # trials that count; a cancelled one runs again on resume
+
+
+# Numbers that are never negative: durations, the simulated clock and a benchmark's training time (its cost).
+NON_NEGATIVE = ("seconds", "elapsed", "simulated")
+NON_NEGATIVE_METRICS = ("cost", "params", "train_seconds", "val_seconds", "test_seconds")
+
+
+def record_problem(record) -> str | None:
+    """What is wrong with one record read back from trials.jsonl, or None: the schema check that every reader
+    (resume, the report) applies before trusting a line. Architecture checks need the space: `arch_problem`."""
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not a JSON object"
+    status = record.get("status")
+    if status not in STATUSES:
+        return f"status={status!r}: must be one of {', '.join(STATUSES)}"
+    for name in NON_NEGATIVE:
+        if name in record and not _non_negative(record[name]):
+            return f"{name}={record[name]!r}: must be a finite number >= 0"
+    if status == END:
+        return None if isinstance(record.get("stop_reason"), str) else "an end record needs a stop_reason string"
+    for name, kind in (("trial", int), ("key", str), ("metrics", dict)):
+        if name not in record:
+            return f"no {name!r} field (a trial record needs trial, key, arch, status, metrics)"
+        if not isinstance(record[name], kind) or isinstance(record[name], bool):
+            return f"{name}={record[name]!r}: must be a {kind.__name__}"
+    if "arch" not in record:
+        return "no 'arch' field (a trial record needs trial, key, arch, status, metrics)"
+    if record["trial"] < 0:
+        return f"trial={record['trial']}: must be >= 0"
+    metrics = record["metrics"]
+    for name in NON_NEGATIVE_METRICS:
+        if metrics.get(name) is not None and not _non_negative(metrics[name]):
+            return f"metrics.{name}={metrics[name]!r}: must be a finite number >= 0"
+    if status == OK:
+        name = "fitness" if "fitness" in metrics else "val_acc"
+        value = metrics.get(name)
+        if not _number(value) or not math.isfinite(value):
+            return f"metrics.{name}={value!r}: an ok trial needs a finite {name}"
+    elif not isinstance(record.get("error"), str):
+        return f"a {status} trial needs an error string"
+    return None
+
+
+def arch_problem(record: dict, space) -> str | None:
+    """Whether the space accepts the record's architecture and its key is the one the space gives it."""
+    try:
+        arch = space.from_json(record["arch"])
+    except (ValueError, TypeError, KeyError) as err:
+        return f"arch: {err}"
+    if arch.key != record["key"]:
+        return f"key={record['key']!r} is not the key of its arch ({arch.key!r})"
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _non_negative(value) -> bool:
+    return _number(value) and math.isfinite(value) and value >= 0
 
 
 def is_ok(record: dict) -> bool:

@@ -19,7 +19,7 @@ from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
 from nasrun.run_lock import hold_run_dir
-from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok
+from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok, record_problem
 from nasrun.trial_log import TrialWriter, read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
 def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer):
     log_path = run_dir / "trials.jsonl"
     model_info = model_info or {}
-    logged = read_trials(log_path)
+    logged = read_trials(log_path, space=space)  # every record checked, its arch by the space
     if logged and not resume:
         raise UserError(f"{log_path} already holds {len(logged)} records; add resume=true to continue that run, "
                         f"or choose a new hydra.run.dir")
@@ -257,7 +257,10 @@ def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
     record = {"trial": number, "arch": arch.to_json(), "key": arch.key}
     try:
         metrics, model = evaluator(arch, deadline=deadline)
-        record.update(status=OK, metrics=metrics)
+        record.update(status=OK, metrics=metrics, seconds=0.0)
+        problem = record_problem(record)
+        if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
+            raise ValueError(f"the evaluator returned {problem}")
         if "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None and wants_test(record):
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:

@@ -20,15 +20,17 @@ import time
 from pathlib import Path
 
 from nasrun.checks import UserError
-from nasrun.records import CANCELLED, END, FINISHED, STATUSES
+from nasrun.records import CANCELLED, END, FINISHED, arch_problem, record_problem
 
 log = logging.getLogger(__name__)
 
 
-def read_trials(path: Path, repair: bool = True) -> list[dict]:
-    """Every record in `path`. A torn last line is dropped; with `repair` (a resume) it is also cut from the
-    file so new records start on a fresh line. Readers of a run that may still be writing (the report) pass
-    repair=False and leave the file alone."""
+def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
+    """Every record in `path`, each checked against the trial schema (`nasrun.records.record_problem`) and,
+    given the run's `space`, its architecture against the space. A torn last line (cut JSON or cut UTF-8) is
+    dropped with a warning; with `repair` (a resume) it is also cut from the file so new records start on a
+    fresh line. Readers of a run that may still be writing (the report) pass repair=False and leave the file
+    alone. Any other bad line raises a UserError naming the file, the line and what is wrong."""
     if not path.exists():
         return []
     lines = path.read_bytes().split(b"\n")
@@ -37,20 +39,25 @@ def read_trials(path: Path, repair: bool = True) -> list[dict]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes cut inside a character
             if any(rest.strip() for rest in lines[number:]):
                 raise UserError(f"{path}:{number} is not valid JSON and is not the last line; "
                                 f"repair or remove it before resuming") from None
             if repair:
                 log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
                 _truncate_to(path, b"\n".join(lines[:number - 1]))
+            else:
+                log.warning("%s: ignored a torn last line (the run was killed while writing it, or is writing "
+                            "it now)", path)
             continue
-        record = records[-1]
-        if not isinstance(record, dict) or record.get("status") not in STATUSES or \
-                (record["status"] != END and not {"trial", "key", "arch"} <= set(record)):
-            raise UserError(f"{path}:{number} is not a nasrun trial record (needs a status of "
-                            f"{', '.join(STATUSES)} and trial, key, arch); repair or remove it")
+        problem = record_problem(record)
+        if problem is None and space is not None and record["status"] != END:
+            problem = arch_problem(record, space)
+        if problem is not None:
+            raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}; repair or remove "
+                            f"that line")
+        records.append(record)
     return records
 
 

@@ -1,6 +1,13 @@
 """The trial record schema: fitness, which record is better, the running best."""
 
-from nasrun.records import best_of, better, fitness, running_best, reported_accuracy
+import math
+
+import pytest
+
+from nasrun.records import arch_problem, best_of, better, fitness, record_problem, running_best, reported_accuracy
+from nasrun.spaces.nb201 import NB201Space
+
+CELL = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 
 
 def rec(trial, status="ok", **metrics):
@@ -20,3 +27,50 @@ def test_strictly_better_wins_and_ties_keep_the_earlier_trial():
     assert best_of(records)["trial"] == 2 and reported_accuracy(best_of(records)) == 71.0
     assert not better(rec(6, "failed"), None) and better(rec(7, val_acc=0.0), None)
     assert best_of([]) is None and reported_accuracy(None) is None
+
+
+GOOD = {"trial": 3, "key": "k", "arch": "k", "status": "ok", "metrics": {"val_acc": 70.0, "cost": 1.5},
+        "seconds": 0.2, "elapsed": 4.0, "simulated": 9.0}
+
+
+@pytest.mark.parametrize("change,problem", [
+    ({"status": "great"}, "status='great'"),
+    ({"trial": "3"}, "trial='3': must be a int"),
+    ({"trial": True}, "trial=True"),
+    ({"trial": -1}, "trial=-1"),
+    ({"key": 5}, "key=5"),
+    ({"metrics": []}, "metrics=[]"),
+    ({"metrics": {"val_acc": None}}, "metrics.val_acc=None: an ok trial needs a finite val_acc"),
+    ({"metrics": {"val_acc": math.nan}}, "metrics.val_acc=nan"),
+    ({"metrics": {"val_acc": "70"}}, "metrics.val_acc='70'"),
+    ({"metrics": {"val_acc": 70.0, "fitness": math.inf}}, "metrics.fitness=inf"),
+    ({"metrics": {"val_acc": 70.0, "cost": -2.0}}, "metrics.cost=-2.0: must be a finite number >= 0"),
+    ({"seconds": -0.1}, "seconds=-0.1"),
+    ({"elapsed": "soon"}, "elapsed='soon'"),
+    ({"simulated": math.inf}, "simulated=inf"),
+    ({"status": "failed"}, "needs an error string"),
+])
+def test_record_problem_names_the_bad_field(change, problem):
+    assert record_problem(GOOD) is None
+    assert problem in record_problem({**GOOD, **change})
+
+
+@pytest.mark.parametrize("missing", ["trial", "key", "arch", "metrics"])
+def test_record_problem_names_a_missing_field(missing):
+    assert f"no '{missing}' field" in record_problem({k: v for k, v in GOOD.items() if k != missing})
+
+
+def test_other_records_and_end_records():
+    assert "a list, not a JSON object" in record_problem([1])
+    assert record_problem({"status": "end", "stop_reason": "budget.trials reached", "elapsed": 3.0}) is None
+    assert "stop_reason" in record_problem({"status": "end"})
+    assert record_problem({**GOOD, "status": "failed", "metrics": {}, "error": "boom"}) is None
+
+
+def test_arch_problem_checks_the_architecture_and_its_key_against_the_space():
+    space = NB201Space()
+    assert arch_problem({"arch": CELL, "key": CELL}, space) is None
+    assert "arch: malformed cell" in arch_problem({"arch": "|none~0|", "key": "|none~0|"}, space)
+    assert "'conv' is not an operation" in arch_problem({"arch": CELL.replace("none~2", "conv~2"), "key": CELL}, space)
+    assert "is not the key of its arch" in arch_problem({"arch": CELL, "key": "other"}, space)
+    assert "must be a dict or a canonical string" in arch_problem({"arch": 5, "key": CELL}, space)

@@ -39,7 +39,8 @@ def trials_of(path):
 
 
 def record(trial, **extra):
-    return {"trial": trial, "arch": {}, "key": f"k{trial}", "status": "ok", **extra}
+    return {"trial": trial, "arch": {}, "key": f"k{trial}", "status": "ok", "metrics": {"val_acc": 1.0},
+            "seconds": 0.1, **extra}
 
 
 def append_trial(path, record):
@@ -149,8 +150,8 @@ def test_a_resume_that_diverges_keeps_every_recorded_trial(tmp_path, caplog):
 
 def test_non_finite_metrics_are_written_as_null(tmp_path):
     path = tmp_path / "trials.jsonl"
-    append_trial(path, record(0, metrics={"val_loss": math.nan, "x": [math.inf]}))
-    assert read_trials(path)[0]["metrics"] == {"val_loss": None, "x": [None]}
+    append_trial(path, record(0, metrics={"val_acc": 1.0, "val_loss": math.nan, "x": [math.inf]}))
+    assert read_trials(path)[0]["metrics"] == {"val_acc": 1.0, "val_loss": None, "x": [None]}
 
 
 @pytest.mark.parametrize("kwargs,key", [({"trials": 0}, "trials"), ({"epochs": 1.5}, "epochs"),
@@ -214,7 +215,7 @@ def test_a_record_that_is_not_a_trial_stops_the_resume_naming_the_line(tmp_path)
     append_trial(path, record(0))
     append_trial(path, {"trial": 1, "status": "great"})
     append_trial(path, record(2))
-    with pytest.raises(UserError, match="trials.jsonl:2 is not a nasrun trial record"):
+    with pytest.raises(UserError, match="trials.jsonl:2 is not a valid nasrun trial record: status='great'"):
         read_trials(path)
 
 
