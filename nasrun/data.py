@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from nasrun.checks import UserError, check_bool, check_float, check_int
+from nasrun.checksums import verify_files
 
 log = logging.getLogger(__name__)
 
@@ -207,26 +208,43 @@ MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
                "t10k-labels-idx1-ubyte"]
 
 
-def _torchvision_mnist(cls_name: str, folder_name: str, root, download):
+def _torchvision_mnist(cls_name: str, folder_name: str, root, download, verify: bool = False):
     import torchvision
 
     check_bool("download", download)
     cls = getattr(torchvision.datasets, cls_name)
+    names = [f"{folder_name}/raw/{n}" for n in MNIST_FILES]
+    # torchvision checks the archives it downloads, not the files it then reads: check those already here first
+    # (a truncated file would fail inside torchvision with a message about something else).
+    present = all((Path(root) / n).is_file() for n in names)
+    if verify and present:
+        verify_files(root, names, DAMAGED_FIX)
     try:
         with _nothing_left_on_failure(Path(root), folder_name):
             train = cls(str(root), train=True, download=download)
             test = cls(str(root), train=False, download=download)
-    except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found"; urllib: no network
+            if verify and not present:
+                verify_files(root, names, DAMAGED_FIX)
+    except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found" or a short file; urllib: no network
+        if present:
+            raise UserError(f"{Path(root) / folder_name / 'raw'}: torchvision could not read the {cls_name} files "
+                            f"({str(err).splitlines()[0]}); {DAMAGED_FIX.split(';')[0]}") from None
         raise _missing(cls_name, Path(root) / folder_name / "raw", MNIST_FILES, err, download) from None
     return train.data, train.targets, test.data, test.targets
 
 
+DAMAGED_FIX = ("delete it and let torchvision download it again (dataset.download=true), or copy a good one; "
+               "dataset.verify=false uses it as it is")
+
+
 def fashion_mnist(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
                   batch_size: int = 256, rgb: bool = False, val_size: int | None = None,
-                  eval_batch_size: int = 128, *, seed: int = 0, device="cpu") -> ImageData:
+                  eval_batch_size: int = 128, verify: bool = True, *, seed: int = 0, device="cpu") -> ImageData:
     """Fashion-MNIST (Xiao et al. 2017): 28x28 grey, 10 classes, via torchvision's layout under `root`.
-    rgb=true copies the grey channel into three, as Matos (2023) fed Fashion-MNIST to NAS-Bench-201 networks."""
-    read = partial(_torchvision_mnist, "FashionMNIST", "FashionMNIST", root, download)
+    rgb=true copies the grey channel into three, as Matos (2023) fed Fashion-MNIST to NAS-Bench-201 networks.
+    verify: check the files against their published sizes and md5 (`nasrun.checksums`)."""
+    check_bool("verify", verify)
+    read = partial(_torchvision_mnist, "FashionMNIST", "FashionMNIST", root, download, verify)
     return make_splits("fashion_mnist", read, 10, fraction=fraction, val_fraction=val_fraction,
                        batch_size=batch_size, seed=seed, device=device, rgb=rgb, val_size=val_size,
                        eval_batch_size=eval_batch_size)
@@ -258,20 +276,26 @@ def read_cifar10_binary(folder: Path) -> tuple:
 
 def cifar10(root: str = "data", download: bool = True, fraction: float = 1.0, val_fraction: float = 0.1,
             batch_size: int = 256, augment: bool = True, val_size: int | None = None, eval_batch_size: int = 128,
-            *, seed: int = 0, device="cpu") -> ImageData:
+            verify: bool = True, *, seed: int = 0, device="cpu") -> ImageData:
     """CIFAR-10: 32x32 RGB, 10 classes. Reads `cifar-10-batches-bin/` (official binary) or torchvision's python
-    layout `cifar-10-batches-py/`, downloading the latter when allowed."""
+    layout `cifar-10-batches-py/`, downloading the latter when allowed. verify: check the binary files against
+    their published sizes and md5 (`nasrun.checksums`; torchvision checks its own layout)."""
     check_bool("augment", augment)
     check_bool("download", download)
-    return make_splits("cifar10", partial(_read_cifar10, Path(root), download), 10, fraction=fraction,
+    check_bool("verify", verify)
+    return make_splits("cifar10", partial(_read_cifar10, Path(root), download, verify), 10, fraction=fraction,
                        val_fraction=val_fraction, batch_size=batch_size, seed=seed, device=device, augment=augment,
                        val_size=val_size, eval_batch_size=eval_batch_size)
 
 
-def _read_cifar10(root: Path, download: bool) -> tuple:
+def _read_cifar10(root: Path, download: bool, verify: bool = False) -> tuple:
     binary = root / "cifar-10-batches-bin"
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
     if all((binary / n).is_file() for n in names):
+        if verify:
+            verify_files(root, [f"cifar-10-batches-bin/{n}" for n in names],
+                         "copy a good one from the official binary archive, or delete the folder to read "
+                         "torchvision's cifar-10-batches-py/; dataset.verify=false uses it as it is")
         return read_cifar10_binary(binary)
     import torchvision
 

@@ -4,7 +4,8 @@ import torch
 
 from conftest import write_fake_mnist
 from nasrun.checks import UserError
-from nasrun.data import cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary, synthetic
+from nasrun.data import (MNIST_FILES, cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary,
+                         synthetic)
 
 
 def test_splits_are_disjoint_seeded_and_sized():
@@ -143,3 +144,55 @@ def test_synthetic_data_is_learnable_in_one_epoch_by_the_smallest_network():
     smallest = CustomSpace().make(dict(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.75))
     metrics, _ = TrainingEvaluator(CustomSpace(), synthetic(seed=0), epochs=1, seed=0, precision="fp32")(smallest)
     assert metrics["val_acc"] >= 60
+
+
+def _copy_with_damage(data_root, tmp_path, folder, names, damaged, change):
+    """A dataset root holding links to the real files, with one damaged copy."""
+    (tmp_path / folder).mkdir(parents=True)
+    for name in names:
+        target = tmp_path / folder / name
+        if name == damaged:
+            target.write_bytes(change((data_root / folder / name).read_bytes()))
+        else:
+            target.symlink_to(data_root / folder / name)
+    return tmp_path
+
+
+CIFAR_NAMES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+FLIP = lambda data: data[:1000] + bytes([data[1000] ^ 0xFF]) + data[1001:]  # noqa: E731
+
+
+@pytest.mark.parametrize("folder,names,damaged,change,message", [
+    # One CIFAR-10 record fewer: still whole records, so the reader alone would train on 9999 images silently.
+    ("cifar-10-batches-bin", CIFAR_NAMES, "data_batch_3.bin", lambda d: d[:-3073], "30,726,927 bytes, but"),
+    ("cifar-10-batches-bin", CIFAR_NAMES, "test_batch.bin", FLIP, "md5 "),
+    ("FashionMNIST/raw", MNIST_FILES, "train-labels-idx1-ubyte", lambda d: d[:-10], "59,998 bytes, but"),
+    ("FashionMNIST/raw", MNIST_FILES, "t10k-images-idx3-ubyte", FLIP, "(damaged)"),
+])
+def test_damaged_dataset_files_are_named_in_one_line(data_root, tmp_path, monkeypatch, folder, names, damaged,
+                                                     change, message):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _copy_with_damage(data_root, tmp_path / "data", folder, names, damaged, change)
+    load = cifar10 if folder.startswith("cifar") else fashion_mnist
+    with pytest.raises(UserError) as err:
+        load(root=str(root), download=False, fraction=0.01)
+    assert str(root / folder / damaged) in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value) and "dataset.verify=false" in str(err.value)
+    if change is FLIP:  # readable, so dataset.verify=false takes it as it is
+        assert len(load(root=str(root), download=False, fraction=0.01, verify=False).test_y) == 10000
+
+
+def test_dataset_checks_are_remembered_per_file_version(data_root, tmp_path, monkeypatch):
+    from nasrun import checksums
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    hashed = []
+    real_md5 = checksums._md5
+    monkeypatch.setattr(checksums, "_md5", lambda path: hashed.append(path.name) or real_md5(path))
+    monkeypatch.setattr(checksums, "_verified_here", set())  # as in a new process
+    names = [f"FashionMNIST/raw/{n}" for n in MNIST_FILES]
+    checksums.verify_files(data_root, names, "fix")
+    assert sorted(hashed) == sorted(MNIST_FILES)
+    checksums._verified_here.clear()  # another new process: the cache file answers
+    checksums.verify_files(data_root, names, "fix")
+    assert len(hashed) == 4 and (tmp_path / "cache" / "nasrun" / "verified.json").is_file()

@@ -1,4 +1,5 @@
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -61,10 +62,42 @@ def test_wrong_space_size_or_table_is_a_one_line_user_error(table, tmp_path):
         TabularEvaluator(SPACE, table, "imagenet")
 
 
-def test_a_cell_missing_from_a_partial_table_is_a_failed_trial_not_a_crash(table, tmp_path):
+def damage(line: str, column: int, value: str) -> str:
+    fields = line.split(",")
+    fields[column] = value
+    return ",".join(fields)
+
+
+# (what is done to data row 3 of a 6-row table, what the one-line error says)
+ROW_DAMAGE = [
+    (lambda line: damage(line, 2, "nan"), "cifar10_valid_acc12=nan: an accuracy must be in [0, 100]"),
+    (lambda line: damage(line, 5, "inf"), "cifar10_test_acc200=inf"),
+    (lambda line: damage(line, 3, "-86.6"), "cifar10_valid_time12=-86.6: a time must be finite and >= 0"),
+    (lambda line: damage(line, 6, "131.0"), "cifar100_valid_acc12=131.0: an accuracy must be in [0, 100]"),
+    (lambda line: damage(line, 4, "n/a"), "cifar10_test_acc12='n/a' is not a number"),
+    (lambda line: damage(line, 1, "|conv~0|"), "arch: malformed cell"),
+    (lambda line: line[: len(line) // 2], "has the wrong number of fields"),
+    (lambda line: line + ",1.0", "has the wrong number of fields"),
+    (lambda line: damage(line, 0, "0").replace(line.split(",")[1], "ARCH0"), "repeats the cell"),
+]
+
+
+@pytest.mark.parametrize("change,message", ROW_DAMAGE)
+def test_a_damaged_table_row_is_named_in_one_line(table, tmp_path, change, message):
+    lines = table.read_text().splitlines()[:7]
+    lines[4] = change(lines[4]).replace("ARCH0", lines[1].split(",")[1])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=re.escape(f"{bad}:5 ") + ".*" + re.escape(message)):
+        TabularEvaluator(SPACE, bad)
+
+
+def test_a_cell_missing_from_a_partial_table_is_a_failed_trial_not_a_crash(table, tmp_path, caplog):
     lines = table.read_text().splitlines()
     partial = tmp_path / "partial.csv"
     partial.write_text("\n".join(lines[:200]) + "\n")
+    TabularEvaluator(SPACE, partial)
+    assert "holds 199 of the 15625 NAS-Bench-201 cells" in caplog.text
     result = run_search(SPACE, RandomSearch(SPACE, seed=0), TabularEvaluator(SPACE, partial),
                         Budget(trials=20, simulated_seconds=12000), tmp_path / "run")
     failed = [r for r in result.records if r["status"] == "failed"]

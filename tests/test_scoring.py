@@ -50,6 +50,29 @@ def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
     assert scorer(tmp_path).entries.keys() == {arch.key, other.key}
 
 
+@pytest.mark.parametrize("bad", ['{"key": "|x', '[1, 2]', '{"key": 5, "score": 1.0, "seconds": 0.1}',
+                                 '{"key": "a", "score": NaN, "seconds": 0.1}', '{"key": "a", "score": "1", "seconds": 0}',
+                                 '{"key": "a", "score": 1.0, "seconds": -1}', '{"key": "a", "score": null}'])
+def test_bad_cache_lines_are_skipped_and_counted_in_one_warning(tmp_path, caplog, bad):
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]
+    first = scorer(tmp_path)
+    values = [first(a) for a in archs]
+    lines = first.cache_path.read_bytes().splitlines()
+    first.cache_path.write_bytes(b"\n".join([lines[0], bad.encode(), b"\xff\xfe", lines[1], lines[2]]) + b"\n")
+    again = scorer(tmp_path)
+    assert [again(a) for a in archs] == values and again.computed == 0
+    assert caplog.text.count("skipped 2 bad lines") == 1 and str(first.cache_path) in caplog.text
+
+
+def test_an_unwritable_cache_falls_back_to_memory_with_a_warning(tmp_path, caplog):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    arch = SPACE.sample(np.random.default_rng(0))
+    stuck = scorer(tmp_path / "cache")
+    value = stuck(arch)
+    assert stuck(arch) == value and stuck.computed == 1 and stuck.cache_path is None
+    assert "keeping scores in memory" in caplog.text and str(tmp_path / "cache") in caplog.text
+
+
 def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):
     from nasrun.proxies.scorer import score_together
 

@@ -9,21 +9,31 @@ a simulated GPU-day runs in well under a second.
 from __future__ import annotations
 
 import csv
+import logging
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
 from nasrun.checks import UserError, check_choice
 from nasrun.contracts import is_table_space
-from nasrun.spaces.nb201 import TABLE_CELLS, TABLE_CHANNELS
+from nasrun.spaces.nb201 import OPERATIONS, TABLE_CELLS, TABLE_CHANNELS, NB201Arch, NB201Space
+
+log = logging.getLogger(__name__)
+_OP = "(?:" + "|".join(OPERATIONS) + ")"
+CELL = re.compile(r"\|{0}~0\|\+\|{0}~0\|{0}~1\|\+\|{0}~0\|{0}~1\|{0}~2\|".format(_OP))  # a canonical cell string
 
 BENCHMARKS = ("cifar10", "cifar100", "imagenet16")
+PUBLISHED_MD5 = "21ff69c585256983c95714fdd2b7d2bd"  # nb201.csv as ../shared/data/README.md lists it
 
 
 @lru_cache(maxsize=4)
 def _read_table(path: str, mtime_ns: int, size: int) -> MappingProxyType:
     """arch string -> row of floats. Cached per process (keyed by the file's identity), so a multirun of 30
-    searches reads the 15625 rows once; the mapping is read-only, so no search can change another's table."""
+    searches reads the 15625 rows once; the mapping is read-only, so no search can change another's table.
+    Every row is checked before any is used: a NaN accuracy would otherwise become an ok trial, and a
+    negative time would run the simulated clock backwards."""
     rows = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -32,12 +42,46 @@ def _read_table(path: str, mtime_ns: int, size: int) -> MappingProxyType:
         if missing:
             raise UserError(f"evaluator.table: {path} lacks the column {missing[0]!r}; expected the NAS-Bench-201 "
                             f"table described in the README")
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows[row["arch"]] = MappingProxyType({k: float(v) for k, v in row.items() if k not in ("arch", "index")})
-            except (TypeError, ValueError):
-                raise UserError(f"evaluator.table: {path}:{line} holds a value that is not a number") from None
+        try:
+            for line, row in enumerate(reader, start=2):
+                problem, values = _row_problem(row, rows)
+                if problem is not None:
+                    raise UserError(f"evaluator.table: {path}:{line} {problem}; repair that row or use the "
+                                    f"published table (md5 {PUBLISHED_MD5})")
+                rows[row["arch"]] = MappingProxyType(values)
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise UserError(f"evaluator.table: {path}:{reader.line_num} is not a CSV row ({err}); use the "
+                            f"published table (md5 {PUBLISHED_MD5})") from None
+    if len(rows) < len(NB201Space()):
+        log.warning("evaluator.table: %s holds %d of the %d NAS-Bench-201 cells; searches that propose a missing "
+                    "cell record it as a failed trial", path, len(rows), len(NB201Space()))
     return MappingProxyType(rows)
+
+
+def _row_problem(row: dict, seen: dict) -> tuple[str | None, dict]:
+    """(what is wrong with one table row or None, its numbers)."""
+    if None in row or None in row.values():
+        return "has the wrong number of fields", {}
+    if not CELL.fullmatch(row["arch"]):  # one regex per row: parsing each cell would triple the read time
+        try:
+            NB201Arch.from_key(row["arch"])
+        except ValueError as err:
+            return f"arch: {err}", {}
+    if row["arch"] in seen:
+        return f"repeats the cell {row['arch']}", {}
+    values = {}
+    for column, text in row.items():
+        if column in ("arch", "index"):
+            continue
+        try:
+            value = values[column] = float(text)
+        except ValueError:
+            return f"{column}={text!r} is not a number", {}
+        low, high = (0.0, math.inf) if "_time" in column else (0.0, 100.0)  # times in seconds, accuracies in %
+        if not math.isfinite(value) or not low <= value <= high:
+            what = "a time must be finite and >= 0" if "_time" in column else "an accuracy must be in [0, 100]"
+            return f"{column}={text}: {what}", {}
+    return None, values
 
 
 def load_table(path) -> MappingProxyType:

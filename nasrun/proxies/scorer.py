@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -93,18 +94,36 @@ class ProxyScorer:
         return len(self._asked)
 
     def _read_cache(self) -> dict[str, dict]:
+        """The cached entries. A bad line (torn by a kill, damaged, or not an entry) only costs its score being
+        computed again: skipped, and counted in one warning."""
         entries = {}
-        if self.cache_path.exists():
-            text = self.cache_path.read_text()
-            # A kill mid-line leaves no newline: end that torn line before appending, or it would swallow the next.
-            self._torn = bool(text) and not text.endswith("\n")
-            for line in text.splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill: that architecture is simply scored again
-                entries[entry.pop("key")] = entry
+        try:
+            data = self.cache_path.read_bytes() if self.cache_path.exists() else b""
+        except OSError as err:
+            self._to_memory(err)
+            return entries
+        # A kill mid-line leaves no newline: end that torn line before appending, or it would swallow the next.
+        self._torn = bool(data) and not data.endswith(b"\n")
+        bad = 0
+        for line in data.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # cut JSON, or bytes that are not UTF-8
+                entry = None
+            if _entry_problem(entry):
+                bad += 1
+                continue
+            entries[entry.pop("key")] = entry
+        if bad:
+            log.warning("proxy cache %s: skipped %d bad line%s (their architectures are scored again)",
+                        self.cache_path, bad, "" if bad == 1 else "s")
         return entries
+
+    def _to_memory(self, err: OSError) -> None:
+        """An unreadable or unwritable cache file: keep scores in memory for this run, and say so once."""
+        log.warning("proxy cache %s: %s; keeping scores in memory for this run (set proxy.cache_dir to a writable "
+                    "folder to keep them)", self.cache_path, err.strerror or err)
+        self.cache_path = None
 
     def entry(self, arch) -> dict:
         """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new."""
@@ -136,9 +155,12 @@ class ProxyScorer:
         self.entries[arch.key] = entry
         self.computed += 1
         if self.cache_path is not None:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.cache_path, "a", encoding="utf-8") as f:
-                f.write(("\n" if self._torn else "") + json.dumps({"key": arch.key, **entry}) + "\n")
+            try:
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.cache_path, "a", encoding="utf-8") as f:
+                    f.write(("\n" if self._torn else "") + json.dumps({"key": arch.key, **entry}) + "\n")
+            except OSError as err:  # a read-only folder, a full disk: the scores are only a cache
+                self._to_memory(err)
             self._torn = False
 
     def _compute(self, arch) -> dict:
@@ -151,6 +173,17 @@ class ProxyScorer:
             log.debug("proxy %s failed for %s: %s", self.name, arch.key, err)
             return {"score": None, "seconds": _since(began, self.data.device), "error": str(err)}
         return {"score": score, "seconds": _since(began, self.data.device)}
+
+
+def _entry_problem(entry) -> bool:
+    """Whether a cache line is not an entry: {"key": str, "score": finite number or null, "seconds": >= 0}."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        return True
+    score, seconds = entry.get("score"), entry.get("seconds")
+    if score is None:
+        return not isinstance(entry.get("error"), str)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (score, seconds))
+    return not (numbers and math.isfinite(score) and math.isfinite(seconds) and seconds >= 0)
 
 
 def _since(began: float, device) -> float:
