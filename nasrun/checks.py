@@ -6,6 +6,7 @@ the config group, so a user sees e.g. `strategy.population_size=1: must be an in
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 
@@ -13,11 +14,14 @@ class UserError(Exception):
     """A mistake in the user's config, data or environment: reported as one line, without a traceback."""
 
 
+INT64_MAX = 2**63 - 1  # what numpy and torch hold: no integer setting may go past it
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
+    if (low is not None and value < low) or (high is not None and value > high) or abs(value) > INT64_MAX:
+        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high if high is not None else INT64_MAX)}")
     return value
 
 
@@ -26,7 +30,7 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
         number = float(value)
-        ok = number == number  # not NaN
+        ok = math.isfinite(number)  # NaN compares false to every bound, and no setting means infinity
         if ok and low is not None:
             ok = number > low if low_open else number >= low
         if ok and high is not None:
@@ -35,7 +39,7 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
         lower = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
         upper = "" if high is None else f" <= {high}"
         joined = " and".join(p for p in (lower, upper) if p)
-        raise ValueError(f"{name}={value!r}: must be a number{joined}")
+        raise ValueError(f"{name}={value!r}: must be a finite number{joined}")
     return number
 
 

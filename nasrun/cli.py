@@ -13,13 +13,14 @@ import argparse
 import logging
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from nasrun.checks import UserError, check_bool, check_int
 from nasrun.records import is_ok, reported_accuracy
+from nasrun.run_lock import hold_run_dir
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT
@@ -57,7 +58,9 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
     except (UserError, *config_errors) as err:
         if traceback:
             raise
-        print_error(str(err) if isinstance(err, UserError) else describe(err))
+        message = str(err) if isinstance(err, UserError) else describe(err)
+        log_traceback_to_file(message, err)
+        print_error(message)
         sys.exit(USER_ERROR_EXIT)
     except OSError as err:
         # The environment (a full disk, a read-only folder, a file in the way) where nasrun's own writes did not
@@ -66,7 +69,9 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
             raise
         from nasrun.atomic import environment_error
 
-        print_error(str(environment_error(err.filename, err, "use")))
+        message = str(environment_error(err.filename, err, "use"))
+        log_traceback_to_file(message, err)
+        print_error(message)
         sys.exit(USER_ERROR_EXIT)
     except KeyboardInterrupt as err:
         if traceback:
@@ -79,6 +84,21 @@ def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: 
         sys.exit(INTERRUPTED_EXIT)
 
 
+def log_traceback_to_file(message: str, err: BaseException) -> None:
+    """The debug detail of a one-line error, for the run's log file (nasrun.log) only: the console shows the line.
+    A log file that cannot take it (the disk that is full, the folder that is read-only) is skipped silently:
+    the line on the console already names the cause."""
+    record = logging.LogRecord("nasrun", logging.ERROR, __file__, 0, "%s", (message,),
+                               (type(err), err, err.__traceback__))
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False  # no "--- Logging error ---"
+    try:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
+    finally:
+        logging.raiseExceptions = raise_exceptions
+
+
 # ----- nasrun ---------------------------------------------------------------------------------------------
 
 def search(cfg: DictConfig) -> dict:
@@ -86,10 +106,9 @@ def search(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nasrun.config import build, build_search
+    from nasrun.config import SEED_MAX, build, build_search, check_settings
     from nasrun.console import print_job_line, print_top_trials, trial_progress
     from nasrun.environment import record_start
-    from nasrun.run_lock import hold_run_dir
     from nasrun.runner import check_resumable, run_search
 
     hydra_cfg = HydraConfig.get()
@@ -97,7 +116,8 @@ def search(cfg: DictConfig) -> dict:
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if sweep:
         _console_warnings_only()
-    seed = _top_level(lambda: check_int("seed", cfg.seed, low=0))
+    check_settings(cfg)
+    seed = _top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
     device = build("device", cfg.device)  # checks its keys first, like every group
     import torch
@@ -146,6 +166,16 @@ def _top_level(check):
         raise UserError(str(err)) from None
 
 
+def check_override_syntax(args: list[str]) -> None:
+    """What Hydra's parser reports unclearly (an empty argument) or not at all (`=5` reaches Hydra's defaults
+    list and fails there with a traceback): an override is KEY=VALUE, +KEY=VALUE, ~KEY or a Hydra flag."""
+    for arg in args:
+        if not arg.strip():
+            raise UserError("an empty argument: each override is KEY=VALUE (e.g. seed=1); check the quoting")
+        if arg.lstrip("+~").startswith("="):
+            raise UserError(f"{arg!r}: no key before '='; write KEY=VALUE, e.g. seed{arg.lstrip('+~')}")
+
+
 def main() -> None:
     """`nasrun`: Hydra composes the config from the arguments and calls the task below, once per job."""
     import hydra
@@ -179,8 +209,21 @@ def main() -> None:
             return search(cfg)
 
     with one_line_errors(describe=lambda err: describe_config_error(err, args), traceback=traceback):
+        check_override_syntax(args)
         config_dir = conf_dir()
-        hydra.main(version_base="1.3", config_path=config_dir, config_name="config")(task)()
+        # Hydra writes .hydra/ and nasrun.log into the run directory before the task runs: lock it first, so a
+        # second process on a directory in use stops before touching anything (the task's lock is re-entrant).
+        run_dir = _explicit_run_dir(args)
+        with hold_run_dir(run_dir) if run_dir else nullcontext():
+            hydra.main(version_base="1.3", config_path=config_dir, config_name="config")(task)()
+
+
+def _explicit_run_dir(args: list[str]) -> Path | None:
+    """The `hydra.run.dir=DIR` of a single run, when given literally (a sweep locks each job's own folder)."""
+    if any(arg in ("-m", "--multirun") for arg in args):
+        return None
+    dirs = [arg.split("=", 1)[1] for arg in args if arg.startswith("hydra.run.dir=")]
+    return Path(dirs[-1]) if dirs and dirs[-1] and "${" not in dirs[-1] else None
 
 
 # ----- nasrun-report --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ and what is allowed; real bugs keep their traceback.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from nasrun.checks import UserError
+from nasrun.checks import INT64_MAX, UserError
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +95,57 @@ def parameters(group: str, node) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(target).parameters)
 
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding and other tools take 32-bit seeds; torch takes up to 64 bits
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The composed config as a whole, before anything is built: every top-level key is one nasrun reads (a
+    `+foo=1` would otherwise be ignored in silence), and every number is finite and fits 64 bits (no setting
+    means infinity, and numpy and torch hold nothing bigger). Group keys are checked against their
+    constructors by `check_keys`, and each constructor checks its own ranges."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    known = top_level_keys()
+    for key in cfg:
+        if key not in known:
+            raise UserError(f"{key}: unknown key, nasrun reads no top-level setting of that name; drop +{key}, "
+                            f"or use one of: {', '.join(closest_first(str(key), sorted(known)))}")
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise UserError(describe_config_error(err)) from None
+    for key, value in _leaves(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key}={value}: must be a finite number (use null for no limit where a setting allows)")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+            raise UserError(f"{key}={value}: too large; integers must be within +-{INT64_MAX}")
+
+
+def _leaves(node, prefix: str = ""):
+    """(dotted key, value) for every scalar in a nested dict/list."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        name = f"{prefix}{key}" if not prefix else f"{prefix}.{key}"
+        if isinstance(value, (dict, list)):
+            yield from _leaves(value, name)
+        else:
+            yield name, value
+
+
+@lru_cache(maxsize=1)
+def top_level_keys() -> frozenset:
+    """The settings of conf/config.yaml and its config groups: all a composed config may hold at the top."""
+    root = OmegaConf.load(Path(conf_dir()) / "config.yaml")
+    groups = set()
+    for entry in root.defaults:
+        if isinstance(entry, str) or not entry:
+            continue
+        group = str(next(iter(entry)))
+        if "/" not in group and not group.startswith("override"):
+            groups.add(group)
+    return frozenset(groups | {str(k) for k in root if k not in ("defaults", "hydra")})
+
+
 class Search(NamedTuple):
     space: object
     budget: object
@@ -109,7 +161,7 @@ def build_search(cfg: DictConfig, seed: int, device) -> Search:
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
-    for group, node in groups.items():
+    for group, node in {**groups, "dataset": cfg.dataset}.items():  # the dataset's too, even when not read
         check_keys(group, node)
     space = build("space", cfg.space)
     budget = build("budget", cfg.budget)
@@ -191,9 +243,11 @@ def compose_config(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            cfg = compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(describe_config_error(err, overrides)) from None
+    check_settings(cfg)
+    return cfg
 
 
 def describe_config_error(err: Exception, overrides: list[str] = ()) -> str:

@@ -59,6 +59,7 @@ def hold_run_dir(run_dir) -> Iterator[None]:
             _held[key][1] -= 1
         return
     path = run_dir / "run.lock"
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -87,5 +88,8 @@ def hold_run_dir(run_dir) -> Iterator[None]:
     finally:
         del _held[key]
         os.ftruncate(fd, 0)  # released cleanly: nothing to take over
+        if created and [p.name for p in run_dir.iterdir()] == ["run.lock"]:
+            path.unlink()  # nothing ran (a mistyped override): leave no empty run directory behind
+            run_dir.rmdir()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
