@@ -20,8 +20,10 @@ INT64_MAX = 2**63 - 1  # what numpy and torch hold: no integer setting may go pa
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
-    if (low is not None and value < low) or (high is not None and value > high) or abs(value) > INT64_MAX:
-        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high if high is not None else INT64_MAX)}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}={value!r}: must be an integer{_range(low, high)}")
+    if abs(value) > INT64_MAX:
+        raise ValueError(f"{name}={value!r}: too large; integers must be within +-{INT64_MAX}")
     return value
 
 

@@ -110,6 +110,7 @@ def search(cfg: DictConfig) -> dict:
     from nasrun.console import print_job_line, print_top_trials, trial_progress
     from nasrun.environment import record_start
     from nasrun.runner import check_resumable, run_search
+    from nasrun.sweep_resume import FINISHED, UNFINISHED, job_state
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -123,16 +124,22 @@ def search(cfg: DictConfig) -> dict:
     import torch
 
     logging.getLogger(__name__).info("device: %s, %d CPU threads", device, torch.get_num_threads())
+    overrides = list(hydra_cfg.overrides.task)
     with hold_run_dir(run_dir):  # one writer per run directory, from the first check to the last write
-        if resume:
+        if sweep and resume:  # finishing a stopped sweep: each job goes on from where it stopped
+            state, logged = job_state(run_dir, overrides)
+            if state == FINISHED:
+                return _finished_job(hydra_cfg.job.num, overrides, logged, run_dir)
+            resume = state == UNFINISHED
+        elif resume:
             check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
         search = build_search(cfg, seed, device)
-        record_start(run_dir, device)
         label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
         # A sweep prints one line per finished job, not a table each: 30 seeds would print 1,200 lines.
         with trial_progress(search.budget, label, transient=sweep) as on_trial:
             result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir,
-                                resume=resume, model_info=search.model_info, on_trial=on_trial, scorer=search.scorer)
+                                resume=resume, model_info=search.model_info, on_trial=on_trial, scorer=search.scorer,
+                                on_start=lambda: record_start(run_dir, device, overrides))
     counts = result.counts(search.evaluator)
     if sweep:
         print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), result, str(run_dir))
@@ -146,6 +153,21 @@ def search(cfg: DictConfig) -> dict:
         raise UserError(f"no trial succeeded ({len(result.records)} failed); first error: {first}")
     return {"best_val_acc": result.best["metrics"].get("val_acc"), "best_test_acc": reported_accuracy(result.best),
             **counts}
+
+
+def _finished_job(number: int, overrides: list[str], logged: list[dict], run_dir: Path) -> dict:
+    """A job that finished before the sweep was stopped: its line again, from its log, and nothing run."""
+    from nasrun.console import print_job_line
+    from nasrun.records import best_of
+    from nasrun.runner import SearchResult
+    from nasrun.trial_log import split_log
+
+    trials, _, end = split_log(logged)
+    best = best_of(trials)
+    result = SearchResult(trials, best, f"{end['stop_reason']} (finished before; skipped)", 0, len(trials))
+    print_job_line(number, overrides, result, str(run_dir))
+    return {"best_val_acc": best["metrics"].get("val_acc") if best else None, "best_test_acc": reported_accuracy(best),
+            "skipped": True}
 
 
 def _console_warnings_only() -> None:
@@ -189,6 +211,9 @@ def main() -> None:
             print(help_text())
         return
     traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # A log file on a full disk must not print "--- Logging error ---" tracebacks: the error that follows names
+    # the disk in one line.
+    logging.raiseExceptions = traceback
     # Hydra prints its own multi-line report of an error and exits, unless HYDRA_FULL_ERROR=1 makes it raise:
     # set it, so errors reach one_line_errors.
     os.environ["HYDRA_FULL_ERROR"] = "1"

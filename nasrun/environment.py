@@ -17,7 +17,7 @@ from nasrun.atomic import write_json
 from nasrun.checks import UserError
 
 
-def describe(device) -> dict:
+def describe(device, overrides: list[str] | None = None) -> dict:
     import torch
 
     from nasrun import __version__
@@ -35,6 +35,7 @@ def describe(device) -> dict:
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "argv": sys.argv[1:],
+        "overrides": list(overrides) if overrides is not None else None,  # this job's own (a sweep's argv is all)
     }
 
 
@@ -64,8 +65,8 @@ def read_starts(run_dir: Path) -> list[dict]:
     return starts
 
 
-def record_start(run_dir: Path, device) -> None:
+def record_start(run_dir: Path, device, overrides: list[str] | None = None) -> None:
     """Append this start to run.json, atomically, under a name unique to this process."""
     run_dir = Path(run_dir)
-    starts = read_starts(run_dir) + [describe(device)]
+    starts = read_starts(run_dir) + [describe(device, overrides)]
     write_json(run_dir / "run.json", {"starts": starts})

@@ -90,7 +90,8 @@ def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
                model_info: dict | None = None, on_trial: Callable[[dict], None] | None = None,
-               clock: Callable[[], float] = time.monotonic, scorer=None) -> SearchResult:
+               clock: Callable[[], float] = time.monotonic, scorer=None,
+               on_start: Callable[[], None] | None = None) -> SearchResult:
     """Run one search in `run_dir` and return every trial.
 
     resume: replay `trials.jsonl` into the fresh `strategy`, then go on. Replay feeds the strategy the same
@@ -98,13 +99,16 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     proposes exactly what the uninterrupted run would have, and no recorded trial is evaluated again.
     model_info: what best.json needs besides the trial to rebuild the network (space config, shapes).
     scorer: the run's zero-cost proxy (or None); every trial records its score beside the evaluator's result.
+    on_start: called once the log has been read and checked, before anything is written (the command records
+    the environment there, so a refused resume leaves the run directory as it was).
     """
     run_dir = Path(run_dir)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
-        return _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer)
+        return _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer,
+                           on_start)
 
 
-def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer):
+def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer, on_start):
     log_path = run_dir / "trials.jsonl"
     model_info = model_info or {}
     logged = read_trials(log_path, space=space)  # every record checked, its arch by the space
@@ -117,6 +121,8 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
         check_resumable(run_dir)
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
+    if on_start is not None:
+        on_start()
     pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
     records: list[dict] = []
     done: dict[str, dict] = {}  # key -> record, for deduplication

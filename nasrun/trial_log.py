@@ -4,7 +4,7 @@ Every record has a `status`: `ok` and `failed` are finished trials; `cancelled` 
 cut short (it runs again on resume); `end` is the last record of a run that finished, with its stop reason and
 counts (a log without one belongs to a run that is still going, or was killed).
 
-Flushing hands the line to the operating system, so a killed process loses nothing. fsync (which also
+Each line goes to the operating system in one unbuffered write, so a killed process loses nothing. fsync (which also
 survives a power cut) costs milliseconds, more than a whole table-lookup trial, so `TrialWriter` syncs at most
 once a second and on close. A run killed mid-write leaves at most one torn last line; reading drops it with a
 warning, so a resumed run re-evaluates only that trial. Damage anywhere else stops the resume.
@@ -92,25 +92,44 @@ def _line(record: dict) -> str:
 
 
 class TrialWriter:
-    """Appends records to one open `trials.jsonl`: flushed per record, fsynced at most every `sync_every` s."""
+    """Appends records to one `trials.jsonl`: each line in one unbuffered write (so nothing waits in a buffer
+    when the disk fills up), fsynced at most every `sync_every` s. A failed write (ENOSPC, EIO) becomes a
+    one-line UserError naming the file; the line it tore is dropped by the next resume."""
 
     def __init__(self, path: Path, sync_every: float = 1.0):
-        self.file = open(path, "a", encoding="utf-8")
+        from nasrun.atomic import environment_error
+
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise environment_error(path, err, "append to") from None
         self.sync_every = sync_every
         self.synced = time.monotonic()
 
     def append(self, record: dict) -> None:
-        self.file.write(_line(record))
-        self.file.flush()
-        if time.monotonic() - self.synced >= self.sync_every:
-            os.fsync(self.file.fileno())
-            self.synced = time.monotonic()
+        data = _line(record).encode()
+        try:
+            while data:  # os.write may write less than asked (a signal, a nearly full disk): write the rest
+                data = data[os.write(self.fd, data):]
+            if time.monotonic() - self.synced >= self.sync_every:
+                os.fsync(self.fd)
+                self.synced = time.monotonic()
+        except OSError as err:
+            from nasrun.atomic import environment_error
+
+            raise environment_error(self.path, err, "append to") from None
 
     def close(self) -> None:
-        if not self.file.closed:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            os.fsync(fd)
+        except OSError as err:  # the records are with the OS already; only their trip to the disk is unconfirmed
+            log.warning("%s: fsync failed (%s)", self.path, err.strerror)
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "TrialWriter":
         return self

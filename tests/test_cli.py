@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,28 @@ def test_multirun_sweeps_seeds_and_strategies(tmp_path):
     keys = {j.name: [json.loads(l)["key"] for l in (j / "trials.jsonl").read_text().splitlines()[:-1]] for j in jobs}
     assert all(len(k) == 2 for k in keys.values())
     assert len({tuple(k) for k in keys.values()}) > 1  # different seeds search differently
+
+
+def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, data_root):
+    """Job 0 finished, job 1 was killed after 12 trials, job 2 never started: `hydra.sweep.dir=... resume=true`
+    skips job 0, resumes job 1 and starts job 2, and every job ends as an uninterrupted sweep's did."""
+    sweep = ["-m", "seed=0,1,2", "space=nb201", "evaluator=tabular", f"dataset.root={data_root}", "budget.trials=30",
+             f"hydra.sweep.dir={tmp_path}"]
+    assert run_cli(*sweep).returncode == 0
+    uninterrupted = {job: (tmp_path / job / "trials.jsonl").read_text().splitlines() for job in "012"}
+    (tmp_path / "1" / "trials.jsonl").write_text("\n".join(uninterrupted["1"][:12]) + "\n")
+    shutil.rmtree(tmp_path / "2")
+    finished = (tmp_path / "0" / "trials.jsonl").read_bytes()
+    proc = run_cli(*sweep, "resume=true")
+    assert proc.returncode == 0, proc.stderr
+    assert "finished before; skipped" in proc.stdout.split("job 1")[0]
+    assert (tmp_path / "0" / "trials.jsonl").read_bytes() == finished
+    key = lambda line: json.loads(line).get("key")  # noqa: E731
+    for job in "12":
+        lines = (tmp_path / job / "trials.jsonl").read_text().splitlines()
+        assert [key(l) for l in lines] == [key(l) for l in uninterrupted[job]] and len(lines) == 31
+    changed = run_cli(*[a.replace("seed=0,1,2", "seed=0,1,3") for a in sweep], "resume=true")
+    assert changed.returncode == 2 and "but this sweep gives it" in changed.stderr and "seed=3" in changed.stderr
 
 
 def _lines(path):
