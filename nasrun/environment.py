@@ -7,6 +7,7 @@ so `nasrun-report`'s checklist can state the hardware and library versions behin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 
 from nasrun.atomic import write_json
-from nasrun.checks import UserError
+
+log = logging.getLogger(__name__)
 
 
 def describe(device, overrides: list[str] | None = None) -> dict:
@@ -51,17 +53,19 @@ def cpu_model() -> str:
 
 
 def read_starts(run_dir: Path) -> list[dict]:
-    """The starts recorded in run_dir/run.json (none for runs made before it existed); validated."""
+    """The starts recorded in run_dir/run.json (none for runs made before it existed). The file only describes
+    the environment, so a damaged one costs that description, with a warning, never the run."""
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         return []
     try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; remove it (it only records the environment)") from None
+        content = json.loads(path.read_bytes())
+    except ValueError:  # not JSON, or not UTF-8
+        content = None
     starts = content.get("starts") if isinstance(content, dict) else None
     if not isinstance(starts, list) or not all(isinstance(s, dict) and "torch" in s for s in starts):
-        raise UserError(f"{path} is not a nasrun run record (needs a list of starts); remove it")
+        log.warning("%s is damaged (not a list of starts); the record of earlier starts is lost", path)
+        return []
     return starts
 
 

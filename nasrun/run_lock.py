@@ -80,8 +80,12 @@ def hold_run_dir(run_dir) -> Iterator[None]:
             log.warning("%s: took over the lock of pid %s on %s, which ended without releasing it", run_dir,
                         previous["pid"], previous.get("host"))
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(me).encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+    except OSError as err:  # a full disk: nothing else could be written either
+        os.close(fd)  # closing releases the flock
+        raise environment_error(path, err, "write") from None
     _held[key] = [fd, 1]
     try:
         yield

@@ -109,6 +109,7 @@ class TrialWriter:
 
     def append(self, record: dict) -> None:
         data = _line(record).encode()
+        size = os.fstat(self.fd).st_size
         try:
             while data:  # os.write may write less than asked (a signal, a nearly full disk): write the rest
                 data = data[os.write(self.fd, data):]
@@ -118,6 +119,10 @@ class TrialWriter:
         except OSError as err:
             from nasrun.atomic import environment_error
 
+            try:
+                os.ftruncate(self.fd, size)  # take back the part of the line that did get written
+            except OSError:
+                pass  # then the next resume drops it as a torn last line
             raise environment_error(self.path, err, "append to") from None
 
     def close(self) -> None:

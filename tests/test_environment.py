@@ -1,4 +1,4 @@
-"""run.json: each start of a run records versions and hardware; a damaged file is a one-line error."""
+"""run.json: each start of a run records versions and hardware; a damaged file is warned about and replaced."""
 
 import json
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from nasrun import __version__
-from nasrun.checks import UserError
 from nasrun.environment import read_starts, record_start
 
 
@@ -19,8 +18,11 @@ def test_each_start_is_appended_with_versions_and_hardware(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # written atomically, no leftovers
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"starts": [{"nasrun": "0.2"}]}), "[]"])
-def test_a_damaged_run_json_is_named(tmp_path, content):
-    (tmp_path / "run.json").write_text(content)
-    with pytest.raises(UserError, match="run.json"):
-        read_starts(tmp_path)
+@pytest.mark.parametrize("content", [b"{not json", json.dumps({"starts": [{"nasrun": "0.2"}]}).encode(), b"[]",
+                                     b'{"starts": [\xff]}'])
+def test_a_damaged_run_json_is_named_in_a_warning_and_replaced(tmp_path, content, caplog):
+    (tmp_path / "run.json").write_bytes(content)
+    assert read_starts(tmp_path) == []
+    assert f"{tmp_path / 'run.json'} is damaged" in caplog.text
+    record_start(tmp_path, torch.device("cpu"))
+    assert len(read_starts(tmp_path)) == 1

@@ -10,13 +10,13 @@ from pathlib import Path
 
 
 def main() -> None:
-    from nasrun.bench import evaluation, folder, proxies, tabular, training
+    from nasrun.bench import evaluation, faults, folder, proxies, tabular, training
     from nasrun.bench.common import output_dir
     from nasrun.device import select_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
-                                           "phases", "threads", "folder"])
+                                           "phases", "threads", "folder", "faults"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -57,6 +57,8 @@ def main() -> None:
         results["threads"] = evaluation.threads(args.root)
     if wanted("folder"):
         results["folder"] = folder.decode_and_cache(args.root, out, args.images or 10000)
+    if wanted("faults"):
+        results["faults"] = faults.bench(out, Path(args.root))
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
 
@@ -65,7 +67,7 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun.bench import evaluation, folder, proxies, tabular
+    from nasrun.bench import evaluation, faults, folder, proxies, tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput"):
@@ -85,6 +87,7 @@ def _print(results: dict, out: Path) -> None:
     proxies.print_results(results, console)
     evaluation.print_results(results, console)
     folder.print_results(results, console)
+    faults.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
         console.print(f"default search: {s['trials']} trials ({s['children']} children, {s['cancelled']} cancelled) "

@@ -11,18 +11,15 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import re
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
 from nasrun.checks import UserError, check_choice
 from nasrun.contracts import is_table_space
-from nasrun.spaces.nb201 import OPERATIONS, TABLE_CELLS, TABLE_CHANNELS, NB201Arch, NB201Space
+from nasrun.spaces.nb201 import CELL, TABLE_CELLS, TABLE_CHANNELS, NB201Arch, NB201Space
 
 log = logging.getLogger(__name__)
-_OP = "(?:" + "|".join(OPERATIONS) + ")"
-CELL = re.compile(r"\|{0}~0\|\+\|{0}~0\|{0}~1\|\+\|{0}~0\|{0}~1\|{0}~2\|".format(_OP))  # a canonical cell string
 
 BENCHMARKS = ("cifar10", "cifar100", "imagenet16")
 PUBLISHED_MD5 = "21ff69c585256983c95714fdd2b7d2bd"  # nb201.csv as ../shared/data/README.md lists it

@@ -13,6 +13,7 @@ listing or sampling cells never imports torch).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from nasrun.checks import check_int
@@ -22,6 +23,11 @@ OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), in canonical string order
 EDGE_NAMES = tuple(f"{i}<-{j}" for i, j in EDGES)
 TABLE_CHANNELS, TABLE_CELLS = 16, 5  # the network size NAS-Bench-201's results table was measured with
+_OP = "(" + "|".join(OPERATIONS) + ")"
+# A well-formed canonical string in one regex (the six operations as groups): reading a 10,000-trial log or the
+# 15,625-row table parses that many cells, and the regex is a third of the cost of the step-by-step parse,
+# which runs only to say what is wrong with a string that does not match.
+CELL = re.compile(r"\|{0}~0\|\+\|{0}~0\|{0}~1\|\+\|{0}~0\|{0}~1\|{0}~2\|".format(_OP))
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,9 @@ class NB201Arch:
     @classmethod
     def from_key(cls, text: str) -> "NB201Arch":
         """Parse the canonical string; a malformed one raises ValueError saying what is wrong where."""
+        match = CELL.fullmatch(text) if isinstance(text, str) else None
+        if match:
+            return cls(match.groups())
         if not isinstance(text, str):
             raise ValueError(f"a NAS-Bench-201 cell string must be a string, got {type(text).__name__}")
         nodes = text.split("+")
