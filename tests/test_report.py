@@ -139,6 +139,23 @@ def test_report_reads_a_run_that_is_still_writing_without_touching_its_log(sweep
     assert log.read_text().endswith('"|no')  # left as it was: the search will finish the line
 
 
+def test_the_report_checks_every_record_as_a_resume_does_and_rebuilds_nothing(sweeps, tmp_path, caplog):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(sweeps / "rea" / "1", run)
+    lines = (run / "trials.jsonl").read_text().splitlines()
+    bad = json.loads(lines[3])
+    bad["metrics"]["val_acc"] = float("nan")
+    (run / "trials.jsonl").write_text("\n".join(lines[:3] + [json.dumps(bad)] + lines[4:]) + "\n")
+    with pytest.raises(UserError, match=r"trials.jsonl:4 is not a valid nasrun trial record: metrics.val_acc=nan"):
+        report(run)
+    (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "best.json").write_text("{damaged")
+    rows = report(run)  # the figures come from the log; the damaged best.json is named in a warning
+    assert rows[0]["runs"] == 1 and "best.json" in caplog.text
+
+
 def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tmp_path, capsys):
     import shutil
 
