@@ -34,11 +34,11 @@ def record_problem(record) -> str | None:
             return f"{name}={record[name]!r}: must be a finite number >= 0"
     if status == END:
         return None if isinstance(record.get("stop_reason"), str) else "an end record needs a stop_reason string"
-    for name, kind in (("trial", int), ("key", str), ("metrics", dict)):
+    for name, kind, what in (("trial", int, "an integer"), ("key", str, "a string"), ("metrics", dict, "an object")):
         if name not in record:
             return f"no {name!r} field (a trial record needs trial, key, arch, status, metrics)"
         if not isinstance(record[name], kind) or isinstance(record[name], bool):
-            return f"{name}={record[name]!r}: must be a {kind.__name__}"
+            return f"{name}={record[name]!r}: must be {what}"
     if "arch" not in record:
         return "no 'arch' field (a trial record needs trial, key, arch, status, metrics)"
     if record["trial"] < 0:

@@ -19,7 +19,7 @@ from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import measures_test_apart, trains
 from nasrun.deadline import TrialCancelled
 from nasrun.run_lock import hold_run_dir
-from nasrun.records import CANCELLED, END, FAILED, OK, better, fitness, is_ok, record_problem
+from nasrun.records import CANCELLED, END, FAILED, OK, best_of, better, fitness, is_ok, record_problem
 from nasrun.trial_log import TrialWriter, read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,9 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
     if on_start is not None:
         on_start()
+    if resume and best_of(previous) is not None:
+        # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
+        ensure_best_weights(run_dir, best_of(previous), evaluator, space, model_info)
     pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
     records: list[dict] = []
     done: dict[str, dict] = {}  # key -> record, for deduplication
@@ -218,8 +221,6 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
                 save_best(run_dir, record, model, model_info)
             finish(arch, record)
 
-        if best is not None and previous:
-            ensure_best_weights(run_dir, best, evaluator, space, model_info)
         log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
                  stop_reason, len(records), evaluated, replayed, repeats)
         result = SearchResult(records, best, stop_reason, evaluated, replayed, repeats,

@@ -35,7 +35,7 @@ GOOD = {"trial": 3, "key": "k", "arch": "k", "status": "ok", "metrics": {"val_ac
 
 @pytest.mark.parametrize("change,problem", [
     ({"status": "great"}, "status='great'"),
-    ({"trial": "3"}, "trial='3': must be a int"),
+    ({"trial": "3"}, "trial='3': must be an integer"),
     ({"trial": True}, "trial=True"),
     ({"trial": -1}, "trial=-1"),
     ({"key": 5}, "key=5"),

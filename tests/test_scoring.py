@@ -70,7 +70,8 @@ def test_an_unwritable_cache_falls_back_to_memory_with_a_warning(tmp_path, caplo
     stuck = scorer(tmp_path / "cache")
     value = stuck(arch)
     assert stuck(arch) == value and stuck.computed == 1 and stuck.cache_path is None
-    assert "keeping scores in memory" in caplog.text and str(tmp_path / "cache") in caplog.text
+    assert "a file is in the way" in caplog.text and "keeping the proxy's scores in memory" in caplog.text
+    assert str(tmp_path / "cache") in caplog.text
 
 
 def test_scoring_together_equals_scoring_apart_and_fills_each_cache(tmp_path):

@@ -19,6 +19,9 @@ from pathlib import Path
 from nasrun.bench.faults import ONE_LINE, RECOVERED, Case, Skip
 
 LOG, BEST, WEIGHTS = "trials.jsonl", "best.json", "best.pt"
+# What a recovered run tells the user (its warnings).
+TORN, REWROTE, RETRAINED = "dropped a torn last line", "rewrote best.json from trials.jsonl", "retrained trial"
+SKIPPED_LINE = "skipped 1 bad line"
 HOLD = "import sys, time\nfrom nasrun.run_lock import hold_run_dir\nwith hold_run_dir(sys.argv[1]):\n" \
        "    print('held', flush=True)\n    time.sleep(600)\n"
 
@@ -234,9 +237,10 @@ def stop_the_other_writer(run, env):
 
 CASES = [
     # trials.jsonl
-    Case("trials.jsonl: last line torn by a kill", "table", torn_last_line(), RECOVERED),
-    Case("trials.jsonl: last line torn inside a UTF-8 character", "table", torn_last_line(b"\xe2\x82"), RECOVERED),
-    Case("trials.jsonl: cut at half its size", "table", cut(LOG), RECOVERED),
+    Case("trials.jsonl: last line torn by a kill", "table", torn_last_line(), RECOVERED, (TORN,)),
+    Case("trials.jsonl: last line torn inside a UTF-8 character", "table", torn_last_line(b"\xe2\x82"), RECOVERED,
+         (TORN,)),
+    Case("trials.jsonl: cut at half its size", "table", cut(LOG), RECOVERED, (TORN,)),
     Case("trials.jsonl: a byte flipped in line 5", "table", flip(LOG, 5), ONE_LINE, (f"{LOG}:5 ", "not valid JSON")),
     Case("trials.jsonl: line 5 not UTF-8", "table", edit_line(5, lambda r: b'{"trial": 4, "key": "\xff\xfe"}'),
          ONE_LINE, (f"{LOG}:5 ", "not valid JSON")),
@@ -260,25 +264,28 @@ CASES = [
     Case("trials.jsonl: deleted", "table", delete(LOG), ONE_LINE, ("resume=true", "holds no trials", "missing")),
     Case("trials.jsonl: emptied", "table", replace(LOG, b""), ONE_LINE, ("holds no trials", "empty")),
     # best.json: derived from trials.jsonl, so rebuilt
-    Case("best.json: cut at half its size", "table", cut(BEST), RECOVERED),
-    Case("best.json: a byte flipped", "table", flip(BEST, 1), RECOVERED),
-    Case("best.json: deleted", "table", delete(BEST), RECOVERED),
-    Case("best.json: valid JSON of the wrong shape", "table", replace(BEST, b"[]"), RECOVERED),
-    Case("best.json: names another trial", "table", best_names_trial_0, RECOVERED),
+    Case("best.json: cut at half its size", "table", cut(BEST), RECOVERED, ("best.json is not valid JSON", REWROTE)),
+    Case("best.json: a byte flipped", "table", flip(BEST, 1), RECOVERED, ("best.json is not valid JSON", REWROTE)),
+    Case("best.json: deleted", "table", delete(BEST), RECOVERED, ("best.json", REWROTE)),
+    Case("best.json: valid JSON of the wrong shape", "table", replace(BEST, b"[]"), RECOVERED, ("best.json", REWROTE)),
+    Case("best.json: names another trial", "table", best_names_trial_0, RECOVERED, ("best.json names trial 0", REWROTE)),
     # best.pt: its checksum is in best.json; retraining the best trial restores it exactly
-    Case("best.pt: cut at half its size", "train", cut(WEIGHTS), RECOVERED),
-    Case("best.pt: a byte flipped", "train", flip(WEIGHTS), RECOVERED),
-    Case("best.pt: deleted", "train", delete(WEIGHTS), RECOVERED),
+    Case("best.pt: cut at half its size", "train", cut(WEIGHTS), RECOVERED, ("does not match the checksum", RETRAINED)),
+    Case("best.pt: a byte flipped", "train", flip(WEIGHTS), RECOVERED, ("does not match the checksum", RETRAINED)),
+    Case("best.pt: deleted", "train", delete(WEIGHTS), RECOVERED, ("best.pt is missing", RETRAINED)),
     # run.json only describes the environment
-    Case("run.json: cut at half its size", "table", cut("run.json"), RECOVERED),
+    Case("run.json: cut at half its size", "table", cut("run.json"), RECOVERED, ("run.json is damaged",)),
     # the proxy cache: a bad line costs a score computed again
     Case("proxy cache: last line torn", "proxy",
-         edit_line(6, lambda r: json.dumps(r).encode()[:20], "proxy_cache", "*.jsonl"), RECOVERED),
+         edit_line(6, lambda r: json.dumps(r).encode()[:20], "proxy_cache", "*.jsonl"), RECOVERED, (SKIPPED_LINE,)),
     Case("proxy cache: a byte flipped in line 2", "proxy",
-         edit_line(2, lambda r: b"\x84" + json.dumps(r).encode()[1:], "proxy_cache", "*.jsonl"), RECOVERED),
+         edit_line(2, lambda r: b"\x84" + json.dumps(r).encode()[1:], "proxy_cache", "*.jsonl"), RECOVERED,
+         (SKIPPED_LINE,)),
     Case("proxy cache: line 2 valid JSON of the wrong shape", "proxy",
-         edit_line(2, lambda r: {"key": r["key"], "score": "high"}, "proxy_cache", "*.jsonl"), RECOVERED),
-    Case("proxy cache: a file where its folder should be", "proxy", cache_in_the_way, RECOVERED),
+         edit_line(2, lambda r: {"key": r["key"], "score": "high"}, "proxy_cache", "*.jsonl"), RECOVERED,
+         (SKIPPED_LINE,)),
+    Case("proxy cache: a file where its folder should be", "proxy", cache_in_the_way, RECOVERED,
+         ("a file is in the way", "keeping the proxy's scores in memory")),
     # inputs
     Case("nb201.csv: cut inside row 5001", "table", table_copy(lambda ls: ls[:5001] + [ls[5001][:40]]), ONE_LINE,
          ("nb201-", ":5002 has the wrong number of fields"), part=False),

@@ -58,7 +58,7 @@ class Case:
     kind: str  # a key of KINDS
     damage: Callable  # damage(run_dir, env) -> extra overrides (KEY=VALUE, replacing the base's KEY)
     expect: str  # RECOVERED or ONE_LINE
-    says: tuple[str, ...] = ()  # what the one line must contain
+    says: tuple[str, ...] = ()  # what the one line (or the warnings of a recovered run) must contain
     part: bool = True  # start from a copy of the kind's part run (else from nothing)
     fix: Callable | None = None  # fix(run_dir, env): undo the cause; the resume after it must recover
     process: dict | None = None  # run as a new process: {"sigterm_after": trial lines}, {"obey_permissions": True}

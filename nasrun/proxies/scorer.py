@@ -121,8 +121,10 @@ class ProxyScorer:
 
     def _to_memory(self, err: OSError) -> None:
         """An unreadable or unwritable cache file: keep scores in memory for this run, and say so once."""
-        log.warning("proxy cache %s: %s; keeping scores in memory for this run (set proxy.cache_dir to a writable "
-                    "folder to keep them)", self.cache_path, err.strerror or err)
+        from nasrun.atomic import environment_error
+
+        log.warning("%s; keeping the proxy's scores in memory for this run (or set proxy.cache_dir to a writable "
+                    "folder)", str(environment_error(self.cache_path, err, "use the proxy cache")).split(";")[0])
         self.cache_path = None
 
     def entry(self, arch) -> dict:
