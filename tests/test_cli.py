@@ -247,3 +247,14 @@ def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path):
     for part in expected:
         assert part in lines[0], lines[0]
     assert "prefix +" not in lines[0]  # a `+` would make a typo a silent new key
+
+
+def test_a_one_line_error_keeps_its_traceback_in_the_run_log(tmp_path):
+    from nasrun.bench.faults import invoke
+
+    args = ["space=nb201", "evaluator=tabular", f"evaluator.table={tmp_path / 'missing.csv'}",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    code, out, err = invoke(args, tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err
+    log = (tmp_path / "run" / "nasrun.log").read_text()
+    assert "Traceback (most recent call last)" in log and "missing.csv not found" in log
