@@ -142,7 +142,7 @@ def search(cfg: DictConfig) -> dict:
                                 on_start=lambda: record_start(run_dir, device, overrides))
     counts = result.counts(search.evaluator)
     if sweep:
-        print_job_line(hydra_cfg.job.num, list(hydra_cfg.overrides.task), result, str(run_dir))
+        print_job_line(hydra_cfg.job.num, overrides, result, str(run_dir))
     else:
         print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
     if result.best is None and result.cancelled is not None and not result.records:
