@@ -35,6 +35,7 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
         return []
     lines = path.read_bytes().split(b"\n")
     records = []
+    torn = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -44,9 +45,10 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
             if any(rest.strip() for rest in lines[number:]):
                 raise UserError(f"{path}:{number} is not valid JSON and is not the last line; "
                                 f"repair or remove it before resuming") from None
+            torn = True
             if repair:
                 log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
-                _truncate_to(path, b"\n".join(lines[:number - 1]))
+                _rewrite_ended(path, b"\n".join(lines[:number - 1]))
             else:
                 log.warning("%s: ignored a torn last line (the run was killed while writing it, or is writing "
                             "it now)", path)
@@ -58,6 +60,9 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
             raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}; repair or remove "
                             f"that line")
         records.append(record)
+    if repair and not torn and lines[-1].strip():
+        # A whole last record without its newline (a crash between the two): end it, or the next would glue on.
+        _rewrite_ended(path, b"\n".join(lines))
     return records
 
 
@@ -69,8 +74,9 @@ def split_log(records: list[dict]) -> tuple[list[dict], list[dict], dict | None]
     return trials, cancelled, end
 
 
-def _truncate_to(path: Path, content: bytes) -> None:
-    """Rewrite the file without its torn tail, so new records start on a fresh line."""
+def _rewrite_ended(path: Path, content: bytes) -> None:
+    """Rewrite the log as `content` ended by a newline (without a torn tail; with a last record ended), atomically,
+    so new records start on a fresh line."""
     from nasrun.atomic import write_bytes
 
     write_bytes(path, content + b"\n" if content.strip() else b"")

@@ -129,6 +129,15 @@ def test_torn_last_line_is_dropped_and_that_trial_rerun(tmp_path, caplog):
     assert len(result.records) == 8
 
 
+def test_a_whole_last_record_without_its_newline_is_ended_before_appending(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_trial(path, record(0))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # a crash between the record and its newline
+    assert read_trials(path) == [record(0)]
+    append_trial(path, record(1))
+    assert read_trials(path) == [record(0), record(1)]
+
+
 def test_damage_before_the_last_line_stops_the_resume(tmp_path):
     path = tmp_path / "trials.jsonl"
     append_trial(path, record(0))
