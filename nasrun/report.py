@@ -107,17 +107,16 @@ def load_run(path: Path) -> Run:
     # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
     # else the dataset group's choice.
     dataset = choices.get("dataset", "-")
-    table = False
-    if (path / "best.json").is_file():
+    info = {}
+    if best is not None:
         # best.json is derived from trials.jsonl: the report reads only where the figures come from, and a
-        # damaged file costs that detail, not the report.
+        # damaged or missing one is rebuilt where that needs no data (a table run), else named in a warning.
         try:
             info = read_best_json(path)
         except UserError as err:
-            log.warning("%s", err)
-            info = {}
-        dataset = info.get("dataset", dataset)
-        table = bool(info.get("table"))
+            info = rebuild_table_best(path, cfg, choices, best, end, str(err).split(";")[0])
+    dataset = info.get("dataset", dataset)
+    table = bool(info.get("table"))
     # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
     settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
                 and o.lstrip("+~").split("=")[0] not in GROUPS]
@@ -128,6 +127,41 @@ def load_run(path: Path) -> Run:
 
     return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
                choices=choices, end=end, starts=read_starts(path))
+
+
+def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: dict | None, problem: str) -> dict:
+    """best.json of a table run, rebuilt from trials.jsonl and the run's saved config: a table run's best.json
+    holds nothing else (no weights, no data statistics). Written under the run's lock, so never beside a live
+    search (which writes its own). A trained run's best.json needs the data and maybe a retraining: a resume
+    rebuilds it, and the report only says so."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nasrun.run_lock import hold_run_dir
+
+    if not str((cfg.get("evaluator") or {}).get("_target_", "")).endswith(".TabularEvaluator"):
+        log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
+                    "it (retraining the best trial if best.pt is damaged too)", problem, path)
+        return {}
+    try:  # the table's path as the run resolved it (NASRUN_DATA may differ now: the unresolved form then)
+        resolved = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=True)
+    except OmegaConfBaseException:
+        resolved = cfg
+    evaluator = resolved["evaluator"]
+    info = {**best, "space": resolved["space"], "space_name": choices.get("space", "nb201"),
+            "dataset": evaluator.get("benchmark", "cifar10"), "table": evaluator.get("table"), "weights": None,
+            "weights_sha256": None}
+    if end is not None:
+        info.update(counts={k: end[k] for k in ("trials", "trained", "proxy_evaluations") if k in end},
+                    stop_reason=end["stop_reason"])
+    try:
+        with hold_run_dir(path):
+            atomic.write_json(path / "best.json", info)
+    except UserError as err:  # a search holds the run (it writes best.json itself), or the folder is read-only
+        log.warning("%s; not rebuilt: %s", problem, err)
+        return info
+    log.warning("%s; rebuilt best.json from trials.jsonl (trial %d)", problem, best["trial"])
+    return info
 
 
 def summarize(runs: list[Run]) -> list[dict]:

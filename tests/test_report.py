@@ -139,7 +139,7 @@ def test_report_reads_a_run_that_is_still_writing_without_touching_its_log(sweep
     assert log.read_text().endswith('"|no')  # left as it was: the search will finish the line
 
 
-def test_the_report_checks_every_record_as_a_resume_does_and_rebuilds_nothing(sweeps, tmp_path, caplog):
+def test_the_report_checks_every_record_and_rebuilds_a_table_runs_best_json(sweeps, tmp_path, caplog):
     import shutil
 
     run = tmp_path / "run"
@@ -151,9 +151,14 @@ def test_the_report_checks_every_record_as_a_resume_does_and_rebuilds_nothing(sw
     with pytest.raises(UserError, match=r"trials.jsonl:4 is not a valid nasrun trial record: metrics.val_acc=nan"):
         report(run)
     (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    original = json.loads((run / "best.json").read_text())
     (run / "best.json").write_text("{damaged")
-    rows = report(run)  # the figures come from the log; the damaged best.json is named in a warning
-    assert rows[0]["runs"] == 1 and "best.json" in caplog.text
+    rows = report(run)  # a table run's best.json holds nothing the log and the config lack: rebuilt
+    assert rows[0]["runs"] == 1 and "best.json is not valid JSON (damaged); rebuilt best.json from" in caplog.text
+    rebuilt = json.loads((run / "best.json").read_text())
+    # The table's path is resolved in the report's environment (NASRUN_DATA may differ from the run's).
+    assert rebuilt.pop("table").endswith("nasbench201/nb201.csv") and original.pop("table")
+    assert rebuilt == original
 
 
 def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tmp_path, capsys):
