@@ -133,17 +133,23 @@ def _leaves(node, prefix: str = ""):
 
 
 @lru_cache(maxsize=1)
+def default_choices() -> dict[str, str]:
+    """conf/config.yaml's config groups and their default options, in its order (Hydra's own overrides left out)."""
+    defaults = {}
+    for entry in OmegaConf.load(Path(conf_dir()) / "config.yaml").defaults:
+        if isinstance(entry, str) or not entry:
+            continue
+        group, option = next(iter(entry.items()))
+        if "/" not in group and not group.startswith("override"):
+            defaults[str(group)] = option
+    return defaults
+
+
+@lru_cache(maxsize=1)
 def top_level_keys() -> frozenset:
     """The settings of conf/config.yaml and its config groups: all a composed config may hold at the top."""
     root = OmegaConf.load(Path(conf_dir()) / "config.yaml")
-    groups = set()
-    for entry in root.defaults:
-        if isinstance(entry, str) or not entry:
-            continue
-        group = str(next(iter(entry)))
-        if "/" not in group and not group.startswith("override"):
-            groups.add(group)
-    return frozenset(groups | {str(k) for k in root if k not in ("defaults", "hydra")})
+    return frozenset(set(default_choices()) | {str(k) for k in root if k not in ("defaults", "hydra")})
 
 
 class Search(NamedTuple):
@@ -205,13 +211,7 @@ def help_text() -> str:
     """`nasrun --help`: one screen, built from conf/ so it lists exactly the groups, options and presets there."""
     import textwrap
 
-    defaults = {}
-    for entry in OmegaConf.load(Path(conf_dir()) / "config.yaml").defaults:
-        if isinstance(entry, str) or not entry:
-            continue
-        group, option = next(iter(entry.items()))
-        if "/" not in group and not group.startswith("override"):
-            defaults[group] = option
+    defaults = default_choices()
     lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]    a search (-m: a sweep over comma lists)",
              "       nasrun-report DIR [--out DIR]                      report.csv, anytime.png, checklist.md",
              "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",

@@ -123,9 +123,10 @@ def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info,
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
     if on_start is not None:
         on_start()
-    if resume and best_of(previous) is not None:
+    best_recorded = best_of(previous)
+    if resume and best_recorded is not None:
         # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
-        ensure_best_weights(run_dir, best_of(previous), evaluator, space, model_info)
+        ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info)
     pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
     records: list[dict] = []
     done: dict[str, dict] = {}  # key -> record, for deduplication

@@ -10,11 +10,9 @@ import time
 
 import pytest
 
+from nasrun.bench.fault_cases import HOLD  # a process that holds a run directory's lock until killed
 from nasrun.checks import UserError
 from nasrun.run_lock import hold_run_dir
-
-HOLD = "import sys, time\nfrom nasrun.run_lock import hold_run_dir\nwith hold_run_dir(sys.argv[1]):\n" \
-       "    print('held', flush=True)\n    time.sleep(120)\n"
 
 
 @pytest.fixture
@@ -47,10 +45,10 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
     with hold_run_dir(tmp_path):
         with hold_run_dir(tmp_path):
             pass
-        probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(tmp_path)],
+        probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), str(tmp_path)],
                                capture_output=True, text=True, timeout=60)
         assert probe.returncode != 0 and "is in use by pid" in probe.stderr
     started = time.monotonic()
-    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(tmp_path)],
+    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), str(tmp_path)],
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0 and time.monotonic() - started < 30

@@ -70,6 +70,7 @@ class Env:
     root: Path  # scratch folder of the whole suite
     data: Path  # the shared data folder
     cleanups: list = field(default_factory=list)  # undo mounts, stop helper processes
+    holder: subprocess.Popen | None = None  # the other writer of the "two writers" case
 
     def cleanup(self) -> None:
         while self.cleanups:
