@@ -106,7 +106,7 @@ def search(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nasrun.config import SEED_MAX, build, build_search, check_settings
+    from nasrun.config import SEED_MAX, build, build_executor, build_search, check_settings
     from nasrun.console import print_job_line, print_top_trials, trial_progress
     from nasrun.environment import record_start
     from nasrun.runner import check_resumable, run_search
@@ -134,18 +134,19 @@ def search(cfg: DictConfig) -> dict:
         elif resume:
             check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
         search = build_search(cfg, seed, device)
+        executor = build_executor(cfg, search, seed, device)
         label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"
         # A sweep prints one line per finished job, not a table each: 30 seeds would print 1,200 lines.
         with trial_progress(search.budget, label, transient=sweep) as on_trial:
             result = run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir,
                                 resume=resume, model_info=search.model_info, on_trial=on_trial, scorer=search.scorer,
-                                on_start=lambda: record_start(run_dir, device, overrides))
+                                on_start=lambda: record_start(run_dir, device, overrides), executor=executor)
     counts = result.counts(search.evaluator)
     if sweep:
         print_job_line(hydra_cfg.job.num, overrides, result, str(run_dir))
     else:
         print_top_trials(result.records, str(run_dir), result.stop_reason, counts=counts, cancelled=result.cancelled)
-    if result.best is None and result.cancelled is not None and not result.records:
+    if result.best is None and result.cancelled and not result.records:
         raise UserError(f"budget.seconds={search.budget.seconds}: the first trial did not finish in time (cancelled; "
                         f"resume=true hydra.run.dir={run_dir} runs it again); raise budget.seconds")
     if result.best is None:

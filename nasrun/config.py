@@ -59,7 +59,7 @@ def build(group: str, node, **runtime):
         raise UserError(f"{group}.{err}") from None
 
 
-RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config"}  # passed at call sites
+RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator"}  # passed at call sites
 
 
 def check_keys(group: str, node, runtime=()) -> None:
@@ -159,11 +159,13 @@ class Search(NamedTuple):
     evaluator: object
     model_info: dict
     scorer: object  # the proxy= option's ProxyScorer, or None
+    data: object  # the dataset, when the evaluator or the proxy reads one (else None)
 
 
-def build_search(cfg: DictConfig, seed: int, device) -> Search:
+def build_search(cfg: DictConfig, seed: int, device, data=None) -> Search:
     """Every object a search needs, from the composed config. Every option's keys are checked first, so a
-    typo fails before any data is read."""
+    typo fails before any data is read. `data`: the dataset already read (a worker gets the main process's,
+    instead of reading it again), moved to `device`."""
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
@@ -182,7 +184,8 @@ def build_search(cfg: DictConfig, seed: int, device) -> Search:
     runtime = {"space": space, "epochs": budget.epochs, "seed": seed,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
     if any("data" in params for params in wants.values()):
-        runtime["data"] = build("dataset", cfg.dataset, seed=seed, device=device)
+        runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=seed,
+                                                                         device=device)
     if cfg.proxy is not None:
         runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"]))
     strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
@@ -196,7 +199,22 @@ def build_search(cfg: DictConfig, seed: int, device) -> Search:
     scorer = runtime.get("scorer")
     if scorer is not None:
         model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
-    return Search(space, budget, strategy, evaluator, model_info, scorer)
+    return Search(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"))
+
+
+def build_executor(cfg: DictConfig, search: Search, seed: int, device):
+    """The executor= option, given what its constructor asks for: the main process's evaluator (inline,
+    simulated), or a picklable `make_evaluator(device)` that rebuilds it in each worker (pool, ray) from the
+    run's config and the dataset already read."""
+    from nasrun.executors.from_config import EvaluatorFromConfig
+
+    check_keys("executor", cfg.executor)
+    params = parameters("executor", cfg.executor)
+    runtime = {"evaluator": search.evaluator, "device": device}
+    if "make_evaluator" in params:
+        data = None if search.data is None else search.data.to("cpu")
+        runtime["make_evaluator"] = EvaluatorFromConfig(OmegaConf.to_container(cfg, resolve=True), seed, data)
+    return build("executor", cfg.executor, **_wanted(runtime, params))
 
 
 def _wanted(runtime: dict, params: dict) -> dict:

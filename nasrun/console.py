@@ -52,10 +52,12 @@ def _best_label(metrics: dict) -> str:
 
 
 def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10,
-                     counts: dict | None = None, cancelled: dict | None = None) -> None:
+                     counts: dict | None = None, cancelled: list[dict] = ()) -> None:
     ok = sorted((r for r in records if is_ok(r)), key=lambda r: -fitness(r))
     failed = len(records) - len(ok)
-    cut = f"; trial {cancelled['trial']} cancelled, runs again on resume" if cancelled else ""
+    numbers = ", ".join(str(r["trial"]) for r in cancelled)
+    cut = f"; trial{'s' if len(cancelled) > 1 else ''} {numbers} cancelled, run{'' if len(cancelled) > 1 else 's'} " \
+          f"again on resume" if cancelled else ""
     table = Table(title=f"top {min(top, len(ok))} of {len(records)} trials ({failed} failed) - {stop_reason}{cut}")
     scored = any("proxy_score" in r for r in records)
     columns = ("trial", "architecture", "val acc %", "test acc %") + (("proxy score",) if scored else ()) + \

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterator
@@ -58,6 +58,14 @@ class ImageData:
 
     def normalize(self, x):
         return (x.float() - self.mean) / self.std
+
+    def to(self, device) -> "ImageData":
+        """The same splits on another device (a worker's GPU, or the CPU to send them to workers)."""
+        import torch
+
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **moved)
 
     def train_batches(self, generator) -> Iterator[tuple]:
         """One epoch of shuffled, normalised (and augmented) training batches; `generator` is a CPU torch.Generator."""

@@ -17,7 +17,7 @@ FINISHED = (OK, FAILED)  # trials that count; a cancelled one runs again on resu
 
 
 # Numbers that are never negative: durations, the simulated clock and a benchmark's training time (its cost).
-NON_NEGATIVE = ("seconds", "elapsed", "simulated")
+NON_NEGATIVE = ("seconds", "elapsed", "simulated", "simulated_start")
 NON_NEGATIVE_METRICS = ("cost", "params", "train_seconds", "val_seconds", "test_seconds")
 
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from nasrun.atomic import atomic_path, write_json
 from nasrun.best import read_best_json, sha256_of, weights_problem
 from nasrun.checks import UserError, check_float, check_int
-from nasrun.contracts import measures_test_apart, trains
-from nasrun.deadline import TrialCancelled
+from nasrun.contracts import trains
+from nasrun.executors import Trial
 from nasrun.run_lock import hold_run_dir
-from nasrun.records import CANCELLED, END, FAILED, OK, best_of, better, fitness, is_ok, record_problem
+from nasrun.records import CANCELLED, END, best_of, better, fitness, is_ok
 from nasrun.trial_log import TrialWriter, read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class SearchResult:
     replayed: int  # trials taken from trials.jsonl on resume
     repeats: int = 0  # proposals of already-evaluated architectures, answered from the records
     proxy_evaluations: int = 0  # distinct architectures the proxy scored (strategy, evaluator and log together)
-    cancelled: dict | None = None  # the trial the wall-clock budget cut short (recorded, run again on resume)
+    cancelled: list[dict] = field(default_factory=list)  # trials the wall-clock budget cut short (run again on resume)
 
     def counts(self, evaluator) -> dict:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
@@ -73,168 +73,285 @@ class SearchResult:
         return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
 
 
-def save_best(run_dir: Path, record: dict, model, model_info: dict) -> None:
-    """Write best.pt, then best.json with its checksum (both atomically): best.json never names weights that are
-    not on disk, and damaged weights are caught (`nasrun.best.weights_problem`)."""
+def save_best(run_dir: Path, record: dict, weights: dict | None, model_info: dict) -> None:
+    """Write best.pt (the trial's CPU state dict), then best.json with its checksum (both atomically): best.json
+    never names weights that are not on disk, and damaged weights are caught (`nasrun.best.weights_problem`)."""
     digest = None
-    if model is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
+    if weights is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
         import torch
 
-        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         with atomic_path(run_dir / "best.pt") as tmp:
             torch.save(weights, tmp)
             digest = sha256_of(tmp)
-    write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if model is not None else None,
+    write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if weights is not None else None,
                                         "weights_sha256": digest})
 
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
                model_info: dict | None = None, on_trial: Callable[[dict], None] | None = None,
                clock: Callable[[], float] = time.monotonic, scorer=None,
-               on_start: Callable[[], None] | None = None) -> SearchResult:
+               on_start: Callable[[], None] | None = None, executor=None) -> SearchResult:
     """Run one search in `run_dir` and return every trial.
 
     resume: replay `trials.jsonl` into the fresh `strategy`, then go on. Replay feeds the strategy the same
     ask/tell sequence the first run made (recorded results stand in for evaluation), so a seeded strategy
-    proposes exactly what the uninterrupted run would have, and no recorded trial is evaluated again.
+    proposes exactly what the uninterrupted run would have (with the inline executor), and no recorded trial is
+    evaluated again.
     model_info: what best.json needs besides the trial to rebuild the network (space config, shapes).
     scorer: the run's zero-cost proxy (or None); every trial records its score beside the evaluator's result.
     on_start: called once the log has been read and checked, before anything is written (the command records
     the environment there, so a refused resume leaves the run directory as it was).
+    executor: where trials run (`nasrun.executors`); None runs them one at a time in this process.
     """
+    from nasrun.executors.inline import InlineExecutor
+
     run_dir = Path(run_dir)
+    executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
-        return _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer,
-                           on_start)
+        previous = read_log(run_dir, space, resume)
+        if on_start is not None:
+            on_start()
+        best_recorded = best_of(previous)
+        if resume and best_recorded is not None:
+            # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
+            ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {})
+        search = Search(space, strategy, evaluator, budget, executor, run_dir, model_info or {}, scorer, on_trial,
+                        clock)
+        with TrialWriter(run_dir / "trials.jsonl") as writer, executor:
+            search.writer = writer
+            return search.run(previous)
 
 
-def _run_search(space, strategy, evaluator, budget, run_dir, resume, model_info, on_trial, clock, scorer, on_start):
+def read_log(run_dir: Path, space, resume: bool) -> list[dict]:
+    """The finished trials a run goes on from: all of its log on resume (every record checked), none for a new
+    run, which must not find a log (cancelled trials run again and end records are only marks)."""
     log_path = run_dir / "trials.jsonl"
-    model_info = model_info or {}
-    logged = read_trials(log_path, space=space)  # every record checked, its arch by the space
+    logged = read_trials(log_path, space=space)
     if logged and not resume:
         raise UserError(f"{log_path} already holds {len(logged)} records; add resume=true to continue that run, "
                         f"or choose a new hydra.run.dir")
-    # Cancelled trials run again and end records are only marks: what resumes is the finished trials.
-    previous, _, _ = split_log(logged)
     if resume and not logged:
         check_resumable(run_dir)
+    previous, _, _ = split_log(logged)
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
-    if on_start is not None:
-        on_start()
-    best_recorded = best_of(previous)
-    if resume and best_recorded is not None:
-        # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
-        ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info)
-    pending = {rec["key"]: rec for rec in previous}  # recorded trials not yet replayed
-    records: list[dict] = []
-    done: dict[str, dict] = {}  # key -> record, for deduplication
-    best = None
-    cancelled = None
-    evaluated = replayed = repeats = streak = 0
-    offset = logged[-1].get("elapsed", 0.0) if logged else 0.0
-    simulated = 0.0  # summed cost of the trials so far, for evaluators that report one (a benchmark table)
-    start = clock()
-    # The wall-clock budget as a deadline on the same clock: trials check it between batches.
-    deadline = None if budget.seconds is None else start + budget.seconds - offset
-    stop_reason = "budget.trials reached"
+    return previous
 
-    def finish(arch, record):
-        nonlocal best, simulated
-        records.append(record)
-        done[record["key"]] = record
-        simulated = max(simulated, record.get("simulated", 0.0))
-        strategy.tell(arch, fitness(record))
-        if better(record, best):
-            best = record
-        if on_trial:
-            on_trial(record)
 
-    with TrialWriter(log_path) as writer:
+@dataclass
+class Search:
+    """One search in progress: the loop and what it knows (recorded trials, the best, the simulated clock, the
+    trials in flight). Budget, deduplication, resume and logging are each one method."""
+
+    space: object
+    strategy: object
+    evaluator: object
+    budget: Budget
+    executor: object
+    run_dir: Path
+    model_info: dict
+    scorer: object = None
+    on_trial: Callable[[dict], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    writer: object = None
+    records: list = field(default_factory=list)  # finished trials in completion order (the log's order)
+    done: dict = field(default_factory=dict)  # key -> finished record, for deduplication
+    in_flight: dict = field(default_factory=dict)  # key -> Trial submitted and not yet completed
+    parked: dict = field(default_factory=dict)  # key -> asks of an architecture in flight, told when it completes
+    cancelled: list = field(default_factory=list)
+    best: dict | None = None
+    simulated: float = 0.0  # the simulated clock: the latest finish of the trials so far
+    submitted: int = 0
+    counts: Counter = field(default_factory=Counter)  # evaluated, replayed, repeats
+
+    def run(self, previous: list[dict]) -> SearchResult:
+        offset = previous[-1].get("elapsed", 0.0) if previous else 0.0
+        start = self.clock()
+        self.elapsed = lambda: offset + self.clock() - start
+        # The wall-clock budget as a deadline on the same clock.
+        self.deadline = None if self.budget.seconds is None else start + self.budget.seconds - offset
+        leftover = self.replay(previous)
+        if previous and hasattr(self.executor, "resume_clock"):
+            self.executor.resume_clock(self.simulated)
+        reason = None
         while True:
-            if budget.trials_reached(len(records)):
+            if reason is None:
+                reason, leftover = self.fill(leftover), None
+            if not self.in_flight:
                 break
-            if deadline is not None and clock() >= deadline:
-                stop_reason = "budget.seconds reached"
-                break
-            if budget.simulated_seconds is not None and simulated >= budget.simulated_seconds:
-                stop_reason = "budget.simulated_seconds reached"
-                break
-            if len(done) >= len(space):
-                stop_reason = f"space exhausted: all {len(space)} architectures evaluated"
-                break
-            arch = strategy.ask()
+            for outcome in self.wait():
+                reason = self.complete(outcome) or reason
+            if reason == SIMULATED_REACHED and self.in_flight:
+                # The trials still running would all finish later on the simulated clock: none of them counts.
+                self.executor.cancel()
+                self.in_flight.clear()
+        return self.end(reason or "budget.trials reached")
+
+    def stop_reason(self) -> str | None:
+        """Why no further trial may start now, or None."""
+        if self.budget.trials_reached(len(self.records) + len(self.in_flight)):
+            return "budget.trials reached"
+        if self.deadline is not None and self.clock() >= self.deadline:
+            return SECONDS_REACHED
+        if self.budget.simulated_seconds is not None and self.simulated >= self.budget.simulated_seconds:
+            return SIMULATED_REACHED
+        if len(self.done) + len(self.in_flight) >= len(self.space):
+            return f"space exhausted: all {len(self.space)} architectures evaluated"
+        return None
+
+    def fill(self, leftover=None) -> str | None:
+        """Ask the strategy for trials until every slot of the executor is busy; the reason to stop, or None.
+        An architecture already evaluated is answered from its record; one in flight is never submitted twice
+        (its ask waits for that trial's result)."""
+        streak = 0
+        while len(self.in_flight) < self.executor.slots:
+            reason = self.stop_reason()
+            if reason is not None:
+                return reason
+            arch, leftover = leftover or self.strategy.ask(), None
             key = arch.key
-            if key in done:
-                # Not evaluated again (and free on the simulated clock): the strategy hears the recorded result
-                # and asks again.
-                repeats += 1
+            if key in self.done:  # not evaluated again (and free on the simulated clock)
+                self.counts["repeats"] += 1
+                self.strategy.tell(arch, fitness(self.done[key]))
                 streak += 1
-                strategy.tell(arch, fitness(done[key]))
                 if streak >= MAX_REPEATS:
-                    stop_reason = f"the strategy proposed {MAX_REPEATS} evaluated architectures in a row"
-                    break
+                    return f"the strategy proposed {MAX_REPEATS} evaluated architectures in a row"
                 continue
             streak = 0
-            if key in pending:
-                finish(arch, pending.pop(key))
-                replayed += 1
-                continue
-            if pending:
-                # The strategy no longer retraces the recorded run (its config changed, or trials ran in
-                # parallel). Keep every recorded trial anyway: tell them all, then go on from here.
-                log.warning("resumed run diverges from its log at trial %d; replaying the remaining %d recorded "
-                            "trials as they are", len(records), len(pending))
-                for rec in list(pending.values()):
-                    finish(space.from_json(rec["arch"]), rec)
-                    replayed += 1
-                pending.clear()
-                if budget.trials_reached(len(records)):
-                    break
-            record, model = evaluate_trial(evaluator, arch, len(records), deadline,
-                                           wants_test=lambda rec: better(rec, best))
-            if scorer is not None and record["status"] != CANCELLED:
-                record_proxy_score(record, scorer, arch)
-            record["elapsed"] = offset + clock() - start
-            if record["status"] == CANCELLED:
-                # Recorded (the time was spent) but never ok and never the best; a resume runs it again.
-                writer.append(record)
-                cancelled = record
-                stop_reason = "budget.seconds reached"
-                log.info("trial %d cancelled: %s", record["trial"], record["error"])
-                break
-            cost = record["metrics"].get("cost")
-            if cost is not None or budget.simulated_seconds is not None:
-                if cost is None and is_ok(record):
-                    raise UserError(f"budget.simulated_seconds: the evaluator reported no cost for trial "
-                                    f"{record['trial']}; budget by budget.trials or budget.seconds instead")
-                cost = cost or 0.0  # a failed trial costs nothing on the simulated clock
-                if budget.simulated_seconds is not None and simulated + cost > budget.simulated_seconds:
-                    # NAS-Bench-201's protocol: the evaluation that would cross the budget does not count.
-                    stop_reason = "budget.simulated_seconds reached"
-                    log.debug("trial %d would end at %.0f simulated s; not counted", record["trial"], simulated + cost)
-                    break
-                record["simulated"] = simulated + cost
-            evaluated += 1
-            writer.append(record)
-            if better(record, best):
-                save_best(run_dir, record, model, model_info)
-            finish(arch, record)
+            if key in self.in_flight:
+                self.parked.setdefault(key, []).append(arch)
+                return None  # ask again once something completes
+            deadline = self.deadline if self.executor.on_budget == "cancel" else None
+            trial = Trial(self.submitted, arch, self.best, deadline)
+            self.submitted += 1
+            self.in_flight[key] = trial
+            self.executor.submit(trial)
+        return None
 
+    def wait(self) -> list:
+        """The next completed trials; at the deadline (on_budget=cancel) the ones in flight, cancelled."""
+        cancelling = self.deadline is not None and self.executor.on_budget == "cancel"
+        timeout = max(0.0, self.deadline - self.clock()) if cancelling else None
+        outcomes = self.executor.completed(timeout)
+        if not outcomes and cancelling and self.clock() >= self.deadline:
+            outcomes = self.executor.cancel()
+            self.in_flight.clear()
+        return outcomes
+
+    def complete(self, outcome) -> str | None:
+        """Record, log and tell one completed trial, in completion order; a reason to stop, or None."""
+        arch = outcome.trial.arch
+        self.in_flight.pop(arch.key, None)
+        record = {"trial": len(self.records), **outcome.record}
+        if record["status"] == CANCELLED:
+            # Recorded (the time was spent) but never ok and never the best; a resume runs it again.
+            record["elapsed"] = self.elapsed()
+            self.writer.append(record)
+            self.cancelled.append(record)
+            log.info("trial %d cancelled: %s", record["trial"], record["error"])
+            return SECONDS_REACHED
+        if self.scorer is not None:
+            record_proxy_score(record, self.scorer, arch)
+        record["elapsed"] = self.elapsed()
+        if not self.on_simulated_clock(record):
+            log.debug("trial %d would end at %.0f simulated s; not counted", record["trial"], record["simulated"])
+            return SIMULATED_REACHED
+        self.counts["evaluated"] += 1
+        self.writer.append(record)
+        if better(record, self.best):
+            save_best(self.run_dir, record, outcome.weights, self.model_info)
+        log_trial(record)
+        self.finish(arch, record)
+        return None
+
+    def on_simulated_clock(self, record: dict) -> bool:
+        """Give the trial its finish time on the simulated clock (the simulated executor sets it; otherwise the
+        clock is the running sum of costs), and whether it counts: NAS-Bench-201's protocol does not count the
+        evaluation that would end past `budget.simulated_seconds`."""
+        cost = record["metrics"].get("cost")
+        if "simulated" not in record and (cost is not None or self.budget.simulated_seconds is not None):
+            if cost is None and is_ok(record):
+                raise UserError(f"budget.simulated_seconds: the evaluator reported no cost for trial "
+                                f"{record['trial']}; budget by budget.trials or budget.seconds instead")
+            record["simulated"] = self.simulated + (cost or 0.0)  # a failed trial costs nothing
+        limit = self.budget.simulated_seconds
+        return limit is None or record["simulated"] <= limit
+
+    def finish(self, arch, record: dict) -> None:
+        """A finished trial joins the records and the strategy hears it (so do asks parked on it)."""
+        self.records.append(record)
+        self.done[record["key"]] = record
+        self.simulated = max(self.simulated, record.get("simulated", 0.0))
+        self.strategy.tell(arch, fitness(record))
+        for twin in self.parked.pop(record["key"], []):
+            self.counts["repeats"] += 1
+            self.strategy.tell(twin, fitness(record))
+        if better(record, self.best):
+            self.best = record
+        if self.on_trial:
+            self.on_trial(record)
+
+    def replay(self, previous: list[dict]):
+        """Feed the recorded trials to the fresh strategy in the order it asks for them. The first ask the log
+        cannot answer (the strategy's config changed, or the trials ran in parallel) ends the replay: every
+        recorded trial left is told as it is (a tell the strategy did not ask for), and that ask is returned,
+        to be evaluated first."""
+        pending = {rec["key"]: rec for rec in previous}
+        streak = 0
+        while pending:
+            arch = self.strategy.ask()
+            if arch.key in self.done and streak < MAX_REPEATS:
+                self.counts["repeats"] += 1
+                streak += 1
+                self.strategy.tell(arch, fitness(self.done[arch.key]))
+                continue
+            streak = 0
+            if arch.key in pending:
+                self.counts["replayed"] += 1
+                self.finish(arch, pending.pop(arch.key))
+                continue
+            log.warning("resumed run diverges from its log at trial %d; replaying the remaining %d recorded "
+                        "trials as they are", len(self.records), len(pending))
+            for rec in pending.values():
+                self.counts["replayed"] += 1
+                self.finish(self.space.from_json(rec["arch"]), rec)
+            return None if arch.key in self.done else arch
+        return None
+
+    def end(self, reason: str) -> SearchResult:
+        counts = self.counts
         log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
-                 stop_reason, len(records), evaluated, replayed, repeats)
-        result = SearchResult(records, best, stop_reason, evaluated, replayed, repeats,
-                              scorer.evaluations if scorer is not None else 0, cancelled)
-        if best is not None:
+                 reason, len(self.records), counts["evaluated"], counts["replayed"], counts["repeats"])
+        result = SearchResult(self.records, self.best, reason, counts["evaluated"], counts["replayed"],
+                              counts["repeats"], self.scorer.evaluations if self.scorer is not None else 0,
+                              self.cancelled)
+        evaluator_counts = result.counts(self.evaluator)
+        if self.best is not None:
             # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
-            path = run_dir / "best.json"
-            info = {**read_best_json(run_dir), "counts": result.counts(evaluator), "stop_reason": stop_reason}
-            write_json(path, info)
+            write_json(self.run_dir / "best.json", {**read_best_json(self.run_dir), "counts": evaluator_counts,
+                                                    "stop_reason": reason})
         # The end record: the run finished (a report marks runs without one as unfinished).
-        writer.append({"status": END, "stop_reason": stop_reason, **result.counts(evaluator),
-                       "cancelled": cancelled["trial"] if cancelled else None, "elapsed": offset + clock() - start})
-    return result
+        self.writer.append({"status": END, "stop_reason": reason, **evaluator_counts,
+                            "cancelled": [r["trial"] for r in self.cancelled], "elapsed": self.elapsed()})
+        return result
+
+
+SECONDS_REACHED = "budget.seconds reached"
+SIMULATED_REACHED = "budget.simulated_seconds reached"
+
+
+def log_trial(record: dict) -> None:
+    """One log line per finished trial. A table lookup makes thousands of trials a second; a console line each
+    would cost more than the trial (about 1 ms through rich), so trials faster than QUIET_BELOW_SECONDS go to
+    DEBUG: trials.jsonl holds every trial anyway."""
+    number, metrics = record["trial"], record["metrics"]
+    if not is_ok(record):
+        log.warning("trial %d failed: %s", number, record["error"])
+        return
+    level = logging.INFO if record["seconds"] >= QUIET_BELOW_SECONDS else logging.DEBUG
+    proxy = f" proxy_score={metrics['proxy_score']:.4g}" if "proxy_score" in metrics else ""
+    log.log(level, "trial %d ok: val_acc=%s test_acc=%s%s params=%s %s", number, _fmt(metrics.get("val_acc")),
+            _fmt(metrics.get("test_acc")), proxy, metrics.get("params", "-"), record["key"])
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -254,41 +371,6 @@ def record_proxy_score(record: dict, scorer, arch) -> None:
     except ValueError as err:
         record["proxy_error"] = str(err)
     record["proxy_evaluations"] = scorer.evaluations
-
-
-def evaluate_trial(evaluator, arch, number: int, deadline: float | None = None,
-                   wants_test: Callable[[dict], bool] = lambda record: False) -> tuple[dict, object]:
-    """Evaluate one architecture; any exception (NaN loss, out of memory, a build error) makes a failed record,
-    the wall-clock deadline a cancelled one. A trial that `wants_test` (the best so far) is also measured on the
-    test split when the evaluator left that out (`evaluator.test`)."""
-    began = time.perf_counter()
-    record = {"trial": number, "arch": arch.to_json(), "key": arch.key}
-    try:
-        metrics, model = evaluator(arch, deadline=deadline)
-        record.update(status=OK, metrics=metrics, seconds=0.0)
-        problem = record_problem(record)
-        if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
-            raise ValueError(f"the evaluator returned {problem}")
-        if "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None and wants_test(record):
-            metrics.update(evaluator.test(model, deadline=deadline))
-    except TrialCancelled as err:
-        record.update(status=CANCELLED, metrics={}, seconds=time.perf_counter() - began, error=str(err))
-        return record, None
-    except Exception as err:  # a failing trial must not end the search; the record keeps the error
-        log.warning("trial %d failed: %s: %s", number, type(err).__name__, err)
-        log.debug("".join(traceback.format_exception(err)))
-        _release_cuda_memory()
-        record.update(status=FAILED, metrics={}, seconds=time.perf_counter() - began,
-                      error=f"{type(err).__name__}: {err}")
-        return record, None
-    record["seconds"] = time.perf_counter() - began
-    # A table lookup makes thousands of trials a second; a console line each would cost more than the trial
-    # (about 1 ms through rich). Those go to DEBUG: trials.jsonl holds every trial anyway.
-    level = logging.INFO if record["seconds"] >= QUIET_BELOW_SECONDS else logging.DEBUG
-    proxy = f" proxy_score={metrics['proxy_score']:.4g}" if "proxy_score" in metrics else ""
-    log.log(level, "trial %d ok: val_acc=%s test_acc=%s%s params=%s %s", number, _fmt(metrics.get("val_acc")),
-            _fmt(metrics.get("test_acc")), proxy, metrics.get("params", "-"), arch.key)
-    return record, model
 
 
 def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
@@ -311,15 +393,9 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
     else:
         log.warning("%s; retrained trial %d (%s) to restore best.json and best.pt", problem, best["trial"],
                     best["key"])
-    save_best(run_dir, best, model, model_info)
+    weights = None if model is None else {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    save_best(run_dir, best, weights, model_info)
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def _release_cuda_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
