@@ -11,7 +11,9 @@ from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, 
 from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
 from nasrun.config import build, build_search, parameters
+from nasrun.bench.worker_faults import Toy, ToyEvaluator
 from nasrun.data import ImageData, synthetic
+from nasrun.executors import Trial
 from nasrun.runner import Budget
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.custom import CustomSpace
@@ -38,11 +40,25 @@ def runtime_values(group, option):
         "budget": {},
         "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer),
         "device": {},
+        "executor": dict(evaluator=CostlyToy(), make_evaluator=Toy(), device=torch.device("cpu")),
     }[group]
 
 
+class CostlyToy(ToyEvaluator):
+    """A table-like evaluator with a cost, which the simulated executor needs."""
+
+    reports_cost = True
+
+    def __init__(self):
+        super().__init__(Toy())
+
+    def __call__(self, arch, deadline=None):
+        metrics, model = super().__call__(arch, deadline)
+        return {**metrics, "cost": 10.0}, model
+
+
 def test_groups_are_the_documented_interface():
-    assert set(GROUPS) >= {"dataset", "space", "strategy", "proxy", "budget", "evaluator", "device"}
+    assert set(GROUPS) >= {"dataset", "space", "strategy", "proxy", "budget", "evaluator", "device", "executor"}
     cfg = compose()
     assert cfg.seed == 0 and cfg.device.type == "auto" and cfg.resume is False and cfg.published is None
 
@@ -91,6 +107,11 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
     if group == "strategy":
         arch = built.ask()
         built.tell(arch, 1.0)
+    if group == "executor":  # one trial through it (a pool spawns a worker, ray starts a local instance)
+        with built:
+            built.submit(Trial(0, CustomSpace().sample(np.random.default_rng(0))))
+            [outcome] = built.completed()
+        assert outcome.record["status"] == "ok" and 50 <= outcome.record["metrics"]["val_acc"] < 100
     if group == "evaluator":
         metrics, _ = built(runtime["space"].sample(np.random.default_rng(0)))
         assert 0 <= metrics["val_acc"] <= 100 if "fitness" not in metrics else np.isfinite(metrics["fitness"])
@@ -107,7 +128,7 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
         shrink = ["strategy.P=2", "strategy.S=1", "strategy.C=2", "proxy.cache_dir=null"]
     cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink)
     assert cfg.published.metric == "test_acc" and 0 < cfg.published.mean < 100 and cfg.published.source
-    space, budget, strategy, evaluator, info, scorer = build_search(cfg, 0, torch.device("cpu"))
+    space, budget, strategy, evaluator, info, scorer, _ = build_search(cfg, 0, torch.device("cpu"))
     arch = strategy.ask()
     if evaluator.reports_cost or not hasattr(evaluator, "data"):
         metrics, model = evaluator(arch)  # a table lookup: instant

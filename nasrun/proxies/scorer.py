@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import logging
 import math
 import time
@@ -84,28 +85,33 @@ class ProxyScorer:
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
         self.cache_path = None
-        self._torn = False
+        self._offset = 0  # bytes of the cache file read so far
         if cache_dir is not None:
             self.cache_path = Path(cache_dir) / f"{self.name}-{self.cache_key}.jsonl"
-            self.entries = self._read_cache()
+            self._read_new()
 
     @property
     def evaluations(self) -> int:
         return len(self._asked)
 
-    def _read_cache(self) -> dict[str, dict]:
-        """The cached entries. A bad line (torn by a kill, damaged, or not an entry) only costs its score being
-        computed again: skipped, and counted in one warning."""
-        entries = {}
+    def _read_new(self) -> None:
+        """Add the entries appended to the cache file since the last read, by this process or by another one
+        sharing `cache_dir` (workers, concurrent sweep jobs): a score another writer computed is not computed
+        again. A line still being written is left for the next read; a bad line (torn by a kill, damaged) only
+        costs its score being computed again: skipped, and counted in one warning."""
         try:
-            data = self.cache_path.read_bytes() if self.cache_path.exists() else b""
+            with open(self.cache_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
         except OSError as err:
             self._to_memory(err)
-            return entries
-        # A kill mid-line leaves no newline: end that torn line before appending, or it would swallow the next.
-        self._torn = bool(data) and not data.endswith(b"\n")
+            return
+        complete = data[:data.rfind(b"\n") + 1]
+        self._offset += len(complete)
         bad = 0
-        for line in data.splitlines():
+        for line in filter(bytes.strip, complete.splitlines()):
             try:
                 entry = json.loads(line)
             except ValueError:  # cut JSON, or bytes that are not UTF-8
@@ -113,11 +119,10 @@ class ProxyScorer:
             if _entry_problem(entry):
                 bad += 1
                 continue
-            entries[entry.pop("key")] = entry
+            self.entries[entry.pop("key")] = entry
         if bad:
             log.warning("proxy cache %s: skipped %d bad line%s (their architectures are scored again)",
                         self.cache_path, bad, "" if bad == 1 else "s")
-        return entries
 
     def _to_memory(self, err: OSError) -> None:
         """An unreadable or unwritable cache file: keep scores in memory for this run, and say so once."""
@@ -131,6 +136,8 @@ class ProxyScorer:
         """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new."""
         key = arch.key
         self._asked.add(key)
+        if key not in self.entries and self.cache_path is not None:
+            self._read_new()  # another process sharing the cache may have scored it meanwhile
         if key not in self.entries:
             self.store(arch, self._compute(arch))
         return self.entries[key]
@@ -152,18 +159,20 @@ class ProxyScorer:
         return model.to(self.data.device)
 
     def store(self, arch, entry: dict) -> None:
-        """Record a computed entry: in memory, and appended to the cache file (flushed per score, so a kill loses
-        nothing; no fsync: a lost score is only recomputed)."""
+        """Record a computed entry: in memory, and appended to the cache file (written per score, so a kill loses
+        nothing; no fsync: a lost score is only recomputed). Several processes may append to one file: each line
+        goes in one write under an exclusive lock, so lines never interleave, and a line torn by a killed
+        writer is ended before the next one."""
         self.entries[arch.key] = entry
         self.computed += 1
-        if self.cache_path is not None:
-            try:
-                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.cache_path, "a", encoding="utf-8") as f:
-                    f.write(("\n" if self._torn else "") + json.dumps({"key": arch.key, **entry}) + "\n")
-            except OSError as err:  # a read-only folder, a full disk: the scores are only a cache
-                self._to_memory(err)
-            self._torn = False
+        if self.cache_path is None:
+            return
+        line = (json.dumps({"key": arch.key, **entry}) + "\n").encode()
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            append_line(self.cache_path, line)
+        except OSError as err:  # a read-only folder, a full disk: the scores are only a cache
+            self._to_memory(err)
 
     def _compute(self, arch) -> dict:
         began = time.perf_counter()
@@ -175,6 +184,22 @@ class ProxyScorer:
             log.debug("proxy %s failed for %s: %s", self.name, arch.key, err)
             return {"score": None, "seconds": _since(began, self.data.device), "error": str(err)}
         return {"score": score, "seconds": _since(began, self.data.device)}
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line to a file other processes append to as well: under flock, after ending a torn last line."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read too: the last byte is checked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        while line:
+            line = line[os.write(fd, line):]
+    finally:
+        os.close(fd)
 
 
 def _entry_problem(entry) -> bool:

@@ -1,0 +1,54 @@
+"""The Ray executor on a local Ray instance (the `ray` extra; `make test` installs it, and CI fails without it)."""
+
+import sys
+
+import pytest
+
+from conftest import IN_CI
+from nasrun.bench.worker_faults import Toy
+from nasrun.checks import UserError
+from nasrun.executors.ray_tasks import RayExecutor
+from nasrun.runner import Budget, run_search
+from nasrun.spaces.custom import CustomSpace
+from nasrun.strategies.evolution import RegularizedEvolution
+from nasrun.strategies.random import RandomSearch
+
+SPACE = CustomSpace()
+
+
+@pytest.fixture
+def ray():
+    if IN_CI:
+        import ray  # CI installs the extra: a missing Ray is a failure there, not a skip
+    else:
+        ray = pytest.importorskip("ray")
+    return ray
+
+
+def test_a_small_search_on_local_ray_survives_a_killed_worker(tmp_path, ray):
+    strategy = RandomSearch(SPACE, 2)
+    keys = [strategy.ask().key for _ in range(6)]
+    toy = Toy(delay=0.05, kill=(keys[1],), marker_dir=str(tmp_path))  # dies once; Ray runs it again
+    executor = RayExecutor(toy, max_retries=2)
+    evolution = RegularizedEvolution(SPACE, 2, population_size=4, sample_size=2)
+    result = run_search(SPACE, evolution, None, Budget(trials=8), tmp_path / "run", executor=executor)
+    assert len(result.records) == 8 == len({r["key"] for r in result.records})
+    assert all(r["status"] == "ok" for r in result.records)
+    assert keys[1] in {r["key"] for r in result.records}
+    assert not ray.is_initialized()  # the executor shut down the instance it started
+
+
+def test_a_trial_that_always_kills_its_worker_is_recorded_failed(tmp_path, ray):
+    key = RandomSearch(SPACE, 4).ask().key
+    executor = RayExecutor(Toy(kill=(key,)), max_retries=1)
+    result = run_search(SPACE, RandomSearch(SPACE, 4), None, Budget(trials=3), tmp_path, executor=executor)
+    failed = [r for r in result.records if r["status"] == "failed"]
+    assert [r["key"] for r in failed] == [key] and len(result.records) == 3
+    assert "executor.max_retries=1" in failed[0]["error"]
+
+
+def test_without_ray_executor_ray_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as it does without the extra
+    executor = RayExecutor(Toy())
+    with pytest.raises(UserError, match=r"executor=ray needs Ray, an optional extra: pip install 'nasrun\[ray\]'"):
+        executor.slots
