@@ -242,6 +242,7 @@ def help_text() -> str:
               "keys people change first:",
               "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
               "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
+              "  executor=pool executor.workers=N                  trials in parallel (ray: a cluster)",
               "  seed=N                                            data split, strategy, every trial",
               "  hydra.run.dir=DIR resume=true                     continue a stopped run in DIR",
               "  dataset.root=DIR, or NASRUN_DATA=DIR              where the datasets are (offline: README)",

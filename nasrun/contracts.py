@@ -46,7 +46,14 @@ class Space(Protocol):
 @runtime_checkable
 class Strategy(Protocol):
     """Ask/tell only: a strategy never trains, reads the clock or touches files. `tell` gets the trial's fitness
-    (None for a failed trial), also for a repeated proposal the runner answered from its records."""
+    (None for a failed trial), also for a repeated proposal the runner answered from its records.
+
+    With a parallel executor several `ask()`s are outstanding at once and their `tell()`s come in completion
+    order, not in the order asked: a strategy must give sensible proposals meanwhile (it may count the asks it
+    is owed answers for) and must not assume a tell answers its latest ask. A strategy must also accept a tell
+    for an architecture it never proposed (a resumed run whose log it no longer retraces, a trial asked before
+    a restart): that is information like any other result (evolution adds it to the population, random search
+    ignores it), and it must never drive its own bookkeeping below zero or raise."""
 
     def ask(self) -> Architecture: ...
 

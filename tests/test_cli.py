@@ -130,11 +130,14 @@ def test_multirun_sweeps_seeds_and_strategies(tmp_path):
     assert len({tuple(k) for k in keys.values()}) > 1  # different seeds search differently
 
 
-def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, data_root):
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["one_job_at_a_time", "joblib_two_at_once"])
+def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, data_root, launcher):
     """Job 0 finished, job 1 was killed after 12 trials, job 2 never started: `hydra.sweep.dir=... resume=true`
-    skips job 0, resumes job 1 and starts job 2, and every job ends as an uninterrupted sweep's did."""
+    skips job 0, resumes job 1 and starts job 2, and every job ends as an uninterrupted sweep's did. The same
+    with Hydra's joblib launcher running two jobs at once (the `joblib` extra)."""
     sweep = ["-m", "seed=0,1,2", "space=nb201", "evaluator=tabular", f"dataset.root={data_root}", "budget.trials=30",
-             f"hydra.sweep.dir={tmp_path}"]
+             f"hydra.sweep.dir={tmp_path}", *launcher]
     assert run_cli(*sweep).returncode == 0
     uninterrupted = {job: (tmp_path / job / "trials.jsonl").read_text().splitlines() for job in "012"}
     (tmp_path / "1" / "trials.jsonl").write_text("\n".join(uninterrupted["1"][:12]) + "\n")

@@ -28,7 +28,7 @@ def asks(seed, n):
 
 
 def config_search(run_dir, *overrides):
-    cfg = compose("dataset=synthetic", "dataset.num_train=256", "dataset.num_test=64", "budget=smoke",
+    cfg = compose("dataset=synthetic", "dataset.num_train=160", "dataset.num_test=64", "budget=smoke",
                   "budget.trials=4", *overrides)
     device = torch.device("cpu")
     search = build_search(cfg, 0, device)
@@ -60,10 +60,9 @@ def test_two_workers_give_each_architecture_the_metrics_of_the_inline_search(tmp
 
 def test_a_killed_worker_is_retried_a_hung_trial_times_out_and_the_search_goes_on(tmp_path):
     keys = asks(7, 8)
-    toy = Toy(delay=0.05, kill=(keys[1], keys[2]), marker_dir=str(tmp_path), hang=(keys[3],))
     # keys[1] dies once (a marker remembers it) and succeeds on retry; keys[2] dies on every attempt.
-    toy_always = Toy(delay=0.05, kill=(keys[2],))
-    executor = ProcessPool(Mixed(toy, toy_always, keys[2]), workers=2, trial_timeout=3, max_retries=1)
+    toy = Toy(delay=0.05, kill=(keys[1],), marker_dir=str(tmp_path), kill_always=(keys[2],), hang=(keys[3],))
+    executor = ProcessPool(toy, workers=2, trial_timeout=3, max_retries=1)
     result = run_search(SPACE, RandomSearch(SPACE, 7), None, Budget(trials=8), tmp_path / "run", executor=executor)
     status = {r["key"]: r for r in result.records}
     assert len(result.records) == 8 == len(status) and set(status) == set(keys)
@@ -73,17 +72,6 @@ def test_a_killed_worker_is_retried_a_hung_trial_times_out_and_the_search_goes_o
     assert status[keys[3]]["status"] == "failed" and status[keys[3]]["error"].startswith("timeout: the trial ran "
                                                                                         "past executor.trial_timeout=3 s")
     assert sum(r["status"] == "ok" for r in result.records) == 6
-
-
-class Mixed:
-    """make_evaluator: `always` for the key that must die every time, `toy` otherwise (both picklable)."""
-
-    def __init__(self, toy, always, key):
-        self.toy, self.always, self.key = toy, always, key
-
-    def __call__(self, device):
-        first, second = self.toy(device), self.always(device)
-        return lambda arch, deadline=None: (second if arch.key == self.key else first)(arch, deadline)
 
 
 def test_the_wall_clock_budget_cancels_the_trials_in_flight(tmp_path):
@@ -131,3 +119,15 @@ def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
     assert after[:len(before)] == before  # every finished trial kept as it was
     assert len(result.records) == 14 == len({r["key"] for r in result.records})  # none repeated, none lost
     assert result.replayed == len(before) and result.evaluated == 14 - len(before)
+
+
+def test_on_cuda_each_worker_sees_one_gpu_and_trials_per_gpu_share_it(monkeypatch):
+    from nasrun.executors.pool import worker_environments
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    envs = worker_environments(torch.device("cuda"), workers=8, trials_per_gpu=3)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2", "2", "2", "5", "5", "5"]
+    assert {e["NASRUN_WORKER_DEVICE"] for e in envs} == {"cuda"}
+    cpu = worker_environments(torch.device("cpu"), workers=2, trials_per_gpu=3)
+    assert len(cpu) == 2 and all(e["CUDA_VISIBLE_DEVICES"] == "" for e in cpu)
+    assert sum(int(e["NASRUN_WORKER_THREADS"]) for e in cpu) <= max(2, len(os.sched_getaffinity(0)))

@@ -6,12 +6,12 @@ from conftest import IN_CI, run_cli
 
 
 def test_fashion_mnist_search_learns(data_root, tmp_path):
-    # make run's fidelity (3 % of the training images, 1,000 for validation), two trials.
-    proc = run_cli(f"dataset.root={data_root}", f"dataset.download={str(not IN_CI).lower()}", "budget.trials=2",
+    # make run's fidelity (3 % of the training images, 1,000 for validation), one trial (a trial takes 20-40 s).
+    proc = run_cli(f"dataset.root={data_root}", f"dataset.download={str(not IN_CI).lower()}", "budget.trials=1",
                    "budget.epochs=1", "strategy=random", f"hydra.run.dir={tmp_path}", timeout=600)
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok", "end"]
+    assert [r["status"] for r in records] == ["ok", "end"]
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["dataset"] == "fashion_mnist" and best["in_channels"] == 1
     assert best["metrics"]["test_acc"] >= 60.0, best["metrics"]  # chance: 10 %

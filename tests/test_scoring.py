@@ -110,3 +110,45 @@ def test_a_proxy_whose_definition_changed_never_reads_its_old_scores(tmp_path):
     assert newer.cache_path != fisher.cache_path  # a new file: the old scores are not read back
     assert ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path).cache_path == \
         snip.cache_path
+
+
+WRITER = """
+import sys, numpy as np
+from nasrun.data import synthetic
+from nasrun.proxies import zero_cost as proxies
+from nasrun.proxies.scorer import ProxyScorer
+from nasrun.spaces.nb201 import NB201Space
+space = NB201Space(4, 1)
+archs = [space.sample(np.random.default_rng(i)) for i in range(24)]
+if sys.argv[2] == "reversed":
+    archs.reverse()
+scorer = ProxyScorer(proxies.naswot, space, synthetic(channels=3, image_size=16), seed=0, batch_size=16,
+                     cache_dir=sys.argv[1])
+for arch in archs:
+    scorer(arch)
+print(scorer.computed)
+"""
+
+
+def test_two_processes_share_one_cache_without_torn_lines_or_lost_scores(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), order], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE) for order in ("forward", "reversed")]
+    computed = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    [cache] = tmp_path.glob("naswot-*.jsonl")
+    lines = cache.read_bytes().splitlines()
+    entries = [json.loads(line) for line in lines]  # every line whole: none torn, none interleaved
+    keys = {SPACE.sample(np.random.default_rng(i)).key for i in range(24)}
+    assert {e["key"] for e in entries} == keys  # no score lost
+    assert len(entries) == sum(computed) < 2 * len(keys)  # each computed score written once, some shared
+    scores = {}
+    for e in entries:  # a score computed twice (both missed at once) is the same score
+        assert scores.setdefault(e["key"], e["score"]) == e["score"]
+    fresh = scorer(tmp_path)
+    assert fresh.entries.keys() == keys and fresh.computed == 0

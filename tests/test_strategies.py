@@ -97,3 +97,30 @@ def test_default_evolution_beats_random_search(tmp_path):
     evo = [trials_to_optimum(RegularizedEvolution(SPACE, seed=s), tmp_path / f"e{s}") for s in seeds]
     rnd = [trials_to_optimum(RandomSearch(SPACE, seed=s), tmp_path / f"r{s}") for s in seeds]
     assert np.mean(evo) < np.mean(rnd), (np.mean(evo), np.mean(rnd))
+
+
+def every_strategy(space, seed=0):
+    from nasrun.strategies.guided_evolution import GuidedEvolution
+
+    scorer = lambda arch: float(sum(v if isinstance(v, (int, float)) else 0 for v in arch.to_json().values()))
+    return [RandomSearch(space, seed), RegularizedEvolution(space, seed, population_size=4, sample_size=2),
+            GuidedEvolution(space, seed, scorer, P=4, S=2, C=8)]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["random", "evolution", "guided_evolution"])
+def test_every_strategy_takes_tells_out_of_order_and_tells_it_never_asked_for(index):
+    space = CustomSpace()
+    strategy = every_strategy(space)[index]
+    for round in range(5):  # six asks outstanding, answered newest first, with a failure among them
+        asked = [strategy.ask() for _ in range(6)]
+        for number, arch in enumerate(reversed(asked)):
+            strategy.tell(arch, None if number == 2 else float(round * 6 + number))
+    stranger = space.sample(np.random.default_rng(99))
+    for _ in range(3):  # results it never asked for: a resumed run's log, or asks of a previous process
+        strategy.tell(stranger, 99.0)
+    assert getattr(strategy, "outstanding", 0) == 0  # bookkeeping never below zero, never owed a stale answer
+    if hasattr(strategy, "population"):
+        assert any(arch == stranger for arch, _ in strategy.population)  # an unasked result is information
+        assert len(strategy.population) <= 4
+    for arch in [strategy.ask() for _ in range(6)]:  # and it goes on proposing valid architectures
+        assert space.from_json(arch.to_json()) == arch

@@ -22,6 +22,11 @@
 6. `folder` (`nasrun.bench.folder`): dataset=folder's decode-and-cache images/s on Fashion-MNIST written out as
    PNGs, against torchvision's ImageFolder + DataLoader reading the same folder for one epoch; the cached start.
 
+7. `faults` (`nasrun.bench.faults`): the fault-injection suite's table.
+8. `executors` (`nasrun.bench.executors`): trials per hour through the inline, pool and ray executors; each
+   executor's milliseconds per trial on the table; asynchronous search on the simulated clock with 1, 4 and
+   16 virtual workers (30 seeds each).
+
 Results go to outputs/bench-DATE-TIME/bench.json under the working directory.
 
 Usage: python -m nasrun.bench [--only NAME] [--images N] [--rounds R] [--root DIR] [--threads N]

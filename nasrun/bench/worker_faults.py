@@ -19,11 +19,13 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Toy:
     """kill: keys whose evaluation SIGKILLs the worker; the first time only when `marker_dir` is set (a marker
-    file remembers it, so the retry succeeds), every time otherwise. hang: keys that sleep `hang_seconds`."""
+    file remembers it, so the retry succeeds), every time otherwise. kill_always: keys that SIGKILL it on every
+    attempt. hang: keys that sleep `hang_seconds`."""
 
     delay: float = 0.0
     kill: tuple = ()
     marker_dir: str | None = None
+    kill_always: tuple = ()
     hang: tuple = ()
     hang_seconds: float = 600.0
 
@@ -41,7 +43,7 @@ class ToyEvaluator:
 
     def __call__(self, arch, deadline: float | None = None):
         plan = self.plan
-        if arch.key in plan.kill and self._first_time(arch.key):
+        if arch.key in plan.kill_always or (arch.key in plan.kill and self._first_time(arch.key)):
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(plan.hang_seconds if arch.key in plan.hang else plan.delay)
         return {"val_acc": toy_accuracy(arch.key), "worker_pid": os.getpid()}, None

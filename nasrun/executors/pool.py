@@ -194,6 +194,8 @@ def worker_environments(device, workers: int, trials_per_gpu: int) -> list[dict]
         import torch
 
         gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        if not gpus:
+            raise UserError("executor=pool on CUDA: no GPU is visible; use device=cpu")
         return [{"CUDA_VISIBLE_DEVICES": gpu, "NASRUN_WORKER_DEVICE": "cuda", "NASRUN_WORKER_THREADS": "1"}
                 for gpu in gpus for _ in range(trials_per_gpu)]
     threads = max(1, usable_cores() // workers)

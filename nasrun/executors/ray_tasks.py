@@ -51,10 +51,16 @@ class RayExecutor:
         self.trial_timeout, self.on_budget = check_executor_options(trial_timeout, on_budget)
         self.ray = None  # connected on first use: building the config option starts nothing
         self.running: dict = {}  # ObjectRef -> (trial, time.monotonic() at submission)
+        self._slots = None
 
     @property
     def slots(self) -> int:
-        """Trials the cluster can run at once with these resources per trial."""
+        """Trials the cluster can run at once with these resources per trial (asked once, when joining it)."""
+        if self._slots is None:
+            self._slots = self._count_slots()
+        return self._slots
+
+    def _count_slots(self) -> int:
         ray = self._connect()
         resources = ray.cluster_resources()
         slots = int(resources.get("CPU", 1) // self.num_cpus)

@@ -45,8 +45,9 @@ class RegularizedEvolution:
     def ask(self):
         self.outstanding += 1
         # Random initialisation until the population (counting answers still to come) is full. Failed trials
-        # never join, so they are replaced by further random samples.
-        if len(self.population) + self.outstanding - 1 < self.population_size:
+        # never join, so they are replaced by further random samples. With more trials in flight than the
+        # population holds, asks beyond it are random too until the first result arrives.
+        if len(self.population) + self.outstanding - 1 < self.population_size or not self.population:
             return self.space.sample(self.rng)
         first = tournament(self.population, self.sample_size, self.rng)
         second = tournament(self.population, self.sample_size, self.rng) if self.crossover else first
