@@ -58,7 +58,7 @@ class Budget:
 
 @dataclass
 class SearchResult:
-    records: list[dict]  # every trial of the run, resumed ones included, in trial order
+    records: list[dict]  # every finished trial of the run, resumed ones included, numbered in completion order
     best: dict | None  # the best ok trial by val_acc
     stop_reason: str
     evaluated: int  # trials evaluated by this process (not replayed from the log)
@@ -108,7 +108,7 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     run_dir = Path(run_dir)
     executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
-        previous = read_log(run_dir, space, resume)
+        previous, offset = read_log(run_dir, space, resume)
         if on_start is not None:
             on_start()
         best_recorded = best_of(previous)
@@ -119,12 +119,13 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
                         clock)
         with TrialWriter(run_dir / "trials.jsonl") as writer, executor:
             search.writer = writer
-            return search.run(previous)
+            return search.run(previous, offset)
 
 
-def read_log(run_dir: Path, space, resume: bool) -> list[dict]:
-    """The finished trials a run goes on from: all of its log on resume (every record checked), none for a new
-    run, which must not find a log (cancelled trials run again and end records are only marks)."""
+def read_log(run_dir: Path, space, resume: bool) -> tuple[list[dict], float]:
+    """The finished trials a run goes on from (all of its log on resume, every record checked; none for a new
+    run, which must not find a log), and the run's clock when its log ends. Cancelled trials run again and end
+    records are only marks, but their time was spent."""
     log_path = run_dir / "trials.jsonl"
     logged = read_trials(log_path, space=space)
     if logged and not resume:
@@ -135,7 +136,7 @@ def read_log(run_dir: Path, space, resume: bool) -> list[dict]:
     previous, _, _ = split_log(logged)
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
-    return previous
+    return previous, logged[-1].get("elapsed", 0.0) if logged else 0.0
 
 
 @dataclass
@@ -164,8 +165,7 @@ class Search:
     submitted: int = 0
     counts: Counter = field(default_factory=Counter)  # evaluated, replayed, repeats
 
-    def run(self, previous: list[dict]) -> SearchResult:
-        offset = previous[-1].get("elapsed", 0.0) if previous else 0.0
+    def run(self, previous: list[dict], offset: float = 0.0) -> SearchResult:
         start = self.clock()
         self.elapsed = lambda: offset + self.clock() - start
         # The wall-clock budget as a deadline on the same clock.

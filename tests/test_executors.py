@@ -3,7 +3,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -145,7 +144,7 @@ def test_on_budget_wait_lets_the_running_trial_finish(tmp_path):
 def table_search(run_dir, root, workers=None, preset="nb201_rea", seed=0, simulated_seconds=12000):
     cfg = compose(f"+experiment={preset}", f"dataset.root={root}", f"seed={seed}",
                   f"budget.simulated_seconds={simulated_seconds}",
-                  *([f"executor=simulated", f"executor.workers={workers}"] if workers else []))
+                  *(["executor=simulated", f"executor.workers={workers}"] if workers else []))
     search = build_search(cfg, seed, torch.device("cpu"))
     executor = build_executor(cfg, search, seed, torch.device("cpu"))
     return run_search(search.space, search.strategy, search.evaluator, search.budget, run_dir, executor=executor)
