@@ -169,7 +169,8 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> Search:
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
-    for group, node in {**groups, "dataset": cfg.dataset}.items():  # the dataset's too, even when not read
+    unread = {"dataset": cfg.dataset, **({"executor": cfg.executor} if cfg.get("executor") is not None else {})}
+    for group, node in {**groups, **unread}.items():  # the dataset's too, even when not read
         check_keys(group, node)
     space = build("space", cfg.space)
     budget = build("budget", cfg.budget)

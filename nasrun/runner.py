@@ -109,17 +109,18 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
     executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
         previous, offset = read_log(run_dir, space, resume)
-        if on_start is not None:
-            on_start()
-        best_recorded = best_of(previous)
-        if resume and best_recorded is not None:
-            # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
-            ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {})
-        search = Search(space, strategy, evaluator, budget, executor, run_dir, model_info or {}, scorer, on_trial,
-                        clock)
-        with TrialWriter(run_dir / "trials.jsonl") as writer, executor:
-            search.writer = writer
-            return search.run(previous, offset)
+        with executor:  # entered before anything is written: joining a Ray cluster that is not there changes nothing
+            if on_start is not None:
+                on_start()
+            best_recorded = best_of(previous)
+            if resume and best_recorded is not None:
+                # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
+                ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {})
+            search = Search(space, strategy, evaluator, budget, executor, run_dir, model_info or {}, scorer,
+                            on_trial, clock)
+            with TrialWriter(run_dir / "trials.jsonl") as writer:
+                search.writer = writer
+                return search.run(previous, offset)
 
 
 def read_log(run_dir: Path, space, resume: bool) -> tuple[list[dict], float]:

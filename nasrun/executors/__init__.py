@@ -5,7 +5,8 @@ An executor is any object with
 - `submit(trial)`: start one `Trial` (or queue it until `completed` runs it, for the in-process ones);
 - `completed(timeout) -> list[Outcome]`: block until at least one trial completes (or `timeout` seconds pass,
   giving []), and return the finished ones in completion order;
-- `cancel() -> list[Outcome]`: stop every trial in flight and return them as `cancelled` records;
+- `cancel() -> list[Outcome]`: stop every trial in flight; those that took real time come back as `cancelled`
+  records (the in-process executors have none: a queued trial never started, a simulated one never finished);
 - `on_budget` (`wait` | `cancel`): what the runner does with trials in flight when `budget.seconds` runs out;
 - use as a context manager: leaving it stops its workers, whatever happened.
 

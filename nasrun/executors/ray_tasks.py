@@ -8,6 +8,7 @@ trial. Results come back to the search's main process, the only writer of the ru
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 
@@ -43,6 +44,10 @@ class RayExecutor:
 
     def __init__(self, make_evaluator, address: str | None = None, num_cpus: int = 1, num_gpus: float = 0,
                  max_retries: int = 2, trial_timeout: float | None = None, on_budget: str = "cancel"):
+        try:  # checked here, before the run directory is touched; joining or starting Ray waits for first use
+            importlib.import_module("ray")
+        except ImportError:
+            raise UserError("executor=ray needs Ray, an optional extra: pip install 'nasrun[ray]'") from None
         self.make_evaluator = make_evaluator
         self.address = address
         self.num_cpus = check_int("num_cpus", num_cpus, low=1)
@@ -104,6 +109,7 @@ class RayExecutor:
         return outcomes
 
     def __enter__(self):
+        self._connect()  # a cluster that cannot be joined stops the run before it writes anything
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,10 +148,8 @@ class RayExecutor:
         """Import Ray, join or start its instance, and put the evaluator factory into the object store once."""
         if self.ray is not None:
             return self.ray
-        try:
-            import ray
-        except ImportError:
-            raise UserError("executor=ray needs Ray, an optional extra: pip install 'nasrun[ray]'") from None
+        import ray
+
         self.started_here = not ray.is_initialized()
         if self.started_here:
             try:
