@@ -195,3 +195,28 @@ def test_resume_with_the_simulated_executor_keeps_the_log_and_its_clock(tmp_path
     assert len({r["key"] for r in resumed.records}) == len(resumed.records)
     lines = (tmp_path / "trials.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["status"] == "end" for line in lines) == 2
+
+
+def test_out_of_memory_fails_that_trial_only_and_its_tensors_are_gone_before_memory_is_released(tmp_path,
+                                                                                                monkeypatch):
+    import weakref
+
+    import nasrun.executors as executors
+
+    first = RandomSearch(SPACE, 9).ask().key
+    held = []
+
+    class OutOfMemory(Counting):
+        def __call__(self, arch, deadline=None):
+            if arch.key == first:
+                activations = torch.ones(1024, 1024)  # what a trial holds when it runs out of memory
+                held.append(weakref.ref(activations))
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().__call__(arch)
+
+    released = []
+    monkeypatch.setattr(executors, "release_cuda_memory", lambda: released.append(held[0]() is None))
+    result = run_search(SPACE, RandomSearch(SPACE, 9), OutOfMemory(), Budget(trials=3), tmp_path)
+    assert [r["status"] for r in result.records] == ["failed", "ok", "ok"]
+    assert result.records[0]["error"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert released == [True]  # released once, after the failed trial's tensors were freed
