@@ -310,3 +310,46 @@ def test_the_test_split_is_measured_only_for_trials_that_become_the_best(tmp_pat
     tested = [r for r in result.records if "test_acc" in r["metrics"]]
     assert [r["key"] for r in tested] == expected
     assert result.best["metrics"]["test_acc"] == score(SPACE.from_json(result.best["arch"])) - 1
+
+
+def bare_search(budget, strategy=None, **fields):
+    """A `Search` with no executor or log: for its pieces one at a time."""
+    from nasrun.runner import Search
+
+    class OneSlot:
+        slots, on_budget = 1, "cancel"
+
+    search = Search(SPACE, strategy or RandomSearch(SPACE, 0), None, budget, OneSlot(), None, {}, **fields)
+    search.deadline = None
+    return search
+
+
+def test_stop_reason_names_each_budget_and_counts_trials_in_flight():
+    search = bare_search(Budget(trials=3))
+    assert search.stop_reason() is None
+    search.records, search.in_flight = [{}] * 2, {"k": None}
+    assert search.stop_reason() == "budget.trials reached"  # two finished and one in flight make three
+    clock = iter([10.0, 11.0])
+    search = bare_search(Budget(trials=None, seconds=5), clock=lambda: next(clock))
+    search.deadline = 11.0
+    assert search.stop_reason() is None and search.stop_reason() == "budget.seconds reached"
+    search = bare_search(Budget(trials=None, simulated_seconds=100), simulated=100.0)
+    assert search.stop_reason() == "budget.simulated_seconds reached"
+    search = bare_search(Budget(trials=None, seconds=5), done={f"k{i}": {} for i in range(len(SPACE))})
+    assert search.stop_reason() == f"space exhausted: all {len(SPACE)} architectures evaluated"
+
+
+def test_replay_tells_the_log_in_the_order_asked_and_hands_back_the_first_ask_it_cannot_answer():
+    strategy = RandomSearch(SPACE, 3)
+    archs = [strategy.ask() for _ in range(4)]
+    log = [{**record(n, key=a.key, arch=a.to_json()), "metrics": {"val_acc": 50.0 + n}} for n, a in enumerate(archs)]
+    told = []
+
+    class Listening(RandomSearch):
+        def tell(self, arch, fitness):
+            told.append((arch.key, fitness))
+
+    search = bare_search(Budget(trials=10), Listening(SPACE, 3))
+    assert search.replay([log[1], log[0], log[3]]) == archs[2]  # the third ask is not in the log
+    assert told == [(archs[0].key, 50.0), (archs[1].key, 51.0), (archs[3].key, 53.0)]  # the rest told as is
+    assert search.counts["replayed"] == 3 and set(search.done) == {archs[i].key for i in (0, 1, 3)}
