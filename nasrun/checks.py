@@ -28,7 +28,7 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
 
 
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
-                low_open: bool = False) -> float:
+                low_open: bool = False, high_open: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
         number = float(value)
@@ -36,10 +36,10 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
         if ok and low is not None:
             ok = number > low if low_open else number >= low
         if ok and high is not None:
-            ok = number <= high
+            ok = number < high if high_open else number <= high
     if not ok:
         lower = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
-        upper = "" if high is None else f" <= {high}"
+        upper = "" if high is None else (f" < {high}" if high_open else f" <= {high}")
         joined = " and".join(p for p in (lower, upper) if p)
         raise ValueError(f"{name}={value!r}: must be a finite number{joined}")
     return number

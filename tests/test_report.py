@@ -202,3 +202,12 @@ def test_out_creates_the_folder_and_an_unwritable_one_is_one_line(sweeps, tmp_pa
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="--out"):
         report(sweeps / "rea", tmp_path / "file" / "sub")
+
+
+def test_three_seed_nb201_reinforce_sweep_is_reported_beside_the_published_figure(tmp_path):
+    proc = run_cli("-m", "+experiment=nb201_reinforce", "seed=0,1,2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    [row] = report(tmp_path)
+    assert (row["experiment"], row["strategy"], row["runs"]) == ("nb201_reinforce", "reinforce", 3)
+    assert (row["published"], row["published_std"]) == (93.85, 0.37)
+    assert 92.5 < row["mean"] <= 94.37 and row["mean_trials"] > 50

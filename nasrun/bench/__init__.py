@@ -27,6 +27,9 @@
    executor's milliseconds per trial on the table; asynchronous search on the simulated clock with 1, 4 and
    16 virtual workers (30 seeds each).
 
+9. `reinforce` (`nasrun.bench.reinforce`): REINFORCE against random search on a toy reward at equal samples,
+   and the controllers' milliseconds per child.
+
 Results go to outputs/bench-DATE-TIME/bench.json under the working directory.
 
 Usage: python -m nasrun.bench [--only NAME] [--images N] [--rounds R] [--root DIR] [--threads N]

@@ -10,13 +10,13 @@ from pathlib import Path
 
 
 def main() -> None:
-    from nasrun.bench import evaluation, executors, faults, folder, proxies, tabular, training
+    from nasrun.bench import evaluation, executors, faults, folder, proxies, reinforce, tabular, training
     from nasrun.bench.common import output_dir
     from nasrun.device import select_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
-                                           "phases", "threads", "folder", "faults", "executors"])
+                                           "phases", "threads", "folder", "faults", "executors", "reinforce"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -63,6 +63,9 @@ def main() -> None:
         results["executor_overhead"] = executors.overhead(args.root)
         results["simulated_async"] = executors.simulated(args.root, args.seeds)
         results["executor_throughput"] = executors.throughput(args.root)
+    if wanted("reinforce"):
+        results["reinforce_toy"] = reinforce.toy()
+        results["reinforce_overhead"] = reinforce.overhead()
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
 
@@ -71,7 +74,7 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun.bench import evaluation, executors, faults, folder, proxies, tabular
+    from nasrun.bench import evaluation, executors, faults, folder, proxies, reinforce, tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput"):
@@ -93,6 +96,7 @@ def _print(results: dict, out: Path) -> None:
     folder.print_results(results, console)
     faults.print_results(results, console)
     executors.print_results(results, console)
+    reinforce.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
         console.print(f"default search: {s['trials']} trials ({s['children']} children, {s['cancelled']} cancelled) "

@@ -2,7 +2,7 @@
 
 - `runner_overhead`: microseconds per trial of the runner's own work (dedup, records, trials.jsonl, best.json,
   logging) over the same ask -> lookup -> tell loop written bare, both in this process, side by side.
-- `sweeps`: `nasrun -m +experiment=nb201_rea seed='range(30)'` and the same for nb201_random, as a user runs
+- `sweeps`: `nasrun -m +experiment=nb201_rea seed='range(30)'` and the same for nb201_random and nb201_reinforce, as a user runs
   them: wall time of each whole sweep, and mean +- std of the reported accuracy beside the published figures.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nasrun.bench.common import preset
 
-EXPERIMENTS = ("nb201_rea", "nb201_random")
+EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce")
 
 
 def _strategies(space, seed):

@@ -1,0 +1,65 @@
+"""The macro space of Zoph & Le: canonical strings, validation, NASCNN15, and networks on both input shapes."""
+
+import numpy as np
+import pytest
+import torch
+
+from nasrun.spaces.macro import NASCNN15, MacroSpace
+
+
+def test_nascnn15_has_the_papers_parameter_count_and_output_shape():
+    space = MacroSpace(15)
+    arch = space.from_key(NASCNN15)
+    assert arch.key == NASCNN15 and space.from_json(arch.to_json()) == arch
+    model = space.build(arch, 3, 32, 10)
+    assert sum(p.numel() for p in model.parameters()) == 4_201_630
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape", [(3, 32), (1, 28)])
+def test_sampled_networks_build_and_run_on_both_input_shapes(shape):
+    channels, size = shape
+    space = MacroSpace(5)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        arch = space.sample(rng)
+        assert space.from_key(arch.key) == arch
+        with torch.no_grad():
+            assert space.build(arch, channels, size, 10)(torch.randn(2, channels, size, size)).shape == (2, 10)
+
+
+def test_a_layer_with_no_input_takes_the_image_and_has_one_string():
+    space = MacroSpace(2)
+    values = {"1.height": 3, "1.width": 3, "1.filters": 24, "1.from0": False,
+              "2.height": 1, "2.width": 7, "2.filters": 64, "2.from0": False, "2.from1": False}
+    assert space.make(values).key == "3x3-24<0|1x7-64<0"
+
+
+def test_a_dangling_layer_joins_the_last_layers_input():
+    space = MacroSpace(3)
+    model = space.build(space.from_key("3x3-24<0|3x3-36<0|3x3-48<1"), 3, 16, 10)
+    assert model.inputs[-1] == (1, 2) and model.layers[2][0].in_channels == 24 + 36
+
+
+def test_mutation_and_crossover_stay_in_the_space_and_change_something():
+    space = MacroSpace(4)
+    rng = np.random.default_rng(1)
+    a, b = space.sample(rng), space.sample(rng)
+    child = space.mutate(a, rng)
+    assert space.from_key(child.key) == child
+    assert space.from_key(space.crossover(a, b, rng).key)
+    assert len(space.choices) == 4 * 3 + (0 + 1 + 2 + 3) + 4  # sizes and filters, plus one switch per earlier input
+
+
+@pytest.mark.parametrize("text,match", [
+    ("3x3-36<0|3x3-48<1", "has 2 layers; this space .* has 3"),
+    ("3x3-36<0|3x4-48<1|3x3-36<1", "layer 2: width=4; choose one of: 1, 3, 5, 7"),
+    ("3x3-36<0|3x3-50<1|3x3-36<1", "layer 2: filters=50"),
+    ("3x3-36<0|3x3-48<2|3x3-36<1", "layer 2: inputs 2 must be distinct earlier layers"),
+    ("3x3-36<0|3x3-48<1|3x3-36<1.1", "layer 3: inputs 1.1 must be distinct"),
+    ("3x3-36|3x3-48<1|3x3-36<1", r"layer 1: '3x3-36' is not FHxFW-N<inputs"),
+])
+def test_a_bad_string_names_the_layer_and_what_is_wrong(text, match):
+    with pytest.raises(ValueError, match=match):
+        MacroSpace(3).from_key(text)
