@@ -31,7 +31,7 @@ def test_sampled_networks_build_and_run_on_both_input_shapes(shape):
 
 def test_a_layer_with_no_input_takes_the_image_and_has_one_string():
     space = MacroSpace(2)
-    values = {"1.height": 3, "1.width": 3, "1.filters": 24, "1.from0": False,
+    values = {"1.height": 3, "1.width": 3, "1.filters": 24,
               "2.height": 1, "2.width": 7, "2.filters": 64, "2.from0": False, "2.from1": False}
     assert space.make(values).key == "3x3-24<0|1x7-64<0"
 
@@ -49,11 +49,11 @@ def test_mutation_and_crossover_stay_in_the_space_and_change_something():
     child = space.mutate(a, rng)
     assert space.from_key(child.key) == child
     assert space.from_key(space.crossover(a, b, rng).key)
-    assert len(space.choices) == 4 * 3 + (0 + 1 + 2 + 3) + 4  # sizes and filters, plus one switch per earlier input
+    assert len(space.choices) == 4 * 3 + (2 + 3 + 4)  # sizes and filters, one switch per earlier input from layer 2
 
 
 @pytest.mark.parametrize("text,match", [
-    ("3x3-36<0|3x3-48<1", "has 2 layers; this space .* has 3"),
+    ("3x3-36<0|3x3-48<1|3x3-36<1|1x1-24<0", "has 4 layers; this space .* has at most 3"),
     ("3x3-36<0|3x4-48<1|3x3-36<1", "layer 2: width=4; choose one of: 1, 3, 5, 7"),
     ("3x3-36<0|3x3-50<1|3x3-36<1", "layer 2: filters=50"),
     ("3x3-36<0|3x3-48<2|3x3-36<1", "layer 2: inputs 2 must be distinct earlier layers"),
@@ -63,3 +63,13 @@ def test_mutation_and_crossover_stay_in_the_space_and_change_something():
 def test_a_bad_string_names_the_layer_and_what_is_wrong(text, match):
     with pytest.raises(ValueError, match=match):
         MacroSpace(3).from_key(text)
+
+
+def test_a_shallower_network_is_a_prefix_of_the_decisions():
+    space = MacroSpace(5)
+    deep = space.sample(np.random.default_rng(2))
+    values = deep.choices()
+    shallow = space.make({d: values[d] for d in space.layer_dims(2)})
+    assert shallow.key == "|".join(deep.key.split("|")[:2]) and space.from_key(shallow.key) == shallow
+    with pytest.raises(ValueError, match="missing field '2.from1'"):
+        space.make({d: values[d] for d in space.layer_dims(2) if d != "2.from1"})

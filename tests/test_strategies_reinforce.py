@@ -94,3 +94,33 @@ def test_bad_settings_name_the_key():  # constructors raise ValueError; the comm
         Reinforce(CustomSpace(), 0, controller="rnn")
     with pytest.raises(ValueError, match="baseline_decay=1"):
         Reinforce(CustomSpace(), 0, baseline_decay=1)
+
+
+def test_anchor_attention_decides_every_skip_connection_and_learns():
+    space = MacroSpace(4)
+    strategy = Reinforce(space, 5, controller="lstm", lr=0.01)
+    controller = strategy.controller
+    arch = strategy.ask()
+    actions = strategy._actions_of(arch)
+    _, probs = controller._run(controller.plan, actions=actions)
+    skips = [p for p, item in zip(probs, controller.plan) if isinstance(item, tuple)]
+    assert len(skips) == len(space.skips) == 2 + 3 + 4  # layers 2, 3 and 4 read any earlier layer or the image
+    assert all(p.shape == (2,) and 0 < p[1].item() < 1 for p in skips)
+    before = [t.detach().clone() for t in (controller.v, controller.w_prev.weight, controller.w_curr.weight)]
+    strategy.tell(arch, 90.0)
+    strategy.tell(strategy.ask(), 10.0)
+    after = (controller.v, controller.w_prev.weight, controller.w_curr.weight)
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))  # the attention's weights are trained
+
+
+def test_progressive_depth_grows_the_networks_every_step_every_children():
+    space = MacroSpace(5)
+    strategy = Reinforce(space, 6, controller="lstm", start_layers=2, layers_step=1, step_every=3)
+    depths = []
+    for _ in range(13):
+        arch = strategy.ask()
+        depths.append(len(arch.key.split("|")))
+        strategy.tell(arch, 60.0)
+    assert depths == [2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5]
+    with pytest.raises(ValueError, match="start_layers=2: progressive depth needs a layered space"):
+        Reinforce(CustomSpace(), 0, start_layers=2)

@@ -11,7 +11,10 @@ The canonical string lists the layers in order, `FHxFW-N<inputs` with inputs joi
     3x3-36<0|3x3-48<1|3x3-36<1.2
 
 A layer whose inputs were all switched off is stored as taking the image (input 0), so one network has one
-string. `num_layers` is the space's parameter, so the choices (one per layer decision) vary per instance.
+string. `num_layers` is the space's parameter, so the choices (one per layer decision) vary per instance;
+sampling, mutation and crossover make networks of exactly that many layers. A network may also be shallower
+(REINFORCE's progressive depth writes its first children with fewer layers): `make` takes the decisions of
+the first k layers, and the string then lists k layers.
 The network lives in `macro_network` (imported on build: listing or sampling never imports torch).
 """
 
@@ -51,7 +54,7 @@ class MacroArch:
         values = {}
         for i, layer in enumerate(self.layers, start=1):
             values.update({f"{i}.height": layer.height, f"{i}.width": layer.width, f"{i}.filters": layer.filters})
-            values.update({f"{i}.from{j}": j in layer.inputs for j in range(i)})
+            values.update({f"{i}.from{j}": j in layer.inputs for j in range(i) if i > 1})
         return values
 
     def to_json(self) -> str:
@@ -69,17 +72,32 @@ class MacroSpace(ChoiceSpace):
     def __init__(self, num_layers: int = 6):
         self.num_layers = check_int("num_layers", num_layers, low=1, high=64)
         self.choices = {}
+        self.skips = {}  # the skip-connection decisions: dimension -> (layer, earlier layer or 0 for the image)
+        self.anchors = {}  # the decision that completes layer i's own choices -> i (an LSTM anchor follows it)
         for i in range(1, self.num_layers + 1):
             self.choices.update({f"{i}.height": SIZES, f"{i}.width": SIZES, f"{i}.filters": FILTERS})
-            self.choices.update({f"{i}.from{j}": (False, True) for j in range(i)})
+            self.anchors[f"{i}.filters"] = i
+            # Layer 1 can only read the image, so it has no skip decision. (A later layer with every switch off
+            # also reads the image, as does one with only the image's on: that network has two encodings.)
+            self.skips.update({f"{i}.from{j}": (i, j) for j in range(i) if i > 1})
+            self.choices.update({f"{i}.from{j}": (False, True) for j in range(i) if i > 1})
+
+    def layer_dims(self, depth: int) -> list[str]:
+        """The decisions of the first `depth` layers, in order (a prefix of `choices`)."""
+        return [d for d in self.choices if int(d.split(".")[0]) <= depth]
 
     def make(self, values: dict) -> MacroArch:
+        """A network from the decisions of its first k layers (k = the deepest layer `values` mentions)."""
         from nasrun.spaces import choices as dims
 
-        values = dims.validate(self.choices, values)
+        depth = max((int(str(k).split(".")[0]) for k in values if str(k).split(".")[0].isdigit()), default=0)
+        if not 1 <= depth <= self.num_layers:
+            raise ValueError(f"a macro network needs 1 to {self.num_layers} layers (space.num_layers); "
+                             f"got decisions for {depth}")
+        values = dims.validate({d: self.choices[d] for d in self.layer_dims(depth)}, values)
         layers = []
-        for i in range(1, self.num_layers + 1):
-            inputs = tuple(j for j in range(i) if values[f"{i}.from{j}"]) or (0,)
+        for i in range(1, depth + 1):
+            inputs = tuple(j for j in range(i) if i > 1 and values[f"{i}.from{j}"]) or (0,)
             layers.append(MacroLayer(values[f"{i}.height"], values[f"{i}.width"], values[f"{i}.filters"], inputs))
         return MacroArch(tuple(layers))
 
@@ -88,9 +106,9 @@ class MacroSpace(ChoiceSpace):
         if not isinstance(text, str):
             raise ValueError(f"a macro architecture must be a string, got {type(text).__name__}")
         parts = text.split("|")
-        if len(parts) != self.num_layers:
+        if len(parts) > self.num_layers:
             raise ValueError(f"{text!r} has {len(parts)} layers; this space (space.num_layers={self.num_layers}) "
-                             f"has {self.num_layers}")
+                             f"has at most {self.num_layers}")
         values = {}
         for i, part in enumerate(parts, start=1):
             match = _LAYER.fullmatch(part)
@@ -106,7 +124,7 @@ class MacroSpace(ChoiceSpace):
                 raise ValueError(f"layer {i}: inputs {match.group(4)} must be distinct earlier layers (0 to {i - 1}), "
                                  f"ascending")
             values.update({f"{i}.height": height, f"{i}.width": width, f"{i}.filters": filters})
-            values.update({f"{i}.from{j}": j in inputs for j in range(i)})
+            values.update({f"{i}.from{j}": j in inputs for j in range(i) if i > 1})
         return self.make(values)
 
     def build(self, arch: MacroArch, in_channels: int, image_size: int, num_classes: int):

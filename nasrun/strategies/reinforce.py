@@ -25,11 +25,14 @@ class Reinforce:
     """controller: factorized | lstm. lr: Adam's learning rate. baseline_decay: momentum of the (bias-corrected)
     moving-average baseline. entropy_weight: bonus on the policy's entropy (0: none). batch_size: rewards per
     update. reward: identity | cube (Zoph & Le cube the accuracy, as a fraction, to sharpen the signal). hidden,
-    layers: the LSTM controller's size (Zoph & Le: 35 units, 2 layers)."""
+    layers: the LSTM controller's size (Zoph & Le: 35 units, 2 layers).
+    start_layers, layers_step, step_every: progressive depth on a layered space (space=macro): the first
+    `step_every` children have `start_layers` layers, the next `step_every` `layers_step` more, and so on up
+    to the space's num_layers (null start_layers: always the full depth)."""
 
     def __init__(self, space, seed: int, controller: str = "lstm", lr: float = 6e-4, baseline_decay: float = 0.95,
                  entropy_weight: float = 0.0, batch_size: int = 1, reward: str = "identity", hidden: int = 35,
-                 layers: int = 2):
+                 layers: int = 2, start_layers: int | None = None, layers_step: int = 1, step_every: int = 16):
         import torch
 
         from nasrun.strategies.controllers import Factorized, LSTMController
@@ -42,21 +45,45 @@ class Reinforce:
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.reward_name = check_choice("reward", reward, REWARDS)
         self.dims = list(space.choices)
-        sizes = [len(space.choices[d]) for d in self.dims]
+        skips = getattr(space, "skips", {})  # the macro space's skip connections: attention, not a softmax
+        plan = [skips.get(d, len(space.choices[d])) for d in self.dims]
+        self.start_layers = self._depth_schedule(space, start_layers, layers_step, step_every)
         generator = torch.Generator().manual_seed(seed)
         if controller == "lstm":
-            self.controller = LSTMController(sizes, generator, check_int("hidden", hidden, low=1),
-                                             check_int("layers", layers, low=1))
+            anchors = {t: getattr(space, "anchors", {})[d] for t, d in enumerate(self.dims)
+                       if d in getattr(space, "anchors", {})}
+            self.controller = LSTMController(plan, generator, check_int("hidden", hidden, low=1),
+                                             check_int("layers", layers, low=1), anchors)
         else:
-            self.controller = Factorized(sizes, generator)
+            self.controller = Factorized(plan, generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
         self.asked: dict[str, list] = defaultdict(list)  # key -> actions of asks not yet told, oldest first
         self._numerator = self._denominator = 0.0  # the moving average, bias-corrected as NAS-Bench-201's
         self._losses = []  # the losses since the last update
+        self.children = 0  # asks so far: the progressive depth schedule counts them
+
+    def _depth_schedule(self, space, start_layers, layers_step, step_every) -> int | None:
+        if start_layers is None:
+            return None
+        if not hasattr(space, "layer_dims"):
+            raise ValueError(f"start_layers={start_layers}: progressive depth needs a layered space (space=macro); "
+                             f"set strategy.start_layers=null")
+        self.layers_step = check_int("layers_step", layers_step, low=1)
+        self.step_every = check_int("step_every", step_every, low=1)
+        return check_int("start_layers", start_layers, low=1, high=space.num_layers)
+
+    def depth(self, child: int) -> int | None:
+        """Layers of the `child`-th ask under progressive depth (None: the space's full depth)."""
+        if self.start_layers is None:
+            return None
+        return min(self.space.num_layers, self.start_layers + self.layers_step * (child // self.step_every))
 
     def ask(self):
-        actions = self.controller.sample(self.rng)
+        depth = self.depth(self.children)
+        self.children += 1
+        decisions = None if depth is None else len(self.space.layer_dims(depth))
+        actions = self.controller.sample(self.rng, decisions)
         arch = self.space.make({d: self.space.choices[d][a] for d, a in zip(self.dims, actions)})
         self.asked[arch.key].append(actions)
         return arch
@@ -95,5 +122,6 @@ class Reinforce:
         return (fitness / 100.0) ** 3 if self.reward_name == "cube" else fitness
 
     def _actions_of(self, arch) -> list[int]:
+        """The decisions that give `arch` (a shallower network: those of its layers, a prefix)."""
         values = arch.choices()
-        return [self.space.choices[d].index(values[d]) for d in self.dims]
+        return [self.space.choices[d].index(values[d]) for d in self.dims if d in values]
