@@ -16,7 +16,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
-                                           "phases", "threads", "folder", "faults", "executors", "reinforce"])
+                                           "phases", "threads", "folder", "faults", "executors", "reinforce", "nascnn15"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -40,6 +40,9 @@ def main() -> None:
         results["throughput"] = training.throughput(args.root, args.images or 3200, args.rounds)
     if wanted("nb201"):
         results["nb201_throughput"] = training.throughput(args.root, args.images or 1280, args.rounds, case="nb201")
+    if wanted("nascnn15"):
+        results["nascnn15_throughput"] = training.throughput(args.root, args.images or 256, args.rounds,
+                                                             case="nascnn15")
     if wanted("tabular"):
         results["tabular"] = tabular.runner_overhead(args.root)
     if wanted("sweeps"):
@@ -77,7 +80,7 @@ def _print(results: dict, out: Path) -> None:
     from nasrun.bench import evaluation, executors, faults, folder, proxies, reinforce, tabular
 
     console = Console()
-    for key in ("throughput", "nb201_throughput"):
+    for key in ("throughput", "nb201_throughput", "nascnn15_throughput"):
         if key not in results:
             continue
         t = results[key]

@@ -21,6 +21,11 @@ def model(case: str, seed: int = 0):
         if case == "nb201":
             space = NB201Space(16, 5)
             return space.build(space.from_key(NB201_CELL), 3, 32, 10)
+        if case == "nascnn15":
+            from nasrun.spaces.macro import NASCNN15, MacroSpace
+
+            space = MacroSpace(15)
+            return space.build(space.from_key(NASCNN15), 3, 32, 10)
         space = CustomSpace()
         return space.build(space.make(ARCH), 1, 28, 10)
 

@@ -89,7 +89,7 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
     from nasrun.train import use_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if case == "nb201":
+    if case in ("nb201", "nascnn15"):
         data = cifar10(root=root, download=False, batch_size=128, augment=False, seed=0, device=device)
     else:
         data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, device=device)
@@ -98,7 +98,7 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
         "minimal loop, fp32 NCHW": lambda: minimal_loop(data, images, case, fast=False),
         "minimal loop, nasrun's precision + channels_last": lambda: minimal_loop(data, images, case, fast=True),
     }
-    if case == "nb201":
+    if case in ("nb201", "nascnn15"):
         variants["nasrun train() with crop + flip"] = lambda: nasrun_train(data, images, case, augment=True)
     else:
         variants["Matos 2023 DataLoader + ToTensor"] = lambda: matos_pipeline(root, images)
@@ -114,11 +114,11 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
     result = {
         "case": case, "dataset": data.name, "device": str(device), "bf16": use_bf16(device, "auto"),
         "images_per_round": images, "rounds": rounds, "batch_size": data.batch_size,
-        "architecture": NB201_CELL if case == "nb201" else ARCH, "images_per_second": median, "samples": samples,
+        "architecture": {"nb201": NB201_CELL, "nascnn15": "NASCNN15"}.get(case, ARCH), "images_per_second": median, "samples": samples,
         "ratio_vs_minimal_fp32": ours / median["minimal loop, fp32 NCHW"],
         "ratio_vs_minimal_same_precision": ours / median["minimal loop, nasrun's precision + channels_last"],
     }
-    if case != "nb201":
+    if case == "custom":
         result["ratio_vs_matos"] = ours / median["Matos 2023 DataLoader + ToTensor"]
     return result
 
