@@ -50,8 +50,8 @@ class Reinforce:
         self.start_layers = self._depth_schedule(space, start_layers, layers_step, step_every)
         generator = torch.Generator().manual_seed(seed)
         if controller == "lstm":
-            anchors = {t: getattr(space, "anchors", {})[d] for t, d in enumerate(self.dims)
-                       if d in getattr(space, "anchors", {})}
+            layer_done = getattr(space, "anchors", {})  # decision -> layer whose anchor step follows it
+            anchors = {t: layer_done[d] for t, d in enumerate(self.dims) if d in layer_done}
             self.controller = LSTMController(plan, generator, check_int("hidden", hidden, low=1),
                                              check_int("layers", layers, low=1), anchors)
         else:
