@@ -120,8 +120,8 @@ def test_guided_evolution_trains_the_best_scored_and_counts_trainings_and_proxy_
 
 
 def test_multirun_sweeps_seeds_and_strategies(tmp_path):
-    proc = run_cli("-m", "seed=0,1", "strategy=random,evolution", *SMOKE, "budget.trials=2",
-                   f"hydra.sweep.dir={tmp_path}")
+    proc = run_cli("-m", "seed=0,1", "strategy=random,evolution", *SMOKE, "dataset.num_train=256",
+                   "budget.trials=2", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "trials.jsonl").exists())
     assert len(jobs) == 4
@@ -160,7 +160,8 @@ def _lines(path):
 
 
 def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
-    args = [*SMOKE, "budget.trials=6", "strategy.population_size=3", "strategy.sample_size=2"]
+    args = [*SMOKE, "dataset.num_train=256", "budget.trials=6", "strategy.population_size=3",
+            "strategy.sample_size=2"]
     killed = tmp_path / "killed"
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("HYDRA_FULL_ERROR", None)
