@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
+from nasrun.atomic import atomic_path, write_json
 from nasrun.checks import UserError
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("trial", "key", "arch", "metrics")  # a trial record; the command adds how to rebuild it (space, shapes)
 
@@ -52,6 +56,48 @@ def weights_problem(run_dir, info: dict) -> str | None:
     if expected is not None and sha256_of(path) != expected:
         return f"{path} does not match the checksum in best.json (damaged or replaced)"
     return None
+
+
+def cpu_weights(model) -> dict:
+    """The model's state dict on the CPU, as best.pt keeps it (and as a worker sends it to the search)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_best(run_dir: Path, record: dict, weights: dict | None, model_info: dict) -> None:
+    """Write best.pt (the trial's CPU state dict), then best.json with its checksum (both atomically): best.json
+    never names weights that are not on disk, and damaged weights are caught (`nasrun.best.weights_problem`)."""
+    digest = None
+    if weights is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
+        import torch
+
+        with atomic_path(run_dir / "best.pt") as tmp:
+            torch.save(weights, tmp)
+            digest = sha256_of(tmp)
+    write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if weights is not None else None,
+                                        "weights_sha256": digest})
+
+
+def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
+    """On resume, trials.jsonl decides the best trial; best.json and best.pt must match it. They may not: a kill
+    between the log and the save, or a damaged, missing or replaced file. Training is seeded per architecture,
+    so evaluating the best one again restores exactly its weights; an evaluator without weights (a table) only
+    has best.json rewritten."""
+    try:
+        on_disk = read_best_json(run_dir)
+    except UserError as err:
+        problem = str(err).split(";")[0]
+    else:
+        problem = weights_problem(run_dir, on_disk) if on_disk["key"] == best["key"] else \
+            f"best.json names trial {on_disk['trial']}, not the best trial {best['trial']}"
+        if problem is None:
+            return
+    metrics, model = evaluator(space.from_json(best["arch"]))
+    if model is None:
+        log.warning("%s; rewrote best.json from trials.jsonl (trial %d)", problem, best["trial"])
+    else:
+        log.warning("%s; retrained trial %d (%s) to restore best.json and best.pt", problem, best["trial"],
+                    best["key"])
+    save_best(run_dir, best, None if model is None else cpu_weights(model), model_info)
 
 
 def load_best(run_dir, device: str = "cpu"):

@@ -59,7 +59,8 @@ def build(group: str, node, **runtime):
         raise UserError(f"{group}.{err}") from None
 
 
-RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator"}  # passed at call sites
+# Passed at call sites, never set in a config.
+RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator"}
 
 
 def check_keys(group: str, node, runtime=()) -> None:
@@ -209,8 +210,7 @@ def build_executor(cfg: DictConfig, search: Search, seed: int, device):
     run's config and the dataset already read."""
     from nasrun.executors.from_config import EvaluatorFromConfig
 
-    check_keys("executor", cfg.executor)
-    params = parameters("executor", cfg.executor)
+    params = parameters("executor", cfg.executor)  # build() checks the keys
     runtime = {"evaluator": search.evaluator, "device": device}
     if "make_evaluator" in params:
         data = None if search.data is None else search.data.to("cpu")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from nasrun.atomic import atomic_path, write_json
-from nasrun.best import read_best_json, sha256_of, weights_problem
+from nasrun.atomic import write_json
+from nasrun.best import ensure_best_weights, read_best_json, save_best
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import trains
 from nasrun.executors import Trial
@@ -71,20 +71,6 @@ class SearchResult:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
         trained = sum(1 for r in self.records if is_ok(r)) if trains(evaluator) else 0
         return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
-
-
-def save_best(run_dir: Path, record: dict, weights: dict | None, model_info: dict) -> None:
-    """Write best.pt (the trial's CPU state dict), then best.json with its checksum (both atomically): best.json
-    never names weights that are not on disk, and damaged weights are caught (`nasrun.best.weights_problem`)."""
-    digest = None
-    if weights is not None:  # evaluators that train nothing (a benchmark table) have no weights to keep
-        import torch
-
-        with atomic_path(run_dir / "best.pt") as tmp:
-            torch.save(weights, tmp)
-            digest = sha256_of(tmp)
-    write_json(run_dir / "best.json", {**record, **model_info, "weights": "best.pt" if weights is not None else None,
-                                        "weights_sha256": digest})
 
 
 def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, resume: bool = False,
@@ -372,30 +358,6 @@ def record_proxy_score(record: dict, scorer, arch) -> None:
     except ValueError as err:
         record["proxy_error"] = str(err)
     record["proxy_evaluations"] = scorer.evaluations
-
-
-def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
-    """On resume, trials.jsonl decides the best trial; best.json and best.pt must match it. They may not: a kill
-    between the log and the save, or a damaged, missing or replaced file. Training is seeded per architecture,
-    so evaluating the best one again restores exactly its weights; an evaluator without weights (a table) only
-    has best.json rewritten."""
-    try:
-        on_disk = read_best_json(run_dir)
-    except UserError as err:
-        problem = str(err).split(";")[0]
-    else:
-        problem = weights_problem(run_dir, on_disk) if on_disk["key"] == best["key"] else \
-            f"best.json names trial {on_disk['trial']}, not the best trial {best['trial']}"
-        if problem is None:
-            return
-    metrics, model = evaluator(space.from_json(best["arch"]))
-    if model is None:
-        log.warning("%s; rewrote best.json from trials.jsonl (trial %d)", problem, best["trial"])
-    else:
-        log.warning("%s; retrained trial %d (%s) to restore best.json and best.pt", problem, best["trial"],
-                    best["key"])
-    weights = None if model is None else {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    save_best(run_dir, best, weights, model_info)
 
 
 def _fmt(value) -> str:

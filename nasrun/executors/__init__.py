@@ -23,6 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from nasrun.best import cpu_weights
 from nasrun.checks import check_choice, check_float
 from nasrun.contracts import measures_test_apart
 from nasrun.deadline import TrialCancelled
@@ -93,7 +94,7 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
         release_cuda_memory()
     weights = None
     if model is not None and better(record, trial.best):
-        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        weights = cpu_weights(model)
     return Outcome(trial, record, weights)
 
 
@@ -102,6 +103,21 @@ def failed_outcome(trial: Trial, error: str, seconds: float, status: str = FAILE
     record = {"arch": trial.arch.to_json(), "key": trial.arch.key, "status": status, "metrics": {},
               "seconds": seconds, "error": error}
     return Outcome(trial, record)
+
+
+def timeout_error(trial_timeout: float, how: str) -> str:
+    """The error of a trial that ran past `executor.trial_timeout` (`how`: what was done about it)."""
+    return f"timeout: the trial ran past executor.trial_timeout={trial_timeout:g} s{how}"
+
+
+def wait_seconds(until: float | None, started: list[float], trial_timeout: float | None) -> float | None:
+    """How long a parallel executor may block: until the caller's deadline (`until`, time.monotonic()) or the
+    first running trial's timeout, whichever comes first; None: until something completes."""
+    now = time.monotonic()
+    waits = [until - now] if until is not None else []
+    if trial_timeout is not None:
+        waits += [began + trial_timeout - now for began in started]
+    return max(0.0, min(waits)) if waits else None
 
 
 def release_cuda_memory() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from nasrun.executors import Outcome, Trial, check_executor_options, run_trial
+from nasrun.executors import Outcome, Trial, check_executor_options, run_trial, timeout_error
 from nasrun.records import CANCELLED, FAILED
 
 
@@ -37,8 +37,7 @@ class InlineExecutor:
         outcome = run_trial(self.evaluator, trial, deadline)
         if limit is not None and outcome.record["status"] == CANCELLED and limit == deadline:
             # The trial's own limit passed before the run's: a timeout (failed), not the budget (cancelled).
-            outcome.record.update(status=FAILED, error=f"timeout: the trial ran past executor.trial_timeout="
-                                                       f"{self.trial_timeout:g} s")
+            outcome.record.update(status=FAILED, error=timeout_error(self.trial_timeout, ""))
         return [outcome]
 
     def cancel(self) -> list[Outcome]:

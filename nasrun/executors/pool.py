@@ -21,12 +21,13 @@ import os
 import pickle
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 
 from nasrun.checks import UserError, check_int
 from nasrun.device import usable_cores
-from nasrun.executors import Outcome, Trial, check_executor_options, failed_outcome, run_trial
+from nasrun.executors import (Outcome, Trial, check_executor_options, failed_outcome, run_trial, timeout_error,
+                              wait_seconds)
 from nasrun.records import CANCELLED
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,8 @@ class ProcessPool:
             busy = [w for w in self.workers if w.trial is not None]
             if not busy:
                 return []
-            now = time.monotonic()
-            waits = [until - now] if until is not None else []
-            if self.trial_timeout is not None:
-                waits += [w.started + self.trial_timeout - now for w in busy]
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                         timeout=max(0.0, min(waits)) if waits else None)
+                         timeout=wait_seconds(until, [w.started for w in busy], self.trial_timeout))
             outcomes = [o for w in busy if (o := self._collect(w, ready)) is not None]
             outcomes += self._timed_out(busy)
             if outcomes or (until is not None and time.monotonic() >= until):
@@ -156,7 +153,7 @@ class ProcessPool:
         if trial.attempt < self.max_retries:
             log.warning("trial of %s: its worker died (%s); retrying (%d of %d)", trial.arch.key, cause,
                         trial.attempt + 1, self.max_retries)
-            self._send(worker, Trial(trial.number, trial.arch, trial.best, trial.deadline, trial.attempt + 1))
+            self._send(worker, replace(trial, attempt=trial.attempt + 1))
             return None
         return failed_outcome(trial, f"WorkerDied: {cause} (tried {trial.attempt + 1} times; executor.max_retries="
                                      f"{self.max_retries})", seconds)
@@ -171,8 +168,8 @@ class ProcessPool:
                 trial = worker.trial
                 self._kill(worker)
                 self._replace(worker)
-                outcomes.append(failed_outcome(trial, f"timeout: the trial ran past executor.trial_timeout="
-                                                      f"{self.trial_timeout:g} s; its worker was killed", seconds))
+                outcomes.append(failed_outcome(trial, timeout_error(self.trial_timeout, "; its worker was killed"),
+                                               seconds))
         return outcomes
 
     def _kill(self, worker: Worker) -> None:

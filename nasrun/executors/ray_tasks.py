@@ -14,12 +14,19 @@ import time
 
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.device import usable_cores
-from nasrun.executors import Outcome, Trial, check_executor_options, failed_outcome, run_trial
+from nasrun.executors import (Outcome, Trial, check_executor_options, failed_outcome, run_trial, timeout_error,
+                              wait_seconds)
 from nasrun.records import CANCELLED
 
 log = logging.getLogger(__name__)
 
 _EVALUATORS: dict = {}  # in each Ray worker process: factory object id -> the evaluator built from it
+
+
+def first_line(err: Exception) -> str:
+    """Ray's errors run to many lines; the record and the message keep the first (or the error's type)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def evaluate_in_worker(factory_ref: list, trial: Trial, threads: int) -> Outcome:
@@ -87,11 +94,9 @@ class RayExecutor:
         ray = self._connect()
         until = None if timeout is None else time.monotonic() + timeout
         while True:
-            now = time.monotonic()
-            waits = [until - now] if until is not None else []
-            if self.trial_timeout is not None:
-                waits += [began + self.trial_timeout - now for _, began in self.running.values()]
-            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=max(0.0, min(waits)) if waits else None)
+            started = [began for _, began in self.running.values()]
+            ready, _ = ray.wait(list(self.running), num_returns=1,
+                                timeout=wait_seconds(until, started, self.trial_timeout))
             if ready:  # whatever else has finished by now comes along
                 ready, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
             outcomes = [self._result(ref) for ref in ready] + self._timed_out()
@@ -127,8 +132,8 @@ class RayExecutor:
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayError as err:  # the worker or node died more than max_retries times
-            cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            return failed_outcome(trial, f"{type(err).__name__}: {cause} (executor.max_retries={self.max_retries})",
+            return failed_outcome(trial, f"{type(err).__name__}: {first_line(err)} (executor.max_retries="
+                                         f"{self.max_retries})",
                                   time.monotonic() - began)
 
     def _timed_out(self) -> list[Outcome]:
@@ -140,8 +145,8 @@ class RayExecutor:
             if seconds >= self.trial_timeout:
                 del self.running[ref]
                 self.ray.cancel(ref, force=True)
-                outcomes.append(failed_outcome(trial, f"timeout: the trial ran past executor.trial_timeout="
-                                                      f"{self.trial_timeout:g} s; Ray killed its worker", seconds))
+                outcomes.append(failed_outcome(trial, timeout_error(self.trial_timeout, "; Ray killed its worker"),
+                                               seconds))
         return outcomes
 
     def _connect(self):
@@ -159,10 +164,9 @@ class RayExecutor:
                 else:
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise UserError(f"executor.address={self.address}: cannot join a Ray cluster ({reason}); start one "
-                                f"with `ray start --head`, or set executor.address=null for a local instance") \
-                    from None
+                raise UserError(f"executor.address={self.address}: cannot join a Ray cluster ({first_line(err)}); "
+                                f"start one with `ray start --head`, or set executor.address=null for a local "
+                                f"instance") from None
         self.task = ray.remote(evaluate_in_worker)
         self.factory = ray.put(self.make_evaluator)
         self.ray = ray

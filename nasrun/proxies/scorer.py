@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import logging
 import math
+import os
 import time
 from functools import partial
 from pathlib import Path

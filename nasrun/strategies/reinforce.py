@@ -38,7 +38,7 @@ class Reinforce:
         from nasrun.strategies.controllers import Factorized, LSTMController
 
         self.space = space
-        self.controller_name = check_choice("controller", controller, CONTROLLERS)
+        check_choice("controller", controller, CONTROLLERS)
         lr = check_float("lr", lr, low=0.0, low_open=True)
         self.baseline_decay = check_float("baseline_decay", baseline_decay, low=0.0, high=1.0, high_open=True)
         self.entropy_weight = check_float("entropy_weight", entropy_weight, low=0.0)
