@@ -1,4 +1,5 @@
-"""The console scripts: `nasrun` (a search, through Hydra), `nasrun-report` and `nasrun-score`.
+"""The console scripts: `nasrun` (a search, through Hydra), `nasrun-train` (one architecture in full, through
+Hydra), `nasrun-report` and `nasrun-score`.
 
 Each is a thin entry point around a library function (`nasrun.config` composes and builds, `nasrun.runner`
 searches, `nasrun.report` and `nasrun.proxies.correlation` summarise), and all three share `one_line_errors`:
@@ -16,7 +17,7 @@ import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError, check_bool, check_int
 from nasrun.records import is_ok, reported_accuracy
@@ -120,6 +121,7 @@ def search(cfg: DictConfig) -> dict:
     check_settings(cfg)
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
+    episode_size = _top_level(lambda: None if cfg.episode_size is None else check_int("episode_size", cfg.episode_size, low=1))
     device = build("device", cfg.device)  # checks its keys first, like every group
     import torch
 
@@ -142,6 +144,10 @@ def search(cfg: DictConfig) -> dict:
                                 resume=resume, model_info=search.model_info, on_trial=on_trial, scorer=search.scorer,
                                 on_start=lambda: record_start(run_dir, device, overrides), executor=executor)
     counts = result.counts(search.evaluator)
+    if episode_size and result.records:
+        from nasrun.episodes import write_episodes
+
+        write_episodes(run_dir, result.records, episode_size)
     if sweep:
         print_job_line(hydra_cfg.job.num, overrides, result, str(run_dir))
     else:
@@ -200,10 +206,24 @@ def check_override_syntax(args: list[str]) -> None:
 
 
 def main() -> None:
-    """`nasrun`: Hydra composes the config from the arguments and calls the task below, once per job."""
+    """`nasrun`: Hydra composes the config from the arguments and calls `search`, once per job."""
+    from nasrun.config import help_text
+
+    def hint(run_dir: str) -> str:
+        if not (Path(run_dir) / "trials.jsonl").is_file():
+            return "interrupted before the first trial ended"
+        return (f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
+                f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
+
+    hydra_app("config", search, help_text, hint)
+
+
+def hydra_app(config_name: str, body, help_text, hint) -> None:
+    """Run `body(cfg)` as a Hydra app on conf/<config_name>.yaml, with one-line errors, the run directory locked
+    first, and `hint(run_dir)` as the line of an interrupt."""
     import hydra
 
-    from nasrun.config import conf_dir, describe_config_error, help_text
+    from nasrun.config import conf_dir, describe_config_error
 
     args = sys.argv[1:]
     handle_sigterm()
@@ -224,24 +244,17 @@ def main() -> None:
         from hydra.core.hydra_config import HydraConfig
 
         run_dir = HydraConfig.get().runtime.output_dir
-
-        def hint():
-            if not (Path(run_dir) / "trials.jsonl").is_file():
-                return "interrupted before the first trial ended"
-            return (f"interrupted; finished trials are in {run_dir}/trials.jsonl; continue with: "
-                    f"nasrun <same overrides> hydra.run.dir={run_dir} resume=true")
-
-        with one_line_errors(hint, traceback=traceback):
-            return search(cfg)
+        with one_line_errors(lambda: hint(run_dir), traceback=traceback):
+            return body(cfg)
 
     with one_line_errors(describe=lambda err: describe_config_error(err, args), traceback=traceback):
         check_override_syntax(args)
         config_dir = conf_dir()
-        # Hydra writes .hydra/ and nasrun.log into the run directory before the task runs: lock it first, so a
+        # Hydra writes .hydra/ and the log into the run directory before the task runs: lock it first, so a
         # second process on a directory in use stops before touching anything (the task's lock is re-entrant).
         run_dir = _explicit_run_dir(args)
         with hold_run_dir(run_dir) if run_dir else nullcontext():
-            hydra.main(version_base="1.3", config_path=config_dir, config_name="config")(task)()
+            hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(task)()
 
 
 def _explicit_run_dir(args: list[str]) -> Path | None:
@@ -250,6 +263,61 @@ def _explicit_run_dir(args: list[str]) -> Path | None:
         return None
     dirs = [arg.split("=", 1)[1] for arg in args if arg.startswith("hydra.run.dir=")]
     return Path(dirs[-1]) if dirs and dirs[-1] and "${" not in dirs[-1] else None
+
+
+# ----- nasrun-train ---------------------------------------------------------------------------------------
+
+def train(cfg: DictConfig) -> dict:
+    """One training from a composed conf/train.yaml (the Hydra task's body): train, export, print, summarise."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nasrun.config import SEED_MAX, build, check_settings
+    from nasrun.console import print_training
+    from nasrun.train_command import TRAIN_KEYS, train_one
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if OmegaConf.is_missing(cfg, "arch"):
+        raise UserError("arch: required; nasrun-train arch=ARCH trains a canonical string of the space, a named "
+                        "architecture (nascnn15) or a run directory's best.json (nasrun-train --help)")
+    check_settings(cfg, extra_keys=TRAIN_KEYS)
+    seed = _top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
+    resume = _top_level(lambda: check_bool("resume", cfg.resume))
+    device = build("device", cfg.device)
+    with hold_run_dir(run_dir):
+        result, exported = train_one(cfg, run_dir, seed, resume, device, list(hydra_cfg.overrides.task))
+    if result.best is None and result.cancelled:
+        raise UserError(f"budget.seconds: the training stopped at the wall-clock cap; {run_dir}/last.pt holds its "
+                        f"last finished epoch; continue with: nasrun-train <same overrides> "
+                        f"hydra.run.dir={run_dir} resume=true")
+    if result.best is None:
+        raise UserError(f"the training failed: {result.records[0].get('error') if result.records else 'no trial'}")
+    print_training(result.best, exported, str(run_dir))
+    metrics = result.best["metrics"]
+    return {"val_acc": metrics.get("val_acc"), "test_acc": metrics.get("test_acc"), "epoch": metrics.get("epoch")}
+
+
+def train_main() -> None:
+    """`nasrun-train`: Hydra composes conf/train.yaml (nasrun's config plus `arch`) and calls `train`."""
+    from nasrun.train_command import train_help_text
+
+    def hint(run_dir: str) -> str:
+        if not (Path(run_dir) / "last.pt").is_file():
+            return "interrupted before the first epoch ended"
+        return (f"interrupted; {run_dir}/last.pt holds the last finished epoch; continue with: "
+                f"nasrun-train <same overrides> hydra.run.dir={run_dir} resume=true")
+
+    sys.argv[1:] = [quote_arch(arg) for arg in sys.argv[1:]]
+    hydra_app("train", train, train_help_text, hint)
+
+
+def quote_arch(arg: str) -> str:
+    """`arch=VALUE` as one quoted string for Hydra: canonical strings hold characters its override grammar
+    reserves (`<`, `|`, `,`, `[`), and the shell's quotes are gone by now. An already quoted value is kept."""
+    key, sep, value = arg.partition("=")
+    if key.lstrip("+") != "arch" or not sep or value[:1] in ("'", '"'):
+        return arg
+    return f"{key}='{value.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'"
 
 
 # ----- nasrun-report --------------------------------------------------------------------------------------

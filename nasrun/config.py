@@ -60,7 +60,8 @@ def build(group: str, node, **runtime):
 
 
 # Passed at call sites, never set in a config.
-RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator"}
+RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator",
+                  "checkpoint"}
 
 
 def check_keys(group: str, node, runtime=()) -> None:
@@ -99,15 +100,18 @@ def parameters(group: str, node) -> dict[str, inspect.Parameter]:
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding and other tools take 32-bit seeds; torch takes up to 64 bits
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_settings(cfg: DictConfig, extra_keys=()) -> None:
     """The composed config as a whole, before anything is built: every top-level key is one nasrun reads (a
     `+foo=1` would otherwise be ignored in silence), and every number is finite and fits 64 bits (no setting
-    means infinity, and numpy and torch hold nothing bigger). Group keys are checked against their
+    means infinity, and numpy and torch hold nothing bigger). `extra_keys`: nasrun-train's own settings. Group keys are checked against their
     constructors by `check_keys`, and each constructor checks its own ranges."""
     from omegaconf.errors import OmegaConfBaseException
 
-    known = top_level_keys()
+    known = top_level_keys() | set(extra_keys)
     for key in cfg:
+        if key == "arch" and key not in known:
+            raise UserError(f"arch={cfg.get('arch')}: a setting of nasrun-train (it trains one architecture); run "
+                            f"nasrun-train with these arguments")
         if key not in known:
             raise UserError(f"{key}: unknown key, nasrun reads no top-level setting of that name; drop +{key}, "
                             f"or use one of: {', '.join(closest_first(str(key), sorted(known)))}")
@@ -232,6 +236,7 @@ def help_text() -> str:
 
     defaults = default_choices()
     lines = ["usage: nasrun [-m] [GROUP=OPTION ...] [KEY=VALUE ...]    a search (-m: a sweep over comma lists)",
+             "       nasrun-train arch=ARCH [OVERRIDES]                 train one architecture in full, export it",
              "       nasrun-report DIR [--out DIR]                      report.csv, anytime.png, checklist.md",
              "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",
              "", "config groups (default first):"]

@@ -83,6 +83,23 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
 
 
+def print_training(record: dict, exported: dict, run_dir: str) -> None:
+    """nasrun-train's summary: the trained architecture, the epoch its weights are from, its accuracies, files."""
+    m = record["metrics"]
+    table = Table(title=f"nasrun-train: {m.get('epochs_run', '?')} epochs"
+                        f"{' (stopped early)' if m.get('stopped_early') else ''}")
+    for column in ("architecture", "weights of epoch", "val acc %", "test acc %", "params", "seconds"):
+        table.add_column(column, justify="left" if column == "architecture" else "right",
+                         overflow="fold" if column == "architecture" else "ellipsis")
+    table.add_row(record["key"], str(m.get("epoch", "-")), _pct(m.get("val_acc")), _pct(m.get("test_acc")),
+                  f"{m['params']:,}" if "params" in m else "-", _seconds(record))
+    console = Console()
+    console.print(table)
+    files = ["best.pt", "last.pt"] + [f"{name} (checked: max |diff| {diff:.1g})" if diff is not None else name
+                                      for name, diff in exported.items()]
+    console.print(f"run directory: {run_dir} ({', '.join(files)})", highlight=False, soft_wrap=True)
+
+
 def print_job_line(number: int, overrides: list[str], result, run_dir: str) -> None:
     """A sweep's job in one line: which job, its overrides, trials, the best trial's figures, its directory."""
     best = result.best

@@ -52,7 +52,10 @@ class Run:
 
     @property
     def reported(self) -> float | None:
-        return reported_accuracy(self.best)
+        """The best trial's figure in the metric the preset publishes (test_acc unless it says val_acc)."""
+        metric = (self.published or {}).get("metric", "test_acc")
+        return reported_accuracy(self.best) if metric == "test_acc" or self.best is None else \
+            self.best["metrics"].get(metric)
 
     @property
     def wall_seconds(self) -> float:

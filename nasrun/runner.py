@@ -7,6 +7,7 @@ model on disk. It knows nothing of Hydra; `nasrun.cli` builds the pieces from th
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ class Search:
             return SECONDS_REACHED
         if self.budget.simulated_seconds is not None and self.simulated >= self.budget.simulated_seconds:
             return SIMULATED_REACHED
-        if len(self.done) + len(self.in_flight) >= len(self.space):
+        if len(self.done) + len(self.in_flight) >= space_size(self.space):
             return f"space exhausted: all {len(self.space)} architectures evaluated"
         return None
 
@@ -325,6 +326,15 @@ class Search:
 
 SECONDS_REACHED = "budget.seconds reached"
 SIMULATED_REACHED = "budget.simulated_seconds reached"
+
+
+def space_size(space) -> float:
+    """How many architectures `space` holds: len(), or infinity for one too large for it (over 2**63, e.g. 15
+    macro layers), which a search never exhausts."""
+    try:
+        return len(space)
+    except OverflowError:
+        return math.inf
 
 
 def log_trial(record: dict) -> None:

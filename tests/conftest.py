@@ -36,21 +36,27 @@ def data_root() -> Path:
     return real_data_root()
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m nasrun ARGS` from the repository root, as the console script would."""
+TRAIN_COMMAND = ["-c", "from nasrun.cli import train_main; train_main()"]  # what the nasrun-train script runs
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, command=("-m", "nasrun")
+            ) -> subprocess.CompletedProcess:
+    """Run `python -m nasrun ARGS` (or another `command`, e.g. TRAIN_COMMAND) from the repository root, as the
+    console script would."""
     full_env = {**os.environ, "COLUMNS": "200", "NASRUN_DATA": str(real_data_root()), **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "nasrun", *args], cwd=REPO, env=full_env, capture_output=True,
+    return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
 
-def compose(*overrides: str):
-    """The composed config for `overrides`, as `nasrun` would see it (without running anything)."""
+def compose(*overrides: str, config_name: str = "config"):
+    """The composed config for `overrides`, as `nasrun` (or, with config_name="train", nasrun-train) would see
+    it, without running anything."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def write_fake_mnist(root: Path, n_train: int = 200, n_test: int = 50) -> None:

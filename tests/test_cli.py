@@ -21,7 +21,8 @@ SMOKE = ["dataset=synthetic", "budget=smoke", "dataset.num_train=512"]  # half t
 
 def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accuracy(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    proc = run_cli("dataset=synthetic", "budget=smoke", "budget.trials=4", "strategy=random", f"hydra.run.dir={run_dir}")
+    proc = run_cli("dataset=synthetic", "budget=smoke", "budget.trials=4", "strategy=random", "episode_size=3",
+                   f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     assert records.pop()["status"] == "end"
@@ -34,6 +35,8 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
     assert "test_acc" in best["metrics"] and "test_acc" in records[0]["metrics"]  # the first is the best so far
     assert best["space_name"] == "custom" and "top 4 of 4 trials" in proc.stdout
     assert records[0]["metrics"]["val_acc"] > 60  # synthetic data is learnable: chance is 25 %
+    episodes = (run_dir / "episodes.csv").read_text().splitlines()  # episode_size=3: the reward per 3 trials
+    assert len(episodes) == 3 and episodes[2].startswith("2,1,1,") and (run_dir / "episodes.png").is_file()
 
     model, info = load_best(run_dir)
     data = synthetic(seed=0)  # the run's dataset and seed: the same split and normalisation

@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, write_image_folder
 from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.config import build, build_search, parameters
+from nasrun.config import build, build_search, check_settings, parameters
 from nasrun.bench.worker_faults import Toy, ToyEvaluator
 from nasrun.data import ImageData, synthetic
 from nasrun.executors import Trial
@@ -122,14 +123,23 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_preset_composes_builds_and_names_its_published_figure(experiment, data_root):
+def test_every_experiment_preset_composes_builds_and_names_its_published_figure(experiment, data_root, tmp_path):
     shrink = []
     if experiment.startswith("zeroshot_ga_"):  # score 2 full-size cells, not 200, and write no cache files
         shrink = ["strategy.P=2", "strategy.S=1", "strategy.C=2", "proxy.cache_dir=null"]
-    cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink)
-    assert cfg.published.metric == "test_acc" and 0 < cfg.published.mean < 100 and cfg.published.source
-    space, budget, strategy, evaluator, info, scorer, _ = build_search(cfg, 0, torch.device("cpu"))
-    arch = strategy.ask()
+    trains_one = "arch" in OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{experiment}.yaml")
+    cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink,
+                  config_name="train" if trains_one else "config")
+    assert cfg.published.metric in ("test_acc", "val_acc") and 0 < cfg.published.mean < 100 and cfg.published.source
+    if trains_one:  # a nasrun-train preset: its architecture, space, schedule and data
+        from nasrun.train_command import build_training
+
+        space, arch, budget, evaluator, info, data = build_training(cfg, 0, torch.device("cpu"), tmp_path)
+        with pytest.raises(UserError, match=f"arch={cfg.arch}: a setting of nasrun-train"):
+            check_settings(compose(f"+experiment={experiment}"))  # `nasrun +experiment=...` says where it belongs
+    else:
+        space, budget, strategy, evaluator, info, scorer, _ = build_search(cfg, 0, torch.device("cpu"))
+        arch = strategy.ask()
     if evaluator.reports_cost or not hasattr(evaluator, "data"):
         metrics, model = evaluator(arch)  # a table lookup: instant
         assert model is None and metrics["test_acc"] > 0

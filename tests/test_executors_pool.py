@@ -112,9 +112,11 @@ def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
     before = read_trials(log)
     assert 5 <= len(before) < 14 and before[-1]["status"] == "ok"
 
+    # The evaluator too, as the command passes it: a kill between the log and best.json makes the resume
+    # evaluate the best trial again to rebuild best.json.
     executor = ProcessPool(Toy(delay=0.01), workers=2)
-    result = run_search(SPACE, RegularizedEvolution(SPACE, 3, 4, 2), None, Budget(trials=14), run_dir, resume=True,
-                        executor=executor)
+    result = run_search(SPACE, RegularizedEvolution(SPACE, 3, 4, 2), Toy(delay=0.01)(), Budget(trials=14), run_dir,
+                        resume=True, executor=executor)
     after = read_trials(log)
     assert after[:len(before)] == before  # every finished trial kept as it was
     assert len(result.records) == 14 == len({r["key"] for r in result.records})  # none repeated, none lost

@@ -1,5 +1,6 @@
 """A non-editable install must work on its own: the wheel carries the config groups (conf/ as nasrun/conf), and
-the installed console scripts run a search, a report and a scoring from a folder outside the checkout."""
+the installed console scripts run a search, a report, a scoring and a training from a folder outside the
+checkout."""
 
 import json
 import os
@@ -29,7 +30,7 @@ def test_the_wheel_holds_every_config_file(wheel):
     assert "nasrun/conf/config.yaml" in expected and expected <= names
 
 
-def test_the_installed_wheel_searches_reports_and_scores_from_another_folder(wheel, tmp_path):
+def test_the_installed_wheel_searches_reports_scores_and_trains_from_another_folder(wheel, tmp_path):
     target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
@@ -56,5 +57,9 @@ def test_the_installed_wheel_searches_reports_and_scores_from_another_folder(whe
                 "dataset=cifar10", "dataset.fraction=0.01", "proxy.cache_dir=null")
     assert score.returncode == 0, score.stderr
     assert len((elsewhere / "scores.csv").read_text().splitlines()) == 4
+    trained = run("nasrun-train", "arch=3x3-24<0|1x5-24<1", "space=macro", "dataset=synthetic",
+                  "dataset.num_train=128", "budget.epochs=1", "hydra.run.dir=trained")
+    assert trained.returncode == 0, trained.stderr
+    assert {"best.pt", "last.pt", "model.pt2"} <= {p.name for p in (elsewhere / "trained").iterdir()}
     wrong = run("nasrun", "strategy=evolutoin")
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "strategy=evolutoin" in wrong.stderr

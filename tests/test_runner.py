@@ -67,6 +67,21 @@ def test_exhausted_space_stops_the_search_with_a_reason(tmp_path):
     assert "space exhausted" in result.stop_reason
 
 
+def test_a_space_too_large_for_len_is_searched_and_never_exhausted(tmp_path):
+    from nasrun.runner import space_size
+    from nasrun.spaces.macro import MacroSpace
+
+    macro = MacroSpace(15)  # about 2**160 networks: len() cannot hold it
+    assert space_size(macro) == math.inf and space_size(SPACE) == 108
+
+    class Constant:
+        def __call__(self, arch, deadline=None):
+            return {"val_acc": 1.0}, None
+
+    result = run_search(macro, RandomSearch(macro, seed=0), Constant(), Budget(trials=3), tmp_path)
+    assert len(result.records) == 3 and result.stop_reason == "budget.trials reached"
+
+
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     first = RandomSearch(SPACE, seed=5).ask()
     ev = CountingEvaluator(fail_keys={first.key})

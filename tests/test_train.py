@@ -72,3 +72,86 @@ def test_sgd_and_label_smoothing_run(data):
 def test_bad_training_options_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         TrainConfig(**kwargs)
+
+
+def test_learning_rate_warms_up_linearly_then_follows_the_schedule():
+    from nasrun.train import learning_rate
+
+    cosine = TrainConfig(epochs=10, lr=0.1, schedule="cosine", warmup_epochs=2)
+    assert learning_rate(cosine, 0, 0, 4) == pytest.approx(0.1 / 8)  # the first step already learns
+    assert learning_rate(cosine, 1, 3, 4) == pytest.approx(0.1)  # the warm-up's last step reaches lr
+    assert learning_rate(cosine, 2, 0, 4) == pytest.approx(0.1)
+    assert learning_rate(cosine, 6, 0, 4) == pytest.approx(0.05)  # half-way through the cosine
+    assert 0 < learning_rate(cosine, 9, 3, 4) < 0.001  # near 0 at the end
+    step = TrainConfig(epochs=10, lr=0.1, schedule="step", step_epochs=3, gamma=0.5)
+    assert [learning_rate(step, e, 2, 4) for e in (0, 2, 3, 6, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.025, 0.0125])
+    assert learning_rate(TrainConfig(epochs=3, lr=0.01), 2, 1, 4) == 0.01  # constant
+
+
+@pytest.mark.parametrize("kwargs,key", [({"optimizer": "adam", "nesterov": True}, "nesterov"),
+                                        ({"schedule": "linear"}, "schedule"), ({"warmup_epochs": 3}, "warmup_epochs"),
+                                        ({"patience": 0}, "patience"), ({"gamma": 0}, "gamma")])
+def test_bad_schedule_options_name_the_key(kwargs, key):
+    with pytest.raises(ValueError, match=f"^{key}="):
+        TrainConfig(epochs=3, **kwargs)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    """Labels that carry no signal: validation peaks early, patience stops the training, and the model ends with
+    the best epoch's weights (its validation accuracy is measured again, not copied from the history)."""
+    from nasrun.train import evaluate
+
+    noise = synthetic(num_train=256, num_test=64, seed=3)
+    noise.train_y = noise.train_y[torch.randperm(len(noise.train_y), generator=torch.Generator().manual_seed(0))]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 4))
+    metrics = train(model, noise, TrainConfig(epochs=30, lr=0.05, patience=2, restore_best=True, precision="fp32"))
+    history = metrics["history"]
+    assert metrics["stopped_early"] and metrics["epochs_run"] < 30
+    assert metrics["epochs_run"] == metrics["best_epoch"] + 2 and metrics["epoch"] == metrics["best_epoch"]
+    assert metrics["val_acc"] == max(h["val_acc"] for h in history)
+    assert evaluate(model, noise, "val")[0] == pytest.approx(metrics["val_acc"])
+
+
+def test_a_training_interrupted_after_an_epoch_resumes_to_the_same_weights(data):
+    """What last.pt holds is enough to continue: weights, optimizer, data order, augmentation and dropout
+    streams, the schedule's position and the early-stopping record."""
+    space = CustomSpace()
+    augmented = synthetic(num_train=300, num_test=50, seed=1)
+    augmented.augment = True
+    config = TrainConfig(epochs=3, optimizer="sgd", nesterov=True, lr=0.05, schedule="cosine", warmup_epochs=1,
+                         restore_best=True, precision="fp32")
+
+    def run(on_epoch=None, resume=None):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = space.build(ARCH, 1, 16, 4)
+            return model, train(model, augmented, config, on_epoch=on_epoch, resume=resume)
+
+    whole, whole_metrics = run()
+    saved = []
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(state):
+        saved.append(torch_copy(state))
+        raise Killed
+
+    with pytest.raises(Killed):
+        run(on_epoch=save_then_die)
+    assert saved[0]["epoch"] == 1
+    resumed, resumed_metrics = run(resume=saved[0])
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    strip = lambda m: [{k: v for k, v in h.items() if k != "seconds"} for h in m["history"]]
+    assert strip(whole_metrics) == strip(resumed_metrics)
+
+
+def torch_copy(state: dict) -> dict:
+    """A deep copy through torch.save, as last.pt stores it."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

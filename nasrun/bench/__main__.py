@@ -91,8 +91,11 @@ def _print(results: dict, out: Path) -> None:
         table.add_column("nasrun ratio", justify="right")
         ours = t["images_per_second"]["nasrun train()"]
         for name, ips in t["images_per_second"].items():
-            table.add_row(name, f"{ips:.0f}", f"{ours / ips:.2f}x")
+            table.add_row(name, f"{ips:.3g}", f"{ours / ips:.2f}x")
         console.print(table)
+        if "nasrun_train_ratio_vs_minimal_same_precision" in t:
+            console.print(f"nasrun-train against the minimal loop at the same precision: "
+                          f"{t['nasrun_train_ratio_vs_minimal_same_precision']:.2f}x", highlight=False)
     tabular.print_results(results, console)
     proxies.print_results(results, console)
     evaluation.print_results(results, console)

@@ -8,11 +8,16 @@ looks at it. `test_every_trial=true` measures every trial, as before.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 
 from nasrun.checks import check_bool
 from nasrun.train import TrainConfig, evaluate, train, use_bf16
+
+log = logging.getLogger(__name__)
 
 
 def trial_seed(run_seed: int, key: str) -> int:
@@ -26,16 +31,22 @@ class TrainingEvaluator:
     reports_cost = False  # no simulated clock: real training is budgeted by trials and wall-clock seconds
 
     def __init__(self, space, data, epochs: int, seed: int, optimizer: str = "adam", lr: float = 1e-3,
-                 momentum: float = 0.9, weight_decay: float = 0.0, label_smoothing: float = 0.0,
-                 precision: str = "auto", test_every_trial: bool = False):
+                 momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
+                 label_smoothing: float = 0.0, schedule: str = "constant", warmup_epochs: int = 0,
+                 step_epochs: int = 30, gamma: float = 0.1, patience: int | None = None, restore_best: bool = False,
+                 precision: str = "auto", test_every_trial: bool = False, checkpoint: str | None = None):
+        """checkpoint: a file (nasrun-train's last.pt) to save the training state to after every epoch and to
+        go on from when it holds this architecture's state; None in a search."""
         self.space = space
         self.test_every_trial = check_bool("test_every_trial", test_every_trial)
         self.data = data
         self.seed = seed
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
         # Validates every training option up front, so a typo fails before the first trial.
-        self.config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
-                                  weight_decay=weight_decay, label_smoothing=label_smoothing, precision=precision,
-                                  seed=seed)
+        self.config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                                  weight_decay=weight_decay, label_smoothing=label_smoothing, schedule=schedule,
+                                  warmup_epochs=warmup_epochs, step_epochs=step_epochs, gamma=gamma,
+                                  patience=patience, restore_best=restore_best, precision=precision, seed=seed)
 
     def describe(self) -> dict:
         """What best.json needs besides the trial to rebuild and feed the network (`nasrun.best.load_best`)."""
@@ -58,13 +69,34 @@ class TrainingEvaluator:
         cuda = [self.data.device] if self.data.device.type == "cuda" else []
         # Initialisation and dropout draw from torch's default generators: fork them, so a trial is seeded by
         # its architecture alone and neither reads nor leaves global RNG state.
+        config = replace(self.config, seed=seed)
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
-            metrics = train(model, self.data, replace(self.config, seed=seed), deadline)
+            resume = save = None
+            if self.checkpoint is not None:
+                from nasrun.checkpoint import identity, load_checkpoint, save_checkpoint
+
+                ident = identity(arch.key, config, self.data)
+                resume = load_checkpoint(self.checkpoint, ident, self.data.device)
+                save = partial(save_checkpoint, self.checkpoint, ident=ident)
+                if resume is not None:
+                    log.info("%s: going on after epoch %d of %d", self.checkpoint, resume["epoch"], config.epochs)
+            metrics = train(model, self.data, config, deadline, on_epoch=partial(self.epoch_done, save, config),
+                            resume=resume)
         if self.test_every_trial:
             metrics.update(self.test(model, deadline))
         return metrics, model
+
+    def epoch_done(self, save, config, state: dict) -> None:
+        """After each epoch: a log line (INFO when training one architecture, DEBUG in a search's many trials)
+        and the checkpoint, where there is one."""
+        last = state["history"][-1]
+        log.log(logging.INFO if save else logging.DEBUG, "epoch %d/%d: train_loss=%.4f val_acc=%.2f lr=%.3g%s",
+                last["epoch"], config.epochs, last["train_loss"], last["val_acc"], last["lr"],
+                " (early stop)" if state["stopped"] else "")
+        if save is not None:
+            save(state)
 
     def test(self, model, deadline: float | None = None) -> dict:
         """The trained model's test accuracy, loss and the pass's seconds."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nasrun.checks import UserError
+from nasrun.runner import space_size
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SIX = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")  # the pr
 
 def sample_architectures(space, count: int | None, seed: int) -> list:
     """`count` distinct architectures drawn uniformly (in draw order), or the whole space when count is None."""
-    if count is None or count >= len(space):
+    if count is None or count >= space_size(space):
         return list(space)
     rng = np.random.default_rng(seed)
     chosen = {}

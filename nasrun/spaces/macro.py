@@ -64,10 +64,18 @@ class MacroArch:
         return self.key
 
 
+# The 15-layer network of Zoph & Le's Figure 7 (4,201,630 parameters on CIFAR-10): `space.num_layers=15` and
+# this string, or the name `nascnn15` where an architecture is asked for.
+NASCNN15 = ("3x3-36<0|3x3-48<1|3x3-36<1.2|5x5-36<1.2.3|3x7-48<3.4|7x7-48<2.3.4.5|7x7-48<2.3.4.5.6|7x3-36<1.6.7|"
+            "7x1-36<1.5.6.8|7x7-36<1.3.4.5.6.7.8.9|5x7-36<1.2.5.6.7.8.9.10|7x7-48<1.2.3.4.6.11|"
+            "7x5-48<1.3.6.7.8.9.10.11.12|7x5-48<3.7.12.13|7x5-48<6.7.11.12.13.14")
+
+
 class MacroSpace(ChoiceSpace):
     """num_layers: how many layers every network of the space has."""
 
     name = "macro"
+    NAMED = {"nascnn15": NASCNN15}  # architectures known by name (nasrun-train arch=nascnn15)
 
     def __init__(self, num_layers: int = 6):
         self.num_layers = check_int("num_layers", num_layers, low=1, high=64)
@@ -134,10 +142,3 @@ class MacroSpace(ChoiceSpace):
 
     def __repr__(self) -> str:
         return f"MacroSpace(num_layers={self.num_layers})"
-
-
-# The 15-layer network of Zoph & Le's Figure 7 (4,201,630 parameters on CIFAR-10): `space.num_layers=15` and
-# this string, or the name `nascnn15` where an architecture is asked for.
-NASCNN15 = ("3x3-36<0|3x3-48<1|3x3-36<1.2|5x5-36<1.2.3|3x7-48<3.4|7x7-48<2.3.4.5|7x7-48<2.3.4.5.6|7x3-36<1.6.7|"
-            "7x1-36<1.5.6.8|7x7-36<1.3.4.5.6.7.8.9|5x7-36<1.2.5.6.7.8.9.10|7x7-48<1.2.3.4.6.11|"
-            "7x5-48<1.3.6.7.8.9.10.11.12|7x5-48<3.7.12.13|7x5-48<6.7.11.12.13.14")
