@@ -287,11 +287,14 @@ def train(cfg: DictConfig) -> dict:
     with hold_run_dir(run_dir):
         result, exported = train_one(cfg, run_dir, seed, resume, device, list(hydra_cfg.overrides.task))
     if result.best is None and result.cancelled:
-        raise UserError(f"budget.seconds: the training stopped at the wall-clock cap; {run_dir}/last.pt holds its "
-                        f"last finished epoch; continue with: nasrun-train <same overrides> "
-                        f"hydra.run.dir={run_dir} resume=true")
+        raise UserError(f"budget.seconds={cfg.budget.seconds}: the training stopped at the wall-clock cap (it counts the "
+                        f"whole run); {run_dir}/last.pt holds its last finished epoch; continue with: nasrun-train "
+                        f"<same overrides> hydra.run.dir={run_dir} resume=true budget.seconds=null (or more)")
+    if result.best is None and not result.records:  # a resume whose wall clock was already used up
+        raise UserError(f"budget.seconds={cfg.budget.seconds}: the run has used it up ({result.stop_reason}); raise "
+                        f"budget.seconds (or set it to null) to go on from {run_dir}/last.pt with resume=true")
     if result.best is None:
-        raise UserError(f"the training failed: {result.records[0].get('error') if result.records else 'no trial'}")
+        raise UserError(f"the training failed: {result.records[0].get('error')}")
     print_training(result.best, exported, str(run_dir))
     metrics = result.best["metrics"]
     return {"val_acc": metrics.get("val_acc"), "test_acc": metrics.get("test_acc"), "epoch": metrics.get("epoch")}

@@ -25,7 +25,7 @@ def episode_rows(records: list[dict], size: int) -> list[dict]:
         if rewards:
             best = max(rewards) if best is None else max(best, max(rewards))
         rows.append({"episode": start // size + 1, "trials": len(records[start:start + size]), "ok": len(rewards),
-                     "mean_val_acc": sum(rewards) / len(rewards) if rewards else None,
+                     "mean_val_acc": round(sum(rewards) / len(rewards), 4) if rewards else None,
                      "max_val_acc": max(rewards) if rewards else None, "best_so_far": best})
     return rows
 
