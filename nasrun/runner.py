@@ -184,7 +184,7 @@ class Search:
         if self.budget.simulated_seconds is not None and self.simulated >= self.budget.simulated_seconds:
             return SIMULATED_REACHED
         if len(self.done) + len(self.in_flight) >= space_size(self.space):
-            return f"space exhausted: all {len(self.space)} architectures evaluated"
+            return f"space exhausted: all {space_size(self.space)} architectures evaluated"
         return None
 
     def fill(self, leftover=None) -> str | None:
@@ -330,10 +330,10 @@ SIMULATED_REACHED = "budget.simulated_seconds reached"
 
 def space_size(space) -> float:
     """How many architectures `space` holds: len(), or infinity for one too large for it (over 2**63, e.g. 15
-    macro layers), which a search never exhausts."""
+    macro layers) or unbounded (no len: space=morph grows without end), which a search never exhausts."""
     try:
         return len(space)
-    except OverflowError:
+    except (OverflowError, TypeError):
         return math.inf
 
 

@@ -61,8 +61,10 @@ def test_two_workers_give_each_architecture_the_metrics_of_the_inline_search(tmp
 def test_a_killed_worker_is_retried_a_hung_trial_times_out_and_the_search_goes_on(tmp_path):
     keys = asks(7, 8)
     # keys[1] dies once (a marker remembers it) and succeeds on retry; keys[2] dies on every attempt.
-    toy = Toy(delay=0.05, kill=(keys[1],), marker_dir=str(tmp_path), kill_always=(keys[2],), hang=(keys[3],))
-    executor = ProcessPool(toy, workers=2, trial_timeout=3, max_retries=1)
+    # Workers take longer to start than trial_timeout (a busy machine): start-up is not charged to a trial.
+    toy = Toy(delay=0.05, kill=(keys[1],), marker_dir=str(tmp_path), kill_always=(keys[2],), hang=(keys[3],),
+              startup=1.0)
+    executor = ProcessPool(toy, workers=2, trial_timeout=0.8, max_retries=1)
     result = run_search(SPACE, RandomSearch(SPACE, 7), None, Budget(trials=8), tmp_path / "run", executor=executor)
     status = {r["key"]: r for r in result.records}
     assert len(result.records) == 8 == len(status) and set(status) == set(keys)
@@ -70,7 +72,7 @@ def test_a_killed_worker_is_retried_a_hung_trial_times_out_and_the_search_goes_o
     assert status[keys[2]]["status"] == "failed"
     assert status[keys[2]]["error"] == ("WorkerDied: killed by SIGKILL (tried 2 times; executor.max_retries=1)")
     assert status[keys[3]]["status"] == "failed" and status[keys[3]]["error"].startswith("timeout: the trial ran "
-                                                                                        "past executor.trial_timeout=3 s")
+                                                                                        "past executor.trial_timeout=0.8 s")
     assert sum(r["status"] == "ok" for r in result.records) == 6
 
 

@@ -11,7 +11,8 @@
    and flip is reported as one more variant). Rounds interleave the variants so machine noise hits all of
    them alike; the median round is reported.
 2. `tabular` and `sweeps` (`nasrun.bench.tabular`): the runner's own cost per trial over the
-   NAS-Bench-201 table, and the 30-seed sweeps of the nb201_rea and nb201_random presets.
+   NAS-Bench-201 table, and the 30-seed sweeps of the nb201_rea, nb201_random, nb201_reinforce and
+   nb201_bayesian presets, side by side.
 3. `search`: the default search (`make run`), wall time and best test accuracy.
 4. `proxies` (`nasrun.bench.proxies`): each zero-cost proxy's rank correlation with NAS-Bench-201's
    accuracies over sampled cells, beside the published values, and its seconds per cell.
@@ -29,6 +30,9 @@
 
 9. `reinforce` (`nasrun.bench.reinforce`): REINFORCE against random search on a toy reward at equal samples,
    and the controllers' milliseconds per child.
+10. `bayesian` (`nasrun.bench.bayesian`): Bayesian optimisation's seconds per ask on the NAS-Bench-201 table
+   with 50 and 200 architectures observed, and its best toy reward against random search at equal samples.
+   (Its 30-seed nb201_bayesian sweep is one of `sweeps`.)
 
 Results go to outputs/bench-DATE-TIME/bench.json under the working directory.
 

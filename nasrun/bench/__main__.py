@@ -10,13 +10,14 @@ from pathlib import Path
 
 
 def main() -> None:
-    from nasrun.bench import evaluation, executors, faults, folder, proxies, reinforce, tabular, training
+    from nasrun.bench import bayesian, evaluation, executors, faults, folder, proxies, reinforce, tabular, training
     from nasrun.bench.common import output_dir
     from nasrun.device import select_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
-                                           "phases", "threads", "folder", "faults", "executors", "reinforce", "nascnn15"])
+                                           "phases", "threads", "folder", "faults", "executors", "reinforce", "nascnn15",
+                                           "bayesian"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -69,6 +70,9 @@ def main() -> None:
     if wanted("reinforce"):
         results["reinforce_toy"] = reinforce.toy()
         results["reinforce_overhead"] = reinforce.overhead()
+    if wanted("bayesian"):
+        results["bayesian_overhead"] = bayesian.overhead(args.root)
+        results["bayesian_toy"] = bayesian.toy()
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)
 
@@ -77,7 +81,7 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun.bench import evaluation, executors, faults, folder, proxies, reinforce, tabular
+    from nasrun.bench import bayesian, evaluation, executors, faults, folder, proxies, reinforce, tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput", "nascnn15_throughput"):
@@ -97,6 +101,7 @@ def _print(results: dict, out: Path) -> None:
             console.print(f"nasrun-train against the minimal loop at the same precision: "
                           f"{t['nasrun_train_ratio_vs_minimal_same_precision']:.2f}x", highlight=False)
     tabular.print_results(results, console)
+    bayesian.print_results(results, console)
     proxies.print_results(results, console)
     evaluation.print_results(results, console)
     folder.print_results(results, console)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nasrun.bench.common import preset
 
-EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce")
+EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce", "nb201_bayesian")
 
 
 def _strategies(space, seed):

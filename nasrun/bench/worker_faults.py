@@ -20,7 +20,8 @@ from pathlib import Path
 class Toy:
     """kill: keys whose evaluation SIGKILLs the worker; the first time only when `marker_dir` is set (a marker
     file remembers it, so the retry succeeds), every time otherwise. kill_always: keys that SIGKILL it on every
-    attempt. hang: keys that sleep `hang_seconds`."""
+    attempt. hang: keys that sleep `hang_seconds`. startup: seconds a worker takes to build its evaluator (a slow
+    start-up, e.g. a busy machine importing torch and reading data)."""
 
     delay: float = 0.0
     kill: tuple = ()
@@ -28,8 +29,10 @@ class Toy:
     kill_always: tuple = ()
     hang: tuple = ()
     hang_seconds: float = 600.0
+    startup: float = 0.0
 
     def __call__(self, device=None):
+        time.sleep(self.startup)
         return ToyEvaluator(self)
 
 

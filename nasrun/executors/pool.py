@@ -39,7 +39,8 @@ class Worker:
     conn: object  # the main process's end of the pipe
     env: dict
     trial: Trial | None = None
-    started: float = 0.0  # time.monotonic() when its trial was sent
+    sent: float = 0.0  # time.monotonic() when its trial was sent
+    started: float | None = None  # when the worker said it began the trial: trial_timeout counts from here
 
 
 class ProcessPool:
@@ -77,8 +78,9 @@ class ProcessPool:
             busy = [w for w in self.workers if w.trial is not None]
             if not busy:
                 return []
+            began = [w.started for w in busy if w.started is not None]
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                         timeout=wait_seconds(until, [w.started for w in busy], self.trial_timeout))
+                         timeout=wait_seconds(until, began, self.trial_timeout))
             outcomes = [o for w in busy if (o := self._collect(w, ready)) is not None]
             outcomes += self._timed_out(busy)
             if outcomes or (until is not None and time.monotonic() >= until):
@@ -89,7 +91,7 @@ class ProcessPool:
         outcomes = []
         for worker in self.workers:
             if worker.trial is not None:
-                trial, seconds = worker.trial, time.monotonic() - worker.started
+                trial, seconds = worker.trial, time.monotonic() - worker.sent
                 self._kill(worker)
                 outcomes.append(failed_outcome(trial, "budget.seconds ran out; the trial's worker was stopped",
                                                seconds, status=CANCELLED))
@@ -126,7 +128,7 @@ class ProcessPool:
     def _send(self, worker: Worker, trial: Trial) -> None:
         if not worker.process.is_alive():  # died while idle: its place is taken before the trial goes out
             self._replace(worker)
-        worker.trial, worker.started = trial, time.monotonic()
+        worker.trial, worker.sent, worker.started = trial, time.monotonic(), None
         try:
             worker.conn.send(trial)
         except OSError:  # it died just now: the sentinel reports it, and the trial is retried like any other
@@ -142,11 +144,13 @@ class ProcessPool:
             if isinstance(message, Outcome):
                 worker.trial = None
                 return message
+            if message == STARTED:  # the clock of trial_timeout starts: a worker's start-up is not the trial's
+                worker.started = time.monotonic()
             if isinstance(message, str):  # the worker could not build its evaluator: a config or data problem
                 raise UserError(message)
         if worker.process.sentinel not in ready and worker.process.is_alive():
             return None
-        trial, seconds = worker.trial, time.monotonic() - worker.started
+        trial, seconds = worker.trial, time.monotonic() - worker.sent
         worker.process.join()
         cause = death_cause(worker.process.exitcode)
         self._replace(worker)
@@ -163,8 +167,10 @@ class ProcessPool:
             return []
         outcomes = []
         for worker in busy:
+            if worker.trial is None or worker.started is None:
+                continue
             seconds = time.monotonic() - worker.started
-            if worker.trial is not None and seconds >= self.trial_timeout:
+            if seconds >= self.trial_timeout:
                 trial = worker.trial
                 self._kill(worker)
                 self._replace(worker)
@@ -209,6 +215,9 @@ def death_cause(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+STARTED = ("started",)  # a worker's message as it begins a trial
+
+
 def worker_main(conn, payload: bytes, env: dict) -> None:
     """A worker's life: take its device, build the evaluator once, then evaluate trials until told to stop."""
     os.environ.update(env)  # before torch is imported: CUDA reads CUDA_VISIBLE_DEVICES once
@@ -230,6 +239,7 @@ def worker_main(conn, payload: bytes, env: dict) -> None:
             return
         if trial is None:
             return
+        conn.send(STARTED)
         conn.send(run_trial(evaluator, trial))
 
 

@@ -4,8 +4,8 @@ A space is a `ChoiceSpace` with, per instance, `name`, `choices` (dimension name
 in a fixed order; a space with a parameter varies them per instance), `make(values) -> arch` (an immutable
 architecture from a dict of valid choices), `from_key(text) -> arch` and
 `build(arch, in_channels, image_size, num_classes) -> nn.Module`. Each architecture offers `key`,
-`choices() -> dict` and `to_json()`. Strategies only ever call `sample`, `mutate` and `crossover`; the runner
-uses `from_json` and `len`. The contract is written down as `nasrun.contracts.Space`.
+`choices() -> dict` and `to_json()`. Strategies call `sample`, `mutate`, `crossover`, and (Bayesian
+optimisation) `neighbours` and `distances`; the runner uses `from_json` and `len`. The contract is written down as `nasrun.contracts.Space`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ class ChoiceSpace:
 
     def crossover(self, a, b, rng: np.random.Generator):
         return self.make(dims.crossover(a.choices(), b.choices(), rng))
+
+    def neighbours(self, arch) -> list:
+        """Every architecture one choice away from `arch`."""
+        return [self.make(values) for values in dims.neighbours(arch.choices(), self.choices)]
+
+    def distances(self, a: list, b: list) -> np.ndarray:
+        """The |a| x |b| matrix of edit distances (`nasrun.spaces.choices.distances`): what Bayesian
+        optimisation's kernel sees."""
+        return dims.distances(dims.encode([x.choices() for x in a], self.choices),
+                              dims.encode([x.choices() for x in b], self.choices), dims.numeric_columns(self.choices))
 
     def __len__(self) -> int:
         return dims.size(self.choices)

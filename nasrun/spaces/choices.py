@@ -93,3 +93,42 @@ def crossover(a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generat
     """Uniform crossover: each dimension comes from `a` or `b` with probability 1/2."""
     take_a = rng.random(len(a)) < 0.5
     return {k: (a[k] if pick else b[k]) for k, pick in zip(a, take_a)}
+
+
+def neighbours(values: Mapping[str, Any], choices: Choices) -> Iterator[dict]:
+    """Every architecture one choice away (each dimension set to each of its other values), in a fixed order:
+    the moves of Bayesian optimisation's acquisition search on a choice space."""
+    for name, current in values.items():
+        for other in choices[name]:
+            if other != current:
+                yield {**values, name: other}
+
+
+def encode(rows: list[Mapping[str, Any]], choices: Choices) -> np.ndarray:
+    """One float row per architecture, one column per dimension of `choices`: a number for numeric choices, the
+    value's index otherwise, NaN where the architecture lacks the dimension (a shallower network)."""
+    out = np.full((len(rows), len(choices)), np.nan)
+    for c, (name, allowed) in enumerate(choices.items()):
+        numeric = all(kind(v) == "number" for v in allowed)
+        for r, values in enumerate(rows):
+            if name in values:
+                out[r, c] = float(values[name]) if numeric else allowed.index(values[name])
+    return out
+
+
+def numeric_columns(choices: Choices) -> np.ndarray:
+    return np.array([all(kind(v) == "number" for v in allowed) for allowed in choices.values()])
+
+
+def distances(a: np.ndarray, b: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """The edit distance between every row of `a` and of `b` (from `encode`): per dimension, a numeric choice
+    costs |x - y| / max(|x|, |y|) (Auto-Keras' width term: 16 against 32 filters is as far as 32 against 64),
+    any other differing choice 1, and a dimension only one side has 1 (an unmatched layer)."""
+    x, y = a[:, None, :], b[None, :, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.maximum(np.abs(x), np.abs(y))
+        relative = np.where(scale > 0, np.abs(x - y) / scale, 0.0)
+    cost = np.where(numeric, relative, (x != y).astype(float))
+    missing = np.isnan(x) | np.isnan(y)
+    cost = np.where(missing, (np.isnan(x) != np.isnan(y)).astype(float), cost)
+    return cost.sum(axis=2)

@@ -1,0 +1,372 @@
+"""space=morph: networks as graphs of layers, grown from a seed network by function-preserving morphisms
+(Auto-Keras, Jin, Song & Hu, KDD 2019; Net2Net, Chen et al. 2016).
+
+A network is a list of nodes in topological order; node 0 is the image, the last node feeds the head (global
+average pooling, dropout, a linear classifier). Node kinds:
+- `c{k}-{w}`: conv k x k with w filters, BN, ReLU;
+- `p`: 2 x 2 max pooling;
+- `a`: the sum of its inputs (equal widths and resolution), then ReLU;
+- `k`: the concatenation of its inputs on channels (equal resolution);
+- `x-{w}`: a 1 x 1 convolution without BN or ReLU, the projection on an added skip connection.
+Every node but node 0 and the projections outputs non-negative values, which is what makes an identity conv
+(ReLU of a non-negative input) and a zero-initialised skip exactly function-preserving.
+
+The canonical string (the key) lists the nodes in a canonical topological order with sorted inputs, e.g.
+`c3-32<0|p<1|c3-64<2`, so isomorphic graphs (parallel branches listed in another order) share one key.
+
+Morphisms: deepen (an identity conv after a node), widen (more filters, units replicated), add a skip
+connection (a zero projection added in), concatenate a skip connection (its channels get zero weights
+downstream). Each returns the child and where every child node comes from, which `morph_network.inherit`
+uses to hand the parent's trained weights to the child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nasrun.checks import check_choice, check_float, check_int
+
+KERNELS = (1, 3, 5, 7)
+MAX_WIDTH = 1024
+_NODE = re.compile(r"(?:c(\d)-(\d+)|p|a|k|x-(\d+))<([\d.]+)")
+
+
+@dataclass(frozen=True)
+class Node:
+    op: str  # conv | pool | add | concat | proj
+    inputs: tuple[int, ...]
+    width: int | None = None  # conv, proj
+    kernel: int | None = None  # conv
+
+    def token(self) -> str:
+        head = {"conv": f"c{self.kernel}-{self.width}", "pool": "p", "add": "a", "concat": "k",
+                "proj": f"x-{self.width}"}[self.op]
+        return f"{head}<{'.'.join(map(str, self.inputs))}"
+
+
+@dataclass(frozen=True)
+class MorphArch:
+    """Immutable, canonical (`canonical` orders the nodes): equal graphs are equal values with one key."""
+
+    nodes: tuple[Node, ...]
+    key: str = field(init=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", "|".join(n.token() for n in self.nodes))
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MorphArch) and other.key == self.key
+
+    def to_json(self) -> str:
+        return self.key
+
+    def __str__(self) -> str:
+        return self.key
+
+
+# ----- structure ------------------------------------------------------------------------------------------
+
+def widths(nodes, in_channels: int = 3) -> list[int]:
+    """Output channels of node 0..n."""
+    out = [in_channels]
+    for n in nodes:
+        if n.op in ("conv", "proj"):
+            out.append(n.width)
+        elif n.op == "concat":
+            out.append(sum(out[i] for i in n.inputs))
+        else:
+            out.append(out[n.inputs[0]])
+    return out
+
+
+def pools(nodes) -> list[int]:
+    """How many poolings lie before each node's output (its resolution is the image's / 2**that)."""
+    out = [0]
+    for n in nodes:
+        out.append(out[n.inputs[0]] + (n.op == "pool"))
+    return out
+
+
+def consumers(nodes) -> dict[int, list[int]]:
+    users: dict[int, list[int]] = {}
+    for i, n in enumerate(nodes, start=1):
+        for j in n.inputs:
+            users.setdefault(j, []).append(i)
+    return users
+
+
+def validate(nodes) -> None:
+    """ValueError naming the node and what is wrong."""
+    if not nodes:
+        raise ValueError("a morph network needs at least one node")
+    res, wid = [0], [3]
+    for i, n in enumerate(nodes, start=1):
+        where = f"node {i} ({n.op})"
+        if not n.inputs or any(not 0 <= j < i for j in n.inputs) or len(set(n.inputs)) != len(n.inputs):
+            raise ValueError(f"{where}: inputs {n.inputs} must be distinct earlier nodes (0 to {i - 1})")
+        single = n.op in ("conv", "pool", "proj")
+        if single != (len(n.inputs) == 1):
+            raise ValueError(f"{where}: takes {'one input' if single else 'two or more inputs'}, got {len(n.inputs)}")
+        if n.op == "conv":
+            check_choice(f"node {i} kernel", n.kernel, KERNELS)
+        if n.op in ("conv", "proj"):
+            check_int(f"node {i} width", n.width, low=1, high=MAX_WIDTH)
+        if len({res[j] for j in n.inputs}) > 1:
+            raise ValueError(f"{where}: inputs {n.inputs} have different resolutions (a pooling on one path)")
+        if n.op == "add" and len({wid[j] for j in n.inputs}) > 1:
+            raise ValueError(f"{where}: inputs {n.inputs} have different widths {[wid[j] for j in n.inputs]}")
+        res.append(res[n.inputs[0]] + (n.op == "pool"))
+        wid.append(n.width if n.op in ("conv", "proj") else
+                   sum(wid[j] for j in n.inputs) if n.op == "concat" else wid[n.inputs[0]])
+    used = consumers(nodes)
+    for i, n in enumerate(nodes[:-1], start=1):
+        if i not in used:
+            raise ValueError(f"node {i} ({n.op}): nothing reads it; every node but the last must feed another")
+        if n.op == "proj" and any(nodes[u - 1].op != "add" for u in used[i]):
+            raise ValueError(f"node {i} (proj): a projection only feeds an add")
+    if nodes[-1].op == "proj":
+        raise ValueError(f"node {len(nodes)} (proj): the last node feeds the classifier; it cannot be a projection")
+
+
+def canonical(nodes) -> tuple[tuple[Node, ...], list[int]]:
+    """(the nodes in canonical order with sorted inputs, new index of each old node 0..n). The order is Kahn's
+    topological order, taking among the ready nodes the least (structural hash, new indices of its inputs):
+    isomorphic graphs come out identical."""
+    sig = ["in"]
+    for n in nodes:  # a node's hash covers its op and the multiset of its inputs' hashes
+        head = n.token().split("<")[0]
+        sig.append(hashlib.sha1((head + "(" + ",".join(sorted(sig[j] for j in n.inputs)) + ")").encode())
+                   .hexdigest()[:16])
+    new = {0: 0}
+    remaining = set(range(1, len(nodes) + 1))
+    while remaining:
+        ready = [i for i in remaining if all(j in new for j in nodes[i - 1].inputs)]
+        pick = min(ready, key=lambda i: (sig[i], sorted(new[j] for j in nodes[i - 1].inputs)))
+        new[pick] = len(new)
+        remaining.remove(pick)
+    order = sorted(new, key=new.get)[1:]
+    renamed = tuple(Node(nodes[i - 1].op, tuple(sorted(new[j] for j in nodes[i - 1].inputs)), nodes[i - 1].width,
+                         nodes[i - 1].kernel) for i in order)
+    return renamed, [new[i] for i in range(len(nodes) + 1)]
+
+
+def make(nodes) -> MorphArch:
+    nodes = tuple(nodes)
+    validate(nodes)
+    return MorphArch(canonical(nodes)[0])
+
+
+def parse(text: str) -> MorphArch:
+    if not isinstance(text, str):
+        raise ValueError(f"a morph architecture must be a string, got {type(text).__name__}")
+    nodes = []
+    for i, part in enumerate(text.split("|"), start=1):
+        match = _NODE.fullmatch(part)
+        if not match:
+            raise ValueError(f"node {i}: {part!r} is not c{{k}}-{{w}}<in, p<in, a<in.in, k<in.in or x-{{w}}<in")
+        kernel, conv_width, proj_width, inputs = match.groups()
+        op = "conv" if kernel else "proj" if proj_width else {"p": "pool", "a": "add", "k": "concat"}[part[0]]
+        width = int(conv_width or proj_width) if (conv_width or proj_width) else None
+        nodes.append(Node(op, tuple(int(j) for j in inputs.split(".")), width, int(kernel) if kernel else None))
+    return make(nodes)
+
+
+# ----- morphisms ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Morph:
+    """A child and its provenance: `origin[i]` is the parent node child node i came from (None: new);
+    `units[i]` the parent unit of each of its output units, for a widened node. Indices are the child's."""
+
+    child: MorphArch
+    origin: tuple
+    units: dict
+    op: str
+
+
+def _insert_after(nodes, at: int, new_nodes: list[Node], reroute: bool = True):
+    """Insert `new_nodes` after node `at` (their inputs in old numbering; -1 means the last inserted); every
+    former consumer of `at` (and the head, if `at` was last) reads the last inserted node instead."""
+    k = len(new_nodes)
+    shift = lambda j: j if j <= at else j + k  # noqa: E731
+    last = at + k
+    out, origin = [], [0]
+    for i, n in enumerate(nodes, start=1):
+        if i == at + 1:
+            for m in new_nodes:
+                out.append(Node(m.op, tuple(last - 1 if j == -1 else shift(j) for j in m.inputs), m.width, m.kernel))
+                origin.append(None)
+        out.append(Node(n.op, tuple(last if (j == at and reroute) else shift(j) for j in n.inputs), n.width, n.kernel))
+        origin.append(i)
+    if at == len(nodes):
+        for m in new_nodes:
+            out.append(Node(m.op, tuple(last - 1 if j == -1 else shift(j) for j in m.inputs), m.width, m.kernel))
+            origin.append(None)
+    return out, origin
+
+
+def _finish(nodes, origin, units: dict, op: str) -> Morph:
+    nodes = tuple(nodes)
+    validate(nodes)
+    canon, new = canonical(nodes)
+    child_origin = [None] * (len(nodes) + 1)
+    child_units = {}
+    for old, parent in enumerate(origin):
+        child_origin[new[old]] = parent
+    for old, mapping in units.items():
+        child_units[new[old]] = mapping
+    return Morph(MorphArch(canon), tuple(child_origin), child_units, op)
+
+
+def deepen(arch: MorphArch, at: int, kernel: int = 3) -> Morph:
+    """An identity conv-BN-ReLU after node `at` (not the image, not a projection)."""
+    if not 1 <= at <= len(arch.nodes) or arch.nodes[at - 1].op == "proj":
+        raise ValueError(f"deepen: node {at} cannot be followed by an identity conv")
+    w = widths(arch.nodes)[at]
+    nodes, origin = _insert_after(arch.nodes, at, [Node("conv", (at,), w, kernel)])
+    return _finish(nodes, origin, {}, f"deepen {at} k{kernel}")
+
+
+def widenable(arch: MorphArch, at: int) -> bool:
+    """Whether node `at`'s width may change: no add reads it, directly or through poolings and concatenations."""
+    users, nodes = consumers(arch.nodes), arch.nodes
+    stack = [at]
+    while stack:
+        i = stack.pop()
+        for u in users.get(i, []):
+            if nodes[u - 1].op == "add":
+                return False
+            if nodes[u - 1].op in ("pool", "concat"):
+                stack.append(u)
+    return True
+
+
+def widen(arch: MorphArch, at: int, width: int, rng) -> Morph:
+    """Node `at` (a conv) gets `width` filters; the new ones copy random existing ones (Net2Net)."""
+    node = arch.nodes[at - 1] if 1 <= at <= len(arch.nodes) else None
+    if node is None or node.op != "conv" or width <= node.width or not widenable(arch, at):
+        raise ValueError(f"widen: node {at} cannot be widened to {width}")
+    mapping = list(range(node.width)) + [int(u) for u in rng.integers(node.width, size=width - node.width)]
+    nodes = list(arch.nodes)
+    nodes[at - 1] = Node("conv", node.inputs, width, node.kernel)
+    return _finish(nodes, list(range(len(nodes) + 1)), {at: mapping}, f"widen {at} to {width}")
+
+
+def skip_pairs(arch: MorphArch, concat: bool) -> list[tuple[int, int]]:
+    """(source, destination) pairs a skip connection may join: both past the image, the source earlier, the
+    same resolution, the destination no projection (and widenable, for a concatenation)."""
+    res, nodes = pools(arch.nodes), arch.nodes
+    pairs = []
+    for b in range(2, len(nodes) + 1):
+        if nodes[b - 1].op == "proj" or (concat and not widenable(arch, b)):
+            continue
+        pairs += [(a, b) for a in range(1, b) if res[a] == res[b] and nodes[a - 1].op != "proj"
+                  and a not in nodes[b - 1].inputs]
+    return pairs
+
+
+def add_skip(arch: MorphArch, source: int, dest: int) -> Morph:
+    """dest's output plus a zero-initialised 1 x 1 projection of source's: the sum (then ReLU) equals dest's."""
+    if (source, dest) not in skip_pairs(arch, concat=False):
+        raise ValueError(f"add_skip: cannot join node {source} to node {dest}")
+    w = widths(arch.nodes)[dest]
+    nodes, origin = _insert_after(arch.nodes, dest, [Node("proj", (source,), w), Node("add", (dest, -1))])
+    return _finish(nodes, origin, {}, f"add skip {source}->{dest}")
+
+
+def concat_skip(arch: MorphArch, source: int, dest: int) -> Morph:
+    """dest's channels followed by source's, which every reader of dest weighs by zero at first."""
+    if (source, dest) not in skip_pairs(arch, concat=True):
+        raise ValueError(f"concat_skip: cannot join node {source} to node {dest}")
+    nodes, origin = _insert_after(arch.nodes, dest, [Node("concat", (dest, source))])
+    return _finish(nodes, origin, {}, f"concat skip {source}->{dest}")
+
+
+def all_morphs(arch: MorphArch, rng, max_width: int = MAX_WIDTH) -> list[Morph]:
+    """Every morphism of `arch` (one widening per conv: doubling; one kernel for deepening: 3)."""
+    out = [deepen(arch, i) for i in range(1, len(arch.nodes) + 1) if arch.nodes[i - 1].op != "proj"]
+    out += [widen(arch, i, min(2 * n.width, max_width), rng) for i, n in enumerate(arch.nodes, start=1)
+            if n.op == "conv" and n.width < max_width and widenable(arch, i)]
+    out += [add_skip(arch, a, b) for a, b in skip_pairs(arch, concat=False)]
+    out += [concat_skip(arch, a, b) for a, b in skip_pairs(arch, concat=True)]
+    return out
+
+
+# ----- the space ------------------------------------------------------------------------------------------
+
+SEEDS = {
+    # three conv-BN-ReLU blocks, each followed by a pooling
+    "plain": "c3-32<0|p<1|c3-64<2|p<3|c3-64<4|p<5",
+    # a stem and two residual blocks of a small ResNet (identity shortcuts), as Auto-Keras' ResNet search
+    "resnet": "c3-32<0|c3-32<1|c3-32<2|a<1.3|p<4|c3-64<5|c3-64<6|x-64<5|a<7.8",
+}
+
+
+class MorphSpace:
+    """seed: the network every search starts from (plain | resnet). max_morphs: morphisms applied to the seed
+    by `sample` (0 to max_morphs). dropout: before the classifier. skip_weight: λ in d = D_l + λ D_s.
+    max_width: the widest layer widening may make."""
+
+    name = "morph"
+
+    def __init__(self, seed: str = "resnet", max_morphs: int = 3, dropout: float = 0.25, skip_weight: float = 1.0,
+                 max_width: int = 512):
+        self.seed_name = check_choice("seed", seed, tuple(SEEDS))
+        self.seed = parse(SEEDS[seed])
+        self.max_morphs = check_int("max_morphs", max_morphs, low=0, high=20)
+        self.dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        self.skip_weight = check_float("skip_weight", skip_weight, low=0.0)
+        self.max_width = check_int("max_width", max_width, low=8, high=MAX_WIDTH)
+
+    def from_key(self, text: str) -> MorphArch:
+        return parse(text)
+
+    def from_json(self, data) -> MorphArch:
+        return parse(data)
+
+    def sample(self, rng: np.random.Generator) -> MorphArch:
+        arch = self.seed
+        for _ in range(int(rng.integers(self.max_morphs + 1))):
+            arch = self.mutate(arch, rng)
+        return arch
+
+    def mutate(self, arch: MorphArch, rng: np.random.Generator, prob=None) -> MorphArch:
+        """One random morphism (`prob` is for choice spaces and is ignored here)."""
+        return self.random_morph(arch, rng).child
+
+    def random_morph(self, arch: MorphArch, rng: np.random.Generator) -> Morph:
+        morphs = all_morphs(arch, rng, self.max_width)
+        return morphs[int(rng.integers(len(morphs)))]
+
+    def crossover(self, a: MorphArch, b: MorphArch, rng: np.random.Generator) -> MorphArch:
+        """Graphs grown by morphisms have no shared layout to cross: the child morphs one parent."""
+        return self.mutate(a if rng.random() < 0.5 else b, rng)
+
+    def morphs(self, arch: MorphArch) -> list[Morph]:
+        """Every morphism of `arch`, with its provenance (widening's copied units fixed per architecture, so
+        the same parent always yields the same child weights)."""
+        rng = np.random.default_rng(int(hashlib.sha1(arch.key.encode()).hexdigest()[:8], 16))
+        return all_morphs(arch, rng, self.max_width)
+
+    def neighbours(self, arch: MorphArch) -> list[MorphArch]:
+        return [m.child for m in self.morphs(arch)]
+
+    def distances(self, a: list, b: list) -> np.ndarray:
+        from nasrun.spaces.morph_distance import edit_distance
+
+        return np.array([[edit_distance(x, y, self.skip_weight) for y in b] for x in a], dtype=float)
+
+    def build(self, arch: MorphArch, in_channels: int, image_size: int, num_classes: int):
+        from nasrun.spaces.morph_network import MorphNetwork
+
+        return MorphNetwork(arch, in_channels, image_size, num_classes, self.dropout)
+
+    def __repr__(self) -> str:
+        return f"MorphSpace(seed={self.seed_name!r})"
