@@ -77,11 +77,12 @@ def save_best(run_dir: Path, record: dict, weights: dict | None, model_info: dic
                                         "weights_sha256": digest})
 
 
-def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict) -> None:
+def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info: dict, kept=None) -> None:
     """On resume, trials.jsonl decides the best trial; best.json and best.pt must match it. They may not: a kill
     between the log and the save, or a damaged, missing or replaced file. Training is seeded per architecture,
     so evaluating the best one again restores exactly its weights; an evaluator without weights (a table) only
-    has best.json rewritten."""
+    has best.json rewritten. `kept(key)`: the run's weight store (space=morph), whose copy is used first: a
+    child that inherited its weights cannot be retrained alone."""
     try:
         on_disk = read_best_json(run_dir)
     except UserError as err:
@@ -91,6 +92,11 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
             f"best.json names trial {on_disk['trial']}, not the best trial {best['trial']}"
         if problem is None:
             return
+    weights = kept(best["key"]) if kept is not None else None
+    if weights is not None:
+        log.warning("%s; restored best.pt from the kept weights of trial %d", problem, best["trial"])
+        save_best(run_dir, best, weights, model_info)
+        return
     metrics, model = evaluator(space.from_json(best["arch"]))
     if model is None:
         log.warning("%s; rewrote best.json from trials.jsonl (trial %d)", problem, best["trial"])

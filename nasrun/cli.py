@@ -121,7 +121,8 @@ def search(cfg: DictConfig) -> dict:
     check_settings(cfg)
     seed = _top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
     resume = _top_level(lambda: check_bool("resume", cfg.resume))
-    episode_size = _top_level(lambda: None if cfg.episode_size is None else check_int("episode_size", cfg.episode_size, low=1))
+    episode_size = _top_level(lambda: None if cfg.episode_size is None else
+                              check_int("episode_size", cfg.episode_size, low=1))
     device = build("device", cfg.device)  # checks its keys first, like every group
     import torch
 
@@ -287,8 +288,8 @@ def train(cfg: DictConfig) -> dict:
     with hold_run_dir(run_dir):
         result, exported = train_one(cfg, run_dir, seed, resume, device, list(hydra_cfg.overrides.task))
     if result.best is None and result.cancelled:
-        raise UserError(f"budget.seconds={cfg.budget.seconds}: the training stopped at the wall-clock cap (it counts the "
-                        f"whole run); {run_dir}/last.pt holds its last finished epoch; continue with: nasrun-train "
+        raise UserError(f"budget.seconds={cfg.budget.seconds}: the training stopped at the wall-clock cap (it counts "
+                        f"the whole run); {run_dir}/last.pt holds its last finished epoch; continue with: nasrun-train "
                         f"<same overrides> hydra.run.dir={run_dir} resume=true budget.seconds=null (or more)")
     if result.best is None and not result.records:  # a resume whose wall clock was already used up
         raise UserError(f"budget.seconds={cfg.budget.seconds}: the run has used it up ({result.stop_reason}); raise "

@@ -103,8 +103,8 @@ SEED_MAX = 2**32 - 1  # numpy's legacy seeding and other tools take 32-bit seeds
 def check_settings(cfg: DictConfig, extra_keys=()) -> None:
     """The composed config as a whole, before anything is built: every top-level key is one nasrun reads (a
     `+foo=1` would otherwise be ignored in silence), and every number is finite and fits 64 bits (no setting
-    means infinity, and numpy and torch hold nothing bigger). `extra_keys`: nasrun-train's own settings. Group keys are checked against their
-    constructors by `check_keys`, and each constructor checks its own ranges."""
+    means infinity, and numpy and torch hold nothing bigger). `extra_keys`: nasrun-train's own settings. Group
+    keys are checked against their constructors by `check_keys`, and each constructor checks its own ranges."""
     from omegaconf.errors import OmegaConfBaseException
 
     known = top_level_keys() | set(extra_keys)

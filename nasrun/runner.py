@@ -22,6 +22,7 @@ from nasrun.executors import Trial
 from nasrun.run_lock import hold_run_dir
 from nasrun.records import CANCELLED, END, best_of, better, fitness, is_ok
 from nasrun.trial_log import TrialWriter, read_trials, split_log
+from nasrun.weight_store import WeightStore
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,17 @@ def run_search(space, strategy, evaluator, budget: Budget, run_dir: Path, *, res
         with executor:  # entered before anything is written: joining a Ray cluster that is not there changes nothing
             if on_start is not None:
                 on_start()
+            store = None
+            if getattr(space, "keep_weights", 0) and trains(evaluator):  # children inherit their ancestor's weights
+                store = WeightStore(run_dir / "weights", space.keep_weights)
+                store.recover(previous)
             best_recorded = best_of(previous)
             if resume and best_recorded is not None:
                 # Before any new trial: the log decides the best so far, and best.json and best.pt must match it.
-                ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {})
+                ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {},
+                                    kept=store.load if store is not None else None)
             search = Search(space, strategy, evaluator, budget, executor, run_dir, model_info or {}, scorer,
-                            on_trial, clock)
+                            on_trial, clock, store=store)
             with TrialWriter(run_dir / "trials.jsonl") as writer:
                 search.writer = writer
                 return search.run(previous, offset)
@@ -143,6 +149,7 @@ class Search:
     on_trial: Callable[[dict], None] | None = None
     clock: Callable[[], float] = time.monotonic
     writer: object = None
+    store: object = None  # the WeightStore of a space whose children inherit weights (space=morph), or None
     records: list = field(default_factory=list)  # finished trials in completion order (the log's order)
     done: dict = field(default_factory=dict)  # key -> finished record, for deduplication
     in_flight: dict = field(default_factory=dict)  # key -> Trial submitted and not yet completed
@@ -210,7 +217,9 @@ class Search:
                 self.parked.setdefault(key, []).append(arch)
                 return None  # ask again once something completes
             deadline = self.deadline if self.executor.on_budget == "cancel" else None
-            trial = Trial(self.submitted, arch, self.best, deadline)
+            inherit = self.store.inheritance(self.strategy, arch) if self.store is not None else None
+            trial = Trial(self.submitted, arch, self.best, deadline, inherit=inherit,
+                          keep_weights=self.store is not None)
             self.submitted += 1
             self.in_flight[key] = trial
             self.executor.submit(trial)
@@ -248,6 +257,8 @@ class Search:
         self.writer.append(record)
         if better(record, self.best):
             save_best(self.run_dir, record, outcome.weights, self.model_info)
+        if self.store is not None and outcome.weights is not None and is_ok(record):
+            self.store.save(record["key"], outcome.weights, fitness(record))
         log_trial(record)
         self.finish(arch, record)
         return None

@@ -75,6 +75,19 @@ def test_every_morphism_preserves_the_function(seed):
     assert kinds == {"deepen", "widen", "add", "concat"}
 
 
+def test_no_move_makes_a_layer_wider_than_max_width():
+    from nasrun.spaces.morph import moves, widths
+
+    arch = parse("c3-256<0|c3-256<1|k<1.2")  # 512 wide already: nothing may follow it or join it
+    names = {move[0] for move in moves(arch, max_width=512)}
+    assert names == {"deepen"} and all(widths(arch.nodes)[m[1]] <= 512 for m in moves(arch, 512))
+    space = MorphSpace(max_width=64)
+    grown, rng = space.seed, np.random.default_rng(1)
+    for _ in range(30):  # a long random walk stays within the limit (and never fails to build a move)
+        grown = space.mutate(grown, rng)
+    assert max(widths(grown.nodes)[1:]) <= 64
+
+
 def test_morphisms_refuse_what_would_change_the_function():
     arch = parse(SEEDS["resnet"])
     with pytest.raises(ValueError, match="widen: node 1 cannot be widened"):  # an add reads it

@@ -74,7 +74,8 @@ def test_a_training_in_progress_is_continued_only_with_resume(tmp_path):
 
 def test_architectures_by_name_string_or_run_directory(tmp_path):
     assert resolve_architecture(MacroSpace(15), "nascnn15").key == NASCNN15
-    with pytest.raises(UserError, match="arch=nascnn15: 15 layers; this space .space.num_layers=6. has at most 6; named architectures of space=macro"):
+    with pytest.raises(UserError, match="arch=nascnn15: 15 layers; this space .space.num_layers=6. has at most 6; "
+                                        "named architectures of space=macro"):
         resolve_architecture(MacroSpace(6), "nascnn15")
     cfg = compose(f"arch={tmp_path}", config_name="train")
     with pytest.raises(UserError, match="best.json is missing"):

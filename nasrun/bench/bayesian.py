@@ -2,6 +2,8 @@
 
 - `overhead`: seconds per ask (the GP fit plus the annealing tree search) on the NAS-Bench-201 table, once the
   history holds 50 and 200 architectures (random cells, scored by the table's 12-epoch validation accuracy).
+- `morph_search`: a small Fashion-MNIST search on space=morph, Bayesian optimisation (with and without weight
+  inheritance) against random search and evolution, 3 seeds each.
 - `toy`: on the custom space's toy reward (the share of choices set to their last option, as in
   `nasrun.bench.reinforce`), the best reward found after 10, 20 and 40 samples against random search, 10 seeds.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from nasrun.bench.reinforce import toy_reward
+from nasrun.bench.reinforce import best_found
 
 CHECKPOINTS = (10, 20, 40)
 
@@ -51,22 +53,14 @@ def toy(seeds: int = 10) -> dict:
     space = CustomSpace()
     makers = {"bayesian (initial 5)": lambda s: BayesianOptimization(space, s, initial=5),
               "random": lambda s: RandomSearch(space, s)}
-    out = {}
-    for name, make in makers.items():
-        found = {n: [] for n in CHECKPOINTS}
-        for seed in range(seeds):
-            strategy, best = make(seed), 0.0
-            for n in range(1, max(CHECKPOINTS) + 1):
-                arch = strategy.ask()
-                best = max(best, toy_reward(arch, space))
-                strategy.tell(arch, toy_reward(arch, space))
-                if n in found:
-                    found[n].append(best)
-        out[name] = {n: statistics.mean(v) for n, v in found.items()}
-    return out
+    return best_found(makers, space, seeds, CHECKPOINTS)
 
 
 def print_results(results: dict, console) -> None:
+    for name, v in results.get("bayesian_morph", {}).items():
+        console.print(f"space=morph, small Fashion-MNIST search, {name}: best test acc "
+                      f"{v['test_acc_mean']:.2f} (seeds {', '.join(f'{a:.2f}' for a in v['test_acc'])}), "
+                      f"{v['seconds_per_trial']:.1f} s per trial", highlight=False)
     if "bayesian_overhead" in results:
         for size, v in results["bayesian_overhead"].items():
             console.print(f"bayesian ask on NAS-Bench-201 with {size} observed: {v['seconds_per_ask']:.3f} s "
@@ -75,3 +69,46 @@ def print_results(results: dict, console) -> None:
         for name, found in results["bayesian_toy"].items():
             console.print(f"toy reward, {name}: " + ", ".join(f"{n} samples {v:.1f}" for n, v in found.items()),
                           highlight=False)
+
+
+def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0.05) -> dict:
+    """Fashion-MNIST at a fixed small budget on space=morph (resnet seed; `fraction` of the training images,
+    1,000 to validate, one epoch per trial): the best-by-validation trial's test accuracy and the seconds per trial, for
+    Bayesian optimisation with and without weight inheritance, random search and regularized evolution."""
+    import tempfile
+
+    from nasrun.data import fashion_mnist
+    from nasrun.evaluators.train import TrainingEvaluator
+    from nasrun.runner import Budget, run_search
+    from nasrun.spaces.morph import MorphSpace
+    from nasrun.strategies.evolution import RegularizedEvolution
+    from nasrun.strategies.random import RandomSearch
+
+    variants = {
+        "bayesian, inheriting": (10, lambda space, s: _bayesian(space, s)),
+        "bayesian, from scratch": (0, lambda space, s: _bayesian(space, s)),
+        "random": (0, lambda space, s: RandomSearch(space, s)),
+        "evolution": (0, lambda space, s: RegularizedEvolution(space, s, population_size=4, sample_size=2)),
+    }
+    out = {}
+    for name, (keep, make) in variants.items():
+        accuracies, per_trial = [], []
+        for seed in range(seeds):
+            space = MorphSpace("resnet", max_morphs=2, keep_weights=keep)
+            data = fashion_mnist(root=root, download=False, fraction=fraction, val_size=1000, batch_size=64,
+                                 seed=seed)
+            evaluator = TrainingEvaluator(space, data, epochs=1, seed=seed)
+            with tempfile.TemporaryDirectory() as folder:
+                began = time.perf_counter()
+                result = run_search(space, make(space, seed), evaluator, Budget(trials=trials), folder)
+                per_trial.append((time.perf_counter() - began) / len(result.records))
+            accuracies.append(result.best["metrics"]["test_acc"])
+        out[name] = {"test_acc_mean": statistics.mean(accuracies), "test_acc": accuracies,
+                     "seconds_per_trial": statistics.mean(per_trial)}
+    return out
+
+
+def _bayesian(space, seed):
+    from nasrun.strategies.bayesian import BayesianOptimization
+
+    return BayesianOptimization(space, seed, initial=2)

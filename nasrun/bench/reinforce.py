@@ -29,12 +29,18 @@ def toy(seeds: int = 10) -> dict:
     makers = {"reinforce factorized": lambda s: Reinforce(space, s, controller="factorized", lr=0.05),
               "reinforce lstm": lambda s: Reinforce(space, s, controller="lstm", lr=0.003),
               "random": lambda s: RandomSearch(space, s)}
+    return best_found(makers, space, seeds, CHECKPOINTS)
+
+
+def best_found(makers: dict, space, seeds: int, checkpoints) -> dict:
+    """Per strategy (name -> make(seed)), the mean over seeds of the best toy reward found after each number of
+    samples in `checkpoints`."""
     out = {}
     for name, make in makers.items():
-        found = {n: [] for n in CHECKPOINTS}
+        found = {n: [] for n in checkpoints}
         for seed in range(seeds):
             strategy, best = make(seed), 0.0
-            for n in range(1, max(CHECKPOINTS) + 1):
+            for n in range(1, max(checkpoints) + 1):
                 arch = strategy.ask()
                 best = max(best, toy_reward(arch, space))
                 strategy.tell(arch, toy_reward(arch, space))

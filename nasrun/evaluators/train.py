@@ -60,9 +60,10 @@ class TrainingEvaluator:
             **({"classes": list(self.data.classes)} if self.data.classes else {}),
         }
 
-    def __call__(self, arch, deadline: float | None = None):
+    def __call__(self, arch, deadline: float | None = None, inherit: tuple | None = None):
         """(metrics, trained model). deadline: a time.monotonic() value past which training stops with
-        TrialCancelled (the run's wall-clock budget)."""
+        TrialCancelled (the run's wall-clock budget). inherit: (ancestor, its trained weights, the morphisms to
+        `arch`): the network starts with the ancestor's function instead of its own initialisation."""
         import torch
 
         seed = trial_seed(self.seed, arch.key)
@@ -73,6 +74,11 @@ class TrainingEvaluator:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
+            if inherit is not None:
+                from nasrun.spaces.morph_network import inherit_chain
+
+                inherit_chain(self.space, *inherit, model, self.data.in_channels, self.data.image_size,
+                              self.data.num_classes)
             resume = save = None
             if self.checkpoint is not None:
                 from nasrun.checkpoint import identity, load_checkpoint, save_checkpoint
@@ -84,6 +90,8 @@ class TrainingEvaluator:
                     log.info("%s: going on after epoch %d of %d", self.checkpoint, resume["epoch"], config.epochs)
             metrics = train(model, self.data, config, deadline, on_epoch=partial(self.epoch_done, save, config),
                             resume=resume)
+        if inherit is not None:
+            metrics.update(inherited_from=inherit[0].key, morphs=[m.op for m in inherit[2]])
         if self.test_every_trial:
             metrics.update(self.test(model, deadline))
         return metrics, model

@@ -40,13 +40,17 @@ class Trial:
     `best` is the run's best record when it was submitted: a trial that beats it is measured on the test split
     and sends its weights back (the best can only rise, so a trial that is the best on completion beat it).
     `deadline`: a time.monotonic() value past which an in-process evaluation stops (workers are killed
-    instead). `attempt` counts retries after a worker died."""
+    instead). `attempt` counts retries after a worker died. `inherit`: (ancestor, its weights, morphisms) for a
+    child that starts from its ancestor's weights (space=morph); `keep_weights`: send the trained weights back
+    whatever the result, for the run's weight store."""
 
     number: int
     arch: object
     best: dict | None = None
     deadline: float | None = None
     attempt: int = 0
+    inherit: tuple | None = field(default=None, repr=False)
+    keep_weights: bool = False
 
 
 @dataclass
@@ -73,7 +77,8 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
     record = {"arch": trial.arch.to_json(), "key": trial.arch.key}
     model = None
     try:
-        metrics, model = evaluator(trial.arch, deadline=deadline)
+        extra = {} if trial.inherit is None else {"inherit": trial.inherit}
+        metrics, model = evaluator(trial.arch, deadline=deadline, **extra)
         record.update(status=OK, metrics=metrics, seconds=0.0)
         problem = record_problem({"trial": 0, **record})
         if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
@@ -93,7 +98,7 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
         # After the except block: its traceback held the failed trial's tensors, which only now can be freed.
         release_cuda_memory()
     weights = None
-    if model is not None and better(record, trial.best):
+    if model is not None and (trial.keep_weights or better(record, trial.best)):
         weights = cpu_weights(model)
     return Outcome(trial, record, weights)
 

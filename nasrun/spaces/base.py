@@ -5,7 +5,8 @@ in a fixed order; a space with a parameter varies them per instance), `make(valu
 architecture from a dict of valid choices), `from_key(text) -> arch` and
 `build(arch, in_channels, image_size, num_classes) -> nn.Module`. Each architecture offers `key`,
 `choices() -> dict` and `to_json()`. Strategies call `sample`, `mutate`, `crossover`, and (Bayesian
-optimisation) `neighbours` and `distances`; the runner uses `from_json` and `len`. The contract is written down as `nasrun.contracts.Space`.
+optimisation) `neighbours` and `distances`; the runner uses `from_json` and `len`. The contract is written
+down as `nasrun.contracts.Space`.
 """
 
 from __future__ import annotations

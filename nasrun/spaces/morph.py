@@ -234,18 +234,22 @@ def deepen(arch: MorphArch, at: int, kernel: int = 3) -> Morph:
     return _finish(nodes, origin, {}, f"deepen {at} k{kernel}")
 
 
+def carriers(arch: MorphArch, at: int) -> set[int]:
+    """The nodes whose width moves with node `at`'s: it, and what reads it through poolings and concatenations."""
+    users, nodes = consumers(arch.nodes), arch.nodes
+    found, stack = {at}, [at]
+    while stack:
+        for u in users.get(stack.pop(), []):
+            if nodes[u - 1].op in ("pool", "concat", "add") and u not in found:
+                found.add(u)
+                if nodes[u - 1].op != "add":
+                    stack.append(u)
+    return found
+
+
 def widenable(arch: MorphArch, at: int) -> bool:
     """Whether node `at`'s width may change: no add reads it, directly or through poolings and concatenations."""
-    users, nodes = consumers(arch.nodes), arch.nodes
-    stack = [at]
-    while stack:
-        i = stack.pop()
-        for u in users.get(i, []):
-            if nodes[u - 1].op == "add":
-                return False
-            if nodes[u - 1].op in ("pool", "concat"):
-                stack.append(u)
-    return True
+    return not any(arch.nodes[i - 1].op == "add" for i in carriers(arch, at))
 
 
 def widen(arch: MorphArch, at: int, width: int, rng) -> Morph:
@@ -289,14 +293,35 @@ def concat_skip(arch: MorphArch, source: int, dest: int) -> Morph:
     return _finish(nodes, origin, {}, f"concat skip {source}->{dest}")
 
 
-def all_morphs(arch: MorphArch, rng, max_width: int = MAX_WIDTH) -> list[Morph]:
-    """Every morphism of `arch` (one widening per conv: doubling; one kernel for deepening: 3)."""
-    out = [deepen(arch, i) for i in range(1, len(arch.nodes) + 1) if arch.nodes[i - 1].op != "proj"]
-    out += [widen(arch, i, min(2 * n.width, max_width), rng) for i, n in enumerate(arch.nodes, start=1)
-            if n.op == "conv" and n.width < max_width and widenable(arch, i)]
-    out += [add_skip(arch, a, b) for a, b in skip_pairs(arch, concat=False)]
-    out += [concat_skip(arch, a, b) for a, b in skip_pairs(arch, concat=True)]
+def moves(arch: MorphArch, max_width: int = MAX_WIDTH) -> list[tuple]:
+    """Every morphism of `arch` as (name, args), cheap to list (one widening per conv: doubling; one kernel
+    for deepening: 3); `apply` makes one. Building a child costs a validation and a canonical ordering, so
+    callers that need a few draw them from this list first."""
+    # No move makes a layer wider than max_width: an identity conv or a projection is as wide as what it follows
+    # or joins, and a concatenation as wide as its inputs together.
+    width = widths(arch.nodes)
+    out = [("deepen", i) for i in range(1, len(arch.nodes) + 1)
+           if arch.nodes[i - 1].op != "proj" and width[i] <= max_width]
+    for i, n in enumerate(arch.nodes, start=1):
+        if n.op == "conv" and n.width < max_width and widenable(arch, i):
+            grow = min(2 * n.width, max_width) - n.width
+            if max(width[j] for j in carriers(arch, i)) + grow <= max_width:
+                out.append(("widen", i, n.width + grow))
+    out += [("add_skip", a, b) for a, b in skip_pairs(arch, concat=False) if width[b] <= max_width]
+    out += [("concat_skip", a, b) for a, b in skip_pairs(arch, concat=True)
+            if max(width[j] for j in carriers(arch, b)) + width[a] <= max_width]
     return out
+
+
+def apply(arch: MorphArch, move: tuple, rng) -> Morph:
+    name, *args = move
+    if name == "widen":
+        return widen(arch, *args, rng)
+    return {"deepen": deepen, "add_skip": add_skip, "concat_skip": concat_skip}[name](arch, *args)
+
+
+def all_morphs(arch: MorphArch, rng, max_width: int = MAX_WIDTH) -> list[Morph]:
+    return [apply(arch, move, rng) for move in moves(arch, max_width)]
 
 
 # ----- the space ------------------------------------------------------------------------------------------
@@ -312,18 +337,21 @@ SEEDS = {
 class MorphSpace:
     """seed: the network every search starts from (plain | resnet). max_morphs: morphisms applied to the seed
     by `sample` (0 to max_morphs). dropout: before the classifier. skip_weight: λ in d = D_l + λ D_s.
-    max_width: the widest layer widening may make."""
+    max_width: the widest layer a morphism may make (a conv, a projection or a concatenation). keep_weights:
+    trained networks kept in the run's weights/ folder for children to inherit (the fittest; 0: every child
+    trains from scratch)."""
 
     name = "morph"
 
     def __init__(self, seed: str = "resnet", max_morphs: int = 3, dropout: float = 0.25, skip_weight: float = 1.0,
-                 max_width: int = 512):
+                 max_width: int = 512, keep_weights: int = 10):
         self.seed_name = check_choice("seed", seed, tuple(SEEDS))
         self.seed = parse(SEEDS[seed])
         self.max_morphs = check_int("max_morphs", max_morphs, low=0, high=20)
         self.dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.skip_weight = check_float("skip_weight", skip_weight, low=0.0)
         self.max_width = check_int("max_width", max_width, low=8, high=MAX_WIDTH)
+        self.keep_weights = check_int("keep_weights", keep_weights, low=0)
 
     def from_key(self, text: str) -> MorphArch:
         return parse(text)
@@ -342,18 +370,22 @@ class MorphSpace:
         return self.random_morph(arch, rng).child
 
     def random_morph(self, arch: MorphArch, rng: np.random.Generator) -> Morph:
-        morphs = all_morphs(arch, rng, self.max_width)
-        return morphs[int(rng.integers(len(morphs)))]
+        options = moves(arch, self.max_width)
+        return apply(arch, options[int(rng.integers(len(options)))], rng)
 
     def crossover(self, a: MorphArch, b: MorphArch, rng: np.random.Generator) -> MorphArch:
         """Graphs grown by morphisms have no shared layout to cross: the child morphs one parent."""
         return self.mutate(a if rng.random() < 0.5 else b, rng)
 
-    def morphs(self, arch: MorphArch) -> list[Morph]:
-        """Every morphism of `arch`, with its provenance (widening's copied units fixed per architecture, so
-        the same parent always yields the same child weights)."""
+    def morphs(self, arch: MorphArch, limit: int | None = None) -> list[Morph]:
+        """The morphisms of `arch` with their provenance: all of them, or `limit` drawn at random (Auto-Keras'
+        search also expands each network by a few random transformations, not all). The draw and widening's
+        copied units are fixed per architecture, so the same parent always yields the same children."""
         rng = np.random.default_rng(int(hashlib.sha1(arch.key.encode()).hexdigest()[:8], 16))
-        return all_morphs(arch, rng, self.max_width)
+        options = moves(arch, self.max_width)
+        if limit is not None and len(options) > limit:
+            options = [options[i] for i in sorted(rng.choice(len(options), size=limit, replace=False))]
+        return [apply(arch, move, rng) for move in options]
 
     def neighbours(self, arch: MorphArch) -> list[MorphArch]:
         return [m.child for m in self.morphs(arch)]

@@ -127,3 +127,13 @@ def inherit(child_model: MorphNetwork, morph, parent_arch, parent_state: dict, i
                                          range(parent_state["classifier.weight"].shape[0]))
     state["classifier.bias"] = parent_state["classifier.bias"].clone()
     child_model.load_state_dict(state)
+
+
+def inherit_chain(space, ancestor, weights: dict, morphs, model: MorphNetwork, in_channels: int, image_size: int,
+                  num_classes: int) -> None:
+    """Hand `weights` (the trained `ancestor`'s) through `morphs`, in order, into `model` (the last child's)."""
+    parent, state = ancestor, weights
+    for i, morph in enumerate(morphs):
+        child = model if i == len(morphs) - 1 else space.build(morph.child, in_channels, image_size, num_classes)
+        inherit(child, morph, parent, state, in_channels)
+        parent, state = morph.child, child.state_dict()

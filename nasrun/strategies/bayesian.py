@@ -31,10 +31,11 @@ BETA = 2.576  # Auto-Keras' constant: the 99 % two-sided normal quantile
 class BayesianOptimization:
     """initial: random architectures before the first model (counting asks still out). beta: the exploration
     weight. t_start, t_min, cooling: the annealing schedule of the acquisition search (Auto-Keras: 1, 1e-4, 0.9).
-    restarts: extra random starts of the GP's likelihood optimisation."""
+    restarts: extra random starts of the GP's likelihood optimisation. max_neighbours: on a morphism space,
+    the morphisms the tree search tries per expanded network (drawn at random, as Auto-Keras does; null: all)."""
 
     def __init__(self, space, seed: int, initial: int = 10, beta: float = BETA, t_start: float = 1.0,
-                 t_min: float = 1e-4, cooling: float = 0.9, restarts: int = 1):
+                 t_min: float = 1e-4, cooling: float = 0.9, restarts: int = 1, max_neighbours: int | None = 16):
         self.space = space
         self.initial = check_int("initial", initial, low=1)
         self.beta = check_float("beta", beta, low=0.0)
@@ -42,6 +43,7 @@ class BayesianOptimization:
         self.t_min = check_float("t_min", t_min, low=0.0, high=t_start, low_open=True, high_open=True)
         self.cooling = check_float("cooling", cooling, low=0.0, high=1.0, low_open=True, high_open=True)
         self.restarts = check_int("restarts", restarts, low=0)
+        self.max_neighbours = None if max_neighbours is None else check_int("max_neighbours", max_neighbours, low=1)
         self.rng = np.random.default_rng(seed)
         self.observed: dict = {}  # key -> (arch, cost)
         self.pending: dict = {}  # key -> arch, asked and not yet told
@@ -51,8 +53,10 @@ class BayesianOptimization:
     # ----- ask / tell ---------------------------------------------------------------------------------------
 
     def ask(self):
-        if len(self.observed) + len(self.pending) < self.initial or len(self.observed) < 2:
+        if len(self.observed) + len(self.pending) < self.initial or not self.observed:
             arch = self._random_unseen()
+        elif len(self.observed) < 2:  # one point fits no GP: a neighbour of it (Auto-Keras grows its seed)
+            arch = self._neighbour_unseen()
         else:
             arch = self.propose()
         self.pending[arch.key] = arch
@@ -89,7 +93,7 @@ class BayesianOptimization:
         while queue and temperature > self.t_min:
             _, _, arch = heapq.heappop(queue)
             if morphs is not None:
-                moves = [m for m in morphs(arch) if m.child.key not in visited]
+                moves = [m for m in morphs(arch, self.max_neighbours) if m.child.key not in visited]
                 came_from.update((m.child.key, (arch, m)) for m in moves)
                 fresh = [m.child for m in moves]
             else:
@@ -133,6 +137,20 @@ class BayesianOptimization:
             model = EmbeddedGP(self.space, archs + pending, anchors, self.beta, kernel=model.gp.kernel_)
             model.fit(np.concatenate([costs, believed]))
         return model
+
+    def _neighbour_unseen(self):
+        """A random unseen neighbour of an observed architecture (on a morphism space, with its lineage)."""
+        seen = set(self.observed) | set(self.pending) | self.failed
+        parent = next(iter(self.observed.values()))[0]
+        morphs = getattr(self.space, "morphs", None)
+        if morphs is not None:
+            options = [m for m in morphs(parent, self.max_neighbours) if m.child.key not in seen]
+            if options:
+                pick = options[int(self.rng.integers(len(options)))]
+                self.lineages[pick.child.key] = (parent, [pick])
+                return pick.child
+        options = [n for n in self.space.neighbours(parent) if n.key not in seen]
+        return options[int(self.rng.integers(len(options)))] if options else self._random_unseen()
 
     def _random_unseen(self):
         seen = set(self.observed) | set(self.pending) | self.failed
