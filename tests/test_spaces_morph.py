@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nasrun.runner import space_size
-from nasrun.spaces.morph import SEEDS, MorphSpace, add_skip, all_morphs, concat_skip, deepen, parse, widen
+from nasrun.spaces.morph import SEEDS, MorphSpace, parse
+from nasrun.spaces.morph_ops import add_skip, all_morphs, concat_skip, deepen, widen
 from nasrun.spaces.morph_distance import layer_distance, skip_cost, skip_distance
 from nasrun.spaces.morph_network import inherit
 from nasrun.strategies.bayesian import BayesianOptimization
@@ -76,7 +77,8 @@ def test_every_morphism_preserves_the_function(seed):
 
 
 def test_no_move_makes_a_layer_wider_than_max_width():
-    from nasrun.spaces.morph import moves, widths
+    from nasrun.spaces.morph import widths
+    from nasrun.spaces.morph_ops import moves
 
     arch = parse("c3-256<0|c3-256<1|k<1.2")  # 512 wide already: nothing may follow it or join it
     names = {move[0] for move in moves(arch, max_width=512)}

@@ -178,152 +178,6 @@ def parse(text: str) -> MorphArch:
     return make(nodes)
 
 
-# ----- morphisms ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Morph:
-    """A child and its provenance: `origin[i]` is the parent node child node i came from (None: new);
-    `units[i]` the parent unit of each of its output units, for a widened node. Indices are the child's."""
-
-    child: MorphArch
-    origin: tuple
-    units: dict
-    op: str
-
-
-def _insert_after(nodes, at: int, new_nodes: list[Node], reroute: bool = True):
-    """Insert `new_nodes` after node `at` (their inputs in old numbering; -1 means the last inserted); every
-    former consumer of `at` (and the head, if `at` was last) reads the last inserted node instead."""
-    k = len(new_nodes)
-    shift = lambda j: j if j <= at else j + k  # noqa: E731
-    last = at + k
-    out, origin = [], [0]
-    for i, n in enumerate(nodes, start=1):
-        if i == at + 1:
-            for m in new_nodes:
-                out.append(Node(m.op, tuple(last - 1 if j == -1 else shift(j) for j in m.inputs), m.width, m.kernel))
-                origin.append(None)
-        out.append(Node(n.op, tuple(last if (j == at and reroute) else shift(j) for j in n.inputs), n.width, n.kernel))
-        origin.append(i)
-    if at == len(nodes):
-        for m in new_nodes:
-            out.append(Node(m.op, tuple(last - 1 if j == -1 else shift(j) for j in m.inputs), m.width, m.kernel))
-            origin.append(None)
-    return out, origin
-
-
-def _finish(nodes, origin, units: dict, op: str) -> Morph:
-    nodes = tuple(nodes)
-    validate(nodes)
-    canon, new = canonical(nodes)
-    child_origin = [None] * (len(nodes) + 1)
-    child_units = {}
-    for old, parent in enumerate(origin):
-        child_origin[new[old]] = parent
-    for old, mapping in units.items():
-        child_units[new[old]] = mapping
-    return Morph(MorphArch(canon), tuple(child_origin), child_units, op)
-
-
-def deepen(arch: MorphArch, at: int, kernel: int = 3) -> Morph:
-    """An identity conv-BN-ReLU after node `at` (not the image, not a projection)."""
-    if not 1 <= at <= len(arch.nodes) or arch.nodes[at - 1].op == "proj":
-        raise ValueError(f"deepen: node {at} cannot be followed by an identity conv")
-    w = widths(arch.nodes)[at]
-    nodes, origin = _insert_after(arch.nodes, at, [Node("conv", (at,), w, kernel)])
-    return _finish(nodes, origin, {}, f"deepen {at} k{kernel}")
-
-
-def carriers(arch: MorphArch, at: int) -> set[int]:
-    """The nodes whose width moves with node `at`'s: it, and what reads it through poolings and concatenations."""
-    users, nodes = consumers(arch.nodes), arch.nodes
-    found, stack = {at}, [at]
-    while stack:
-        for u in users.get(stack.pop(), []):
-            if nodes[u - 1].op in ("pool", "concat", "add") and u not in found:
-                found.add(u)
-                if nodes[u - 1].op != "add":
-                    stack.append(u)
-    return found
-
-
-def widenable(arch: MorphArch, at: int) -> bool:
-    """Whether node `at`'s width may change: no add reads it, directly or through poolings and concatenations."""
-    return not any(arch.nodes[i - 1].op == "add" for i in carriers(arch, at))
-
-
-def widen(arch: MorphArch, at: int, width: int, rng) -> Morph:
-    """Node `at` (a conv) gets `width` filters; the new ones copy random existing ones (Net2Net)."""
-    node = arch.nodes[at - 1] if 1 <= at <= len(arch.nodes) else None
-    if node is None or node.op != "conv" or width <= node.width or not widenable(arch, at):
-        raise ValueError(f"widen: node {at} cannot be widened to {width}")
-    mapping = list(range(node.width)) + [int(u) for u in rng.integers(node.width, size=width - node.width)]
-    nodes = list(arch.nodes)
-    nodes[at - 1] = Node("conv", node.inputs, width, node.kernel)
-    return _finish(nodes, list(range(len(nodes) + 1)), {at: mapping}, f"widen {at} to {width}")
-
-
-def skip_pairs(arch: MorphArch, concat: bool) -> list[tuple[int, int]]:
-    """(source, destination) pairs a skip connection may join: both past the image, the source earlier, the
-    same resolution, the destination no projection (and widenable, for a concatenation)."""
-    res, nodes = pools(arch.nodes), arch.nodes
-    pairs = []
-    for b in range(2, len(nodes) + 1):
-        if nodes[b - 1].op == "proj" or (concat and not widenable(arch, b)):
-            continue
-        pairs += [(a, b) for a in range(1, b) if res[a] == res[b] and nodes[a - 1].op != "proj"
-                  and a not in nodes[b - 1].inputs]
-    return pairs
-
-
-def add_skip(arch: MorphArch, source: int, dest: int) -> Morph:
-    """dest's output plus a zero-initialised 1 x 1 projection of source's: the sum (then ReLU) equals dest's."""
-    if (source, dest) not in skip_pairs(arch, concat=False):
-        raise ValueError(f"add_skip: cannot join node {source} to node {dest}")
-    w = widths(arch.nodes)[dest]
-    nodes, origin = _insert_after(arch.nodes, dest, [Node("proj", (source,), w), Node("add", (dest, -1))])
-    return _finish(nodes, origin, {}, f"add skip {source}->{dest}")
-
-
-def concat_skip(arch: MorphArch, source: int, dest: int) -> Morph:
-    """dest's channels followed by source's, which every reader of dest weighs by zero at first."""
-    if (source, dest) not in skip_pairs(arch, concat=True):
-        raise ValueError(f"concat_skip: cannot join node {source} to node {dest}")
-    nodes, origin = _insert_after(arch.nodes, dest, [Node("concat", (dest, source))])
-    return _finish(nodes, origin, {}, f"concat skip {source}->{dest}")
-
-
-def moves(arch: MorphArch, max_width: int = MAX_WIDTH) -> list[tuple]:
-    """Every morphism of `arch` as (name, args), cheap to list (one widening per conv: doubling; one kernel
-    for deepening: 3); `apply` makes one. Building a child costs a validation and a canonical ordering, so
-    callers that need a few draw them from this list first."""
-    # No move makes a layer wider than max_width: an identity conv or a projection is as wide as what it follows
-    # or joins, and a concatenation as wide as its inputs together.
-    width = widths(arch.nodes)
-    out = [("deepen", i) for i in range(1, len(arch.nodes) + 1)
-           if arch.nodes[i - 1].op != "proj" and width[i] <= max_width]
-    for i, n in enumerate(arch.nodes, start=1):
-        if n.op == "conv" and n.width < max_width and widenable(arch, i):
-            grow = min(2 * n.width, max_width) - n.width
-            if max(width[j] for j in carriers(arch, i)) + grow <= max_width:
-                out.append(("widen", i, n.width + grow))
-    out += [("add_skip", a, b) for a, b in skip_pairs(arch, concat=False) if width[b] <= max_width]
-    out += [("concat_skip", a, b) for a, b in skip_pairs(arch, concat=True)
-            if max(width[j] for j in carriers(arch, b)) + width[a] <= max_width]
-    return out
-
-
-def apply(arch: MorphArch, move: tuple, rng) -> Morph:
-    name, *args = move
-    if name == "widen":
-        return widen(arch, *args, rng)
-    return {"deepen": deepen, "add_skip": add_skip, "concat_skip": concat_skip}[name](arch, *args)
-
-
-def all_morphs(arch: MorphArch, rng, max_width: int = MAX_WIDTH) -> list[Morph]:
-    return [apply(arch, move, rng) for move in moves(arch, max_width)]
-
-
 # ----- the space ------------------------------------------------------------------------------------------
 
 SEEDS = {
@@ -369,7 +223,9 @@ class MorphSpace:
         """One random morphism (`prob` is for choice spaces and is ignored here)."""
         return self.random_morph(arch, rng).child
 
-    def random_morph(self, arch: MorphArch, rng: np.random.Generator) -> Morph:
+    def random_morph(self, arch: MorphArch, rng: np.random.Generator):
+        from nasrun.spaces.morph_ops import apply, moves
+
         options = moves(arch, self.max_width)
         return apply(arch, options[int(rng.integers(len(options)))], rng)
 
@@ -377,10 +233,12 @@ class MorphSpace:
         """Graphs grown by morphisms have no shared layout to cross: the child morphs one parent."""
         return self.mutate(a if rng.random() < 0.5 else b, rng)
 
-    def morphs(self, arch: MorphArch, limit: int | None = None) -> list[Morph]:
+    def morphs(self, arch: MorphArch, limit: int | None = None) -> list:
         """The morphisms of `arch` with their provenance: all of them, or `limit` drawn at random (Auto-Keras'
         search also expands each network by a few random transformations, not all). The draw and widening's
         copied units are fixed per architecture, so the same parent always yields the same children."""
+        from nasrun.spaces.morph_ops import apply, moves
+
         rng = np.random.default_rng(int(hashlib.sha1(arch.key.encode()).hexdigest()[:8], 16))
         options = moves(arch, self.max_width)
         if limit is not None and len(options) > limit:
