@@ -11,7 +11,7 @@ import torch
 from nasrun.runner import space_size
 from nasrun.spaces.morph import SEEDS, MorphSpace, parse
 from nasrun.spaces.morph_ops import add_skip, all_morphs, concat_skip, deepen, widen
-from nasrun.spaces.morph_distance import layer_distance, skip_cost, skip_distance
+from nasrun.spaces.morph_distance import layer_distance, layer_distances, skip_distance
 from nasrun.spaces.morph_network import inherit
 from nasrun.strategies.bayesian import BayesianOptimization
 
@@ -112,6 +112,29 @@ def test_layer_distance_by_hand():
     assert d[0, 0] == d[1, 1] == 0 and d[0, 1] == d[1, 0] == pytest.approx(0.5 + 1.0)  # width + one skip
 
 
+def test_vectorised_layer_distances_equal_the_plain_dynamic_programme():
+    def plain(a, b):
+        cost = [[i + j if i == 0 or j == 0 else 0.0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1,
+                                 cost[i - 1][j - 1] + abs(a[i - 1] - b[j - 1]) / max(a[i - 1], b[j - 1]))
+        return cost[-1][-1]
+
+    rng = np.random.default_rng(0)
+    seqs = [tuple(int(w) for w in rng.choice([16, 24, 32, 64, 128], size=rng.integers(0, 9))) for _ in range(30)]
+    for a in seqs[:10]:
+        assert layer_distances(a, seqs) == pytest.approx([plain(a, b) for b in seqs])
+
+
+def skip_cost(x, y):
+    """The paper's d_s, written out for one pair."""
+    if x[0] != y[0]:
+        return 1.0
+    scale = max(x[1], y[1]) + max(x[2], y[2])
+    return 0.0 if scale == 0 else (abs(x[1] - y[1]) + abs(x[2] - y[2])) / scale
+
+
 def brute_force(a, b):
     """Every partial matching of the two skip sets, unmatched connections costing 1."""
     best = math.inf
@@ -126,8 +149,8 @@ def brute_force(a, b):
 def test_hungarian_skip_matching_equals_brute_force():
     rng = np.random.default_rng(0)
     for _ in range(40):
-        sets = [[(str(rng.choice(["add", "concat"])), int(rng.integers(0, 6)), int(rng.integers(1, 5)))
-                 for _ in range(int(rng.integers(0, 5)))] for _ in range(2)]
+        sets = [tuple((str(rng.choice(["add", "concat"])), int(rng.integers(0, 6)), int(rng.integers(1, 5)))
+                      for _ in range(int(rng.integers(0, 5)))) for _ in range(2)]
         assert skip_distance(*sets) == pytest.approx(brute_force(*sets))
 
 

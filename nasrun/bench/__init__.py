@@ -31,7 +31,9 @@
 9. `reinforce` (`nasrun.bench.reinforce`): REINFORCE against random search on a toy reward at equal samples,
    and the controllers' milliseconds per child.
 10. `bayesian` (`nasrun.bench.bayesian`): Bayesian optimisation's seconds per ask on the NAS-Bench-201 table
-   with 50 and 200 architectures observed, and its best toy reward against random search at equal samples.
+   and on space=morph with 50 and 200 architectures observed, its best toy reward against random search at
+   equal samples, one epoch of the same morphed networks with and without inherited weights, and a small
+   Fashion-MNIST search on space=morph against random search and evolution (3 seeds, 8 trials, 5 % of the data).
    (Its 30-seed nb201_bayesian sweep is one of `sweeps`.)
 
 Results go to outputs/bench-DATE-TIME/bench.json under the working directory.

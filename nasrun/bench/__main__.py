@@ -73,6 +73,7 @@ def main() -> None:
     if wanted("bayesian"):
         results["bayesian_overhead"] = bayesian.overhead(args.root)
         results["bayesian_toy"] = bayesian.toy()
+        results["bayesian_inheritance"] = bayesian.inheritance(args.root)
         results["bayesian_morph"] = bayesian.morph_search(args.root)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     _print(results, out)

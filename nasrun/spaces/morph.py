@@ -23,6 +23,7 @@ uses to hand the parent's trained weights to the child.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 from dataclasses import dataclass, field
 
@@ -138,23 +139,43 @@ def validate(nodes) -> None:
 def canonical(nodes) -> tuple[tuple[Node, ...], list[int]]:
     """(the nodes in canonical order with sorted inputs, new index of each old node 0..n). The order is Kahn's
     topological order, taking among the ready nodes the least (structural hash, new indices of its inputs):
-    isomorphic graphs come out identical."""
-    sig = ["in"]
-    for n in nodes:  # a node's hash covers its op and the multiset of its inputs' hashes
-        head = n.token().split("<")[0]
-        sig.append(hashlib.sha1((head + "(" + ",".join(sorted(sig[j] for j in n.inputs)) + ")").encode())
-                   .hexdigest()[:16])
+    isomorphic graphs come out identical. A node's hash covers its op and both what feeds it and what it feeds,
+    so two nodes that tie are interchangeable in all but the rarest graphs."""
+    readers = consumers(nodes)
+    up = ["in"]
+    for n in nodes:  # the op and the multiset of its inputs' hashes
+        up.append(_digest(n.token().split("<")[0], (up[j] for j in n.inputs)))
+    down = [""] * (len(nodes) + 1)
+    for i in range(len(nodes), 0, -1):  # the op and the multiset of its readers' hashes
+        down[i] = _digest(nodes[i - 1].token().split("<")[0], (down[r] for r in readers.get(i, ())))
+    sig = [a + b for a, b in zip(up, down)]
+    # Kahn's algorithm with the ready nodes in a heap: a node's sort key is fixed once it is ready, because
+    # all its inputs have their new indices by then.
+    waiting = [len(set(n.inputs) - {0}) for n in nodes]
     new = {0: 0}
-    remaining = set(range(1, len(nodes) + 1))
-    while remaining:
-        ready = [i for i in remaining if all(j in new for j in nodes[i - 1].inputs)]
-        pick = min(ready, key=lambda i: (sig[i], sorted(new[j] for j in nodes[i - 1].inputs)))
+    ready = []
+
+    def push(i):
+        heapq.heappush(ready, (sig[i], sorted(new[j] for j in nodes[i - 1].inputs), i))
+
+    for i, count in enumerate(waiting, start=1):
+        if count == 0:
+            push(i)
+    while ready:
+        pick = heapq.heappop(ready)[2]
         new[pick] = len(new)
-        remaining.remove(pick)
+        for reader in sorted(set(readers.get(pick, ()))):
+            waiting[reader - 1] -= 1
+            if waiting[reader - 1] == 0:
+                push(reader)
     order = sorted(new, key=new.get)[1:]
     renamed = tuple(Node(nodes[i - 1].op, tuple(sorted(new[j] for j in nodes[i - 1].inputs)), nodes[i - 1].width,
                          nodes[i - 1].kernel) for i in order)
     return renamed, [new[i] for i in range(len(nodes) + 1)]
+
+
+def _digest(head: str, parts) -> str:
+    return hashlib.sha1((head + "(" + ",".join(sorted(parts)) + ")").encode()).hexdigest()[:16]
 
 
 def make(nodes) -> MorphArch:
@@ -249,9 +270,9 @@ class MorphSpace:
         return [m.child for m in self.morphs(arch)]
 
     def distances(self, a: list, b: list) -> np.ndarray:
-        from nasrun.spaces.morph_distance import edit_distance
+        from nasrun.spaces.morph_distance import distance_matrix
 
-        return np.array([[edit_distance(x, y, self.skip_weight) for y in b] for x in a], dtype=float)
+        return distance_matrix(list(a), list(b), self.skip_weight)
 
     def build(self, arch: MorphArch, in_channels: int, image_size: int, num_classes: int):
         from nasrun.spaces.morph_network import MorphNetwork

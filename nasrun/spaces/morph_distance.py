@@ -42,39 +42,80 @@ def _source(arch, j: int) -> int:
 
 
 def layer_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    cost = np.zeros((len(a) + 1, len(b) + 1))
-    cost[:, 0] = np.arange(len(a) + 1)
-    cost[0, :] = np.arange(len(b) + 1)
+    return float(layer_distances(a, [b])[0])
+
+
+def layer_distances(a: tuple[int, ...], others: list[tuple[int, ...]]) -> np.ndarray:
+    """D_l from `a` to each of `others` at once: the dynamic programme runs row by row over a's layers, each
+    row vectorised over every column of every other sequence (right-padded to the longest). Within a row,
+    cost[j] = min(diagonal-or-above[j], cost[j-1] + 1), which unrolls to a running minimum of t[k] + (j - k);
+    padding never reaches a sequence's own last column, because the programme only flows rightwards."""
+    lengths = np.array([len(b) for b in others])
+    width = int(lengths.max(initial=0))
+    b = np.ones((len(others), width))  # pad with width 1: any value works, it is never read back
+    for r, seq in enumerate(others):
+        b[r, :len(seq)] = seq
+    columns = np.arange(width + 1, dtype=float)
+    row = np.broadcast_to(columns, (len(others), width + 1)).copy()
     for i, wa in enumerate(a, start=1):
-        for j, wb in enumerate(b, start=1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
-                             cost[i - 1, j - 1] + abs(wa - wb) / max(wa, wb))
-    return float(cost[-1, -1])
+        substitute = np.abs(b - wa) / np.maximum(b, wa)
+        best = np.empty_like(row)
+        best[:, 0] = i
+        best[:, 1:] = np.minimum(row[:, 1:] + 1, row[:, :-1] + substitute)
+        row = np.minimum.accumulate(best - columns, axis=1) + columns
+    return row[np.arange(len(others)), lengths]
 
 
-def skip_cost(x: tuple[str, int, int], y: tuple[str, int, int]) -> float:
-    if x[0] != y[0]:
-        return 1.0
-    scale = max(x[1], y[1]) + max(x[2], y[2])
-    return 0.0 if scale == 0 else (abs(x[1] - y[1]) + abs(x[2] - y[2])) / scale
+def skip_distance(a: tuple, b: tuple) -> float:
+    return float(skip_distances(a, [b])[0])
 
 
-def skip_distance(a, b) -> float:
-    """The optimal matching: a square cost matrix with a dummy partner (cost 1) for every connection."""
+def skip_distances(a: tuple, others: list[tuple]) -> np.ndarray:
+    """D_s from skip set `a` to each of `others`: the optimal matching. Matching two connections costs at most
+    1 and leaving both unmatched costs 2, so some optimal matching pairs as many as it can: a rectangular
+    assignment plus one per connection left over. The cost matrices against every other set are built in
+    one array operation (the sets right-padded to the largest); only the assignments run one by one, once
+    per distinct set."""
     from scipy.optimize import linear_sum_assignment
 
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return float(n + m)
-    cost = np.ones((n + m, n + m))
-    cost[:n, :m] = [[skip_cost(x, y) for y in b] for x in a]
-    cost[n:, m:] = 0.0  # dummy against dummy: free
-    rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].sum())
+    distinct = list(dict.fromkeys(others))
+    found = {}
+    longest = max((len(b) for b in distinct), default=0)
+    if a and longest:
+        x = np.array([(k == "add", u, d) for k, u, d in a], dtype=float)  # (n, 3)
+        y = np.zeros((len(distinct), longest, 3))
+        for r, b in enumerate(distinct):
+            if b:
+                y[r, :len(b)] = [(k == "add", u, d) for k, u, d in b]
+        x, y = x[None, :, None, :], y[:, None, :, :]  # (1, n, 1, 3) against (R, 1, M, 3)
+        scale = np.maximum(x[..., 1], y[..., 1]) + np.maximum(x[..., 2], y[..., 2])
+        gap = np.abs(x[..., 1] - y[..., 1]) + np.abs(x[..., 2] - y[..., 2])
+        cost = np.where(x[..., 0] != y[..., 0], 1.0, gap / np.maximum(scale, 1))  # (R, n, M)
+    for r, b in enumerate(distinct):
+        if not a or not b:
+            found[b] = float(len(a) + len(b))
+            continue
+        c = cost[r, :, :len(b)]
+        rows, cols = linear_sum_assignment(c)
+        found[b] = float(c[rows, cols].sum()) + abs(len(a) - len(b))
+    return np.array([found[b] for b in others], dtype=float)
 
 
 def edit_distance(a, b, skip_weight: float = 1.0) -> float:
-    if a.key == b.key:
-        return 0.0
-    (la, sa), (lb, sb) = layers_and_skips(a), layers_and_skips(b)
-    return layer_distance(la, lb) + skip_weight * skip_distance(sa, sb)
+    return float(distance_matrix([a], [b], skip_weight)[0, 0])
+
+
+def distance_matrix(rows: list, columns: list, skip_weight: float = 1.0) -> np.ndarray:
+    """d(x, y) for every x in `rows` and y in `columns`."""
+    out = np.zeros((len(rows), len(columns)))
+    if not rows or not columns:
+        return out
+    column_parts = [layers_and_skips(y) for y in columns]
+    column_layers = [layers for layers, _ in column_parts]
+    column_skips = [skips for _, skips in column_parts]
+    for i, x in enumerate(rows):
+        layers, skips = layers_and_skips(x)
+        out[i] = layer_distances(layers, column_layers)
+        out[i] += skip_weight * skip_distances(skips, column_skips)
+        out[i, [j for j, y in enumerate(columns) if y.key == x.key]] = 0.0
+    return out
