@@ -90,6 +90,20 @@ def test_no_move_makes_a_layer_wider_than_max_width():
     assert max(widths(grown.nodes)[1:]) <= 64
 
 
+def test_no_morphism_makes_a_network_costlier_than_max_cost_times_the_seed():
+    from nasrun.spaces.morph import cost
+
+    space = MorphSpace("plain", max_cost=2.0)
+    budget, grown, rng = 2.0 * cost(space.seed.nodes), space.seed, np.random.default_rng(0)
+    for _ in range(20):
+        assert all(cost(m.child.nodes) <= budget for m in space.morphs(grown, 4))
+        grown = space.mutate(grown, rng)
+    assert cost(grown.nodes) > 1.5 * cost(space.seed.nodes)  # it grew, up to the cap
+    tight = MorphSpace("resnet", max_cost=1.0)  # every morphism of the seed costs something
+    assert tight.morphs(tight.seed) == [] and tight.mutate(tight.seed, rng) == tight.seed
+    assert cost(parse("c3-8<0|p<1|c1-4<2").nodes) == 9 * 3 * 8 + 8 * 4 / 4  # a layer after a pooling: 1/4
+
+
 def test_morphisms_refuse_what_would_change_the_function():
     arch = parse(SEEDS["resnet"])
     with pytest.raises(ValueError, match="widen: node 1 cannot be widened"):  # an add reads it

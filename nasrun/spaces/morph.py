@@ -95,6 +95,14 @@ def pools(nodes) -> list[int]:
     return out
 
 
+def cost(nodes, in_channels: int = 3) -> float:
+    """Multiply-adds per input pixel of the convolutions and projections (a layer after k poolings sees 4^-k
+    of the pixels): what a network costs to train and run, up to the image's area."""
+    width, res = widths(nodes, in_channels), pools(nodes)
+    return sum((n.kernel or 1) ** 2 * width[n.inputs[0]] * n.width / 4 ** res[i]
+               for i, n in enumerate(nodes, start=1) if n.op in ("conv", "proj"))
+
+
 def consumers(nodes) -> dict[int, list[int]]:
     users: dict[int, list[int]] = {}
     for i, n in enumerate(nodes, start=1):
@@ -212,20 +220,22 @@ SEEDS = {
 class MorphSpace:
     """seed: the network every search starts from (plain | resnet). max_morphs: morphisms applied to the seed
     by `sample` (0 to max_morphs). dropout: before the classifier. skip_weight: λ in d = D_l + λ D_s.
-    max_width: the widest layer a morphism may make (a conv, a projection or a concatenation). keep_weights:
-    trained networks kept in the run's weights/ folder for children to inherit (the fittest; 0: every child
-    trains from scratch)."""
+    max_width: the widest layer a morphism may make (a conv, a projection or a concatenation). max_cost: the
+    most multiply-adds per image a network may take, as a multiple of the seed's (`cost`); no morphism passes
+    it, so trials stay within max_cost times the seed's time. keep_weights: trained networks kept in the run's
+    weights/ folder for children to inherit (the fittest; 0: every child trains from scratch)."""
 
     name = "morph"
 
     def __init__(self, seed: str = "resnet", max_morphs: int = 3, dropout: float = 0.25, skip_weight: float = 1.0,
-                 max_width: int = 512, keep_weights: int = 10):
+                 max_width: int = 512, max_cost: float = 8.0, keep_weights: int = 10):
         self.seed_name = check_choice("seed", seed, tuple(SEEDS))
         self.seed = parse(SEEDS[seed])
         self.max_morphs = check_int("max_morphs", max_morphs, low=0, high=20)
         self.dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.skip_weight = check_float("skip_weight", skip_weight, low=0.0)
         self.max_width = check_int("max_width", max_width, low=8, high=MAX_WIDTH)
+        self.max_cost = check_float("max_cost", max_cost, low=1.0)
         self.keep_weights = check_int("keep_weights", keep_weights, low=0)
 
     def from_key(self, text: str) -> MorphArch:
@@ -241,14 +251,16 @@ class MorphSpace:
         return arch
 
     def mutate(self, arch: MorphArch, rng: np.random.Generator, prob=None) -> MorphArch:
-        """One random morphism (`prob` is for choice spaces and is ignored here)."""
-        return self.random_morph(arch, rng).child
+        """One random morphism (`prob` is for choice spaces and is ignored here); `arch` itself when none fits
+        within max_cost."""
+        morph = self.random_morph(arch, rng)
+        return arch if morph is None else morph.child
 
     def random_morph(self, arch: MorphArch, rng: np.random.Generator):
-        from nasrun.spaces.morph_ops import apply, moves
+        from nasrun.spaces.morph_ops import apply
 
-        options = moves(arch, self.max_width)
-        return apply(arch, options[int(rng.integers(len(options)))], rng)
+        options = self._moves(arch, 1, rng)
+        return apply(arch, options[0], rng) if options else None
 
     def crossover(self, a: MorphArch, b: MorphArch, rng: np.random.Generator) -> MorphArch:
         """Graphs grown by morphisms have no shared layout to cross: the child morphs one parent."""
@@ -258,13 +270,31 @@ class MorphSpace:
         """The morphisms of `arch` with their provenance: all of them, or `limit` drawn at random (Auto-Keras'
         search also expands each network by a few random transformations, not all). The draw and widening's
         copied units are fixed per architecture, so the same parent always yields the same children."""
-        from nasrun.spaces.morph_ops import apply, moves
+        from nasrun.spaces.morph_ops import apply
 
         rng = np.random.default_rng(int(hashlib.sha1(arch.key.encode()).hexdigest()[:8], 16))
+        return [apply(arch, move, rng) for move in self._moves(arch, limit, rng)]
+
+    def _moves(self, arch: MorphArch, limit: int | None, rng) -> list[tuple]:
+        """Up to `limit` of the moves within max_width and max_cost, drawn at random, in `moves`' order. Only
+        the drawn ones are costed: a costed move builds the child's node list, which takes time."""
+        from nasrun.spaces.morph_ops import child_nodes, moves
+
         options = moves(arch, self.max_width)
-        if limit is not None and len(options) > limit:
-            options = [options[i] for i in sorted(rng.choice(len(options), size=limit, replace=False))]
-        return [apply(arch, move, rng) for move in options]
+        budget = self.max_cost * cost(self.seed.nodes)
+        fits = lambda i: cost(child_nodes(arch, options[i])[0]) <= budget  # noqa: E731
+        if limit is None or len(options) <= limit:
+            return [move for i, move in enumerate(options) if fits(i)]
+        drawn = rng.choice(len(options), size=limit, replace=False)
+        chosen = [i for i in drawn if fits(i)]
+        if len(chosen) < limit:  # top up from the rest, in random order
+            taken = set(int(i) for i in drawn)
+            for i in rng.permutation(len(options)):
+                if len(chosen) == limit:
+                    break
+                if int(i) not in taken and fits(i):
+                    chosen.append(i)
+        return [options[i] for i in sorted(chosen)]
 
     def neighbours(self, arch: MorphArch) -> list[MorphArch]:
         return [m.child for m in self.morphs(arch)]

@@ -43,6 +43,23 @@ def _insert_after(nodes, at: int, new_nodes: list[Node], reroute: bool = True):
     return out, origin
 
 
+def child_nodes(arch: MorphArch, move: tuple) -> tuple[list[Node], list]:
+    """The child's nodes before validation and canonical ordering, and the parent node each comes from: cheap,
+    so a caller can weigh a move (its cost) before making it. `move` as `moves` lists it, arguments unchecked."""
+    name, at, *rest = move
+    if name == "widen":
+        nodes = list(arch.nodes)
+        nodes[at - 1] = Node("conv", nodes[at - 1].inputs, rest[0], nodes[at - 1].kernel)
+        return nodes, list(range(len(nodes) + 1))
+    if name == "deepen":
+        new = [Node("conv", (at,), widths(arch.nodes)[at], rest[0] if rest else 3)]
+    elif name == "add_skip":  # `at` is the source, rest[0] the destination
+        new = [Node("proj", (at,), widths(arch.nodes)[rest[0]]), Node("add", (rest[0], -1))]
+    else:  # concat_skip
+        new = [Node("concat", (rest[0], at))]
+    return _insert_after(arch.nodes, at if name == "deepen" else rest[0], new)
+
+
 def _finish(nodes, origin, units: dict, op: str) -> Morph:
     nodes = tuple(nodes)
     validate(nodes)
@@ -60,8 +77,7 @@ def deepen(arch: MorphArch, at: int, kernel: int = 3) -> Morph:
     """An identity conv-BN-ReLU after node `at` (not the image, not a projection)."""
     if not 1 <= at <= len(arch.nodes) or arch.nodes[at - 1].op == "proj":
         raise ValueError(f"deepen: node {at} cannot be followed by an identity conv")
-    w = widths(arch.nodes)[at]
-    nodes, origin = _insert_after(arch.nodes, at, [Node("conv", (at,), w, kernel)])
+    nodes, origin = child_nodes(arch, ("deepen", at, kernel))
     return _finish(nodes, origin, {}, f"deepen {at} k{kernel}")
 
 
@@ -89,9 +105,8 @@ def widen(arch: MorphArch, at: int, width: int, rng) -> Morph:
     if node is None or node.op != "conv" or width <= node.width or not widenable(arch, at):
         raise ValueError(f"widen: node {at} cannot be widened to {width}")
     mapping = list(range(node.width)) + [int(u) for u in rng.integers(node.width, size=width - node.width)]
-    nodes = list(arch.nodes)
-    nodes[at - 1] = Node("conv", node.inputs, width, node.kernel)
-    return _finish(nodes, list(range(len(nodes) + 1)), {at: mapping}, f"widen {at} to {width}")
+    nodes, origin = child_nodes(arch, ("widen", at, width))
+    return _finish(nodes, origin, {at: mapping}, f"widen {at} to {width}")
 
 
 def skip_pairs(arch: MorphArch, concat: bool) -> list[tuple[int, int]]:
@@ -111,8 +126,7 @@ def add_skip(arch: MorphArch, source: int, dest: int) -> Morph:
     """dest's output plus a zero-initialised 1 x 1 projection of source's: the sum (then ReLU) equals dest's."""
     if (source, dest) not in skip_pairs(arch, concat=False):
         raise ValueError(f"add_skip: cannot join node {source} to node {dest}")
-    w = widths(arch.nodes)[dest]
-    nodes, origin = _insert_after(arch.nodes, dest, [Node("proj", (source,), w), Node("add", (dest, -1))])
+    nodes, origin = child_nodes(arch, ("add_skip", source, dest))
     return _finish(nodes, origin, {}, f"add skip {source}->{dest}")
 
 
@@ -120,7 +134,7 @@ def concat_skip(arch: MorphArch, source: int, dest: int) -> Morph:
     """dest's channels followed by source's, which every reader of dest weighs by zero at first."""
     if (source, dest) not in skip_pairs(arch, concat=True):
         raise ValueError(f"concat_skip: cannot join node {source} to node {dest}")
-    nodes, origin = _insert_after(arch.nodes, dest, [Node("concat", (dest, source))])
+    nodes, origin = child_nodes(arch, ("concat_skip", source, dest))
     return _finish(nodes, origin, {}, f"concat skip {source}->{dest}")
 
 
