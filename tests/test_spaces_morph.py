@@ -102,6 +102,13 @@ def test_no_morphism_makes_a_network_costlier_than_max_cost_times_the_seed():
     tight = MorphSpace("resnet", max_cost=1.0)  # every morphism of the seed costs something
     assert tight.morphs(tight.seed) == [] and tight.mutate(tight.seed, rng) == tight.seed
     assert cost(parse("c3-8<0|p<1|c1-4<2").nodes) == 9 * 3 * 8 + 8 * 4 / 4  # a layer after a pooling: 1/4
+    # Networks near the cap keep their costed moves; a warm space must draw exactly as a fresh one (resume).
+    warm, cold = (MorphSpace("plain", max_morphs=20, max_cost=2.0) for _ in range(2))
+    for s in range(100, 130):
+        warm.sample(np.random.default_rng(s))
+    assert warm._costed
+    assert [warm.sample(np.random.default_rng(s)).key for s in range(30)] == \
+        [cold.sample(np.random.default_rng(s)).key for s in range(30)]
 
 
 def test_morphisms_refuse_what_would_change_the_function():

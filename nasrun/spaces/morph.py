@@ -237,6 +237,7 @@ class MorphSpace:
         self.max_width = check_int("max_width", max_width, low=8, high=MAX_WIDTH)
         self.max_cost = check_float("max_cost", max_cost, low=1.0)
         self.keep_weights = check_int("keep_weights", keep_weights, low=0)
+        self._costed: dict = {}  # key -> (its moves, the indices of those within max_cost), see _moves
 
     def from_key(self, text: str) -> MorphArch:
         return parse(text)
@@ -277,23 +278,39 @@ class MorphSpace:
 
     def _moves(self, arch: MorphArch, limit: int | None, rng) -> list[tuple]:
         """Up to `limit` of the moves within max_width and max_cost, drawn at random, in `moves`' order. Only
-        the drawn ones are costed: a costed move builds the child's node list, which takes time."""
+        the drawn ones are costed: a costed move builds the child's node list, which takes time. A network
+        whose every move got costed (one near the cap) keeps the verdicts, so drawing from it again is quick
+        and gives the same: a saturated network is drawn from again and again (sample, mutate)."""
         from nasrun.spaces.morph_ops import child_nodes, moves
 
-        options = moves(arch, self.max_width)
-        budget = self.max_cost * cost(self.seed.nodes)
-        fits = lambda i: cost(child_nodes(arch, options[i])[0]) <= budget  # noqa: E731
+        known = self._costed.get(arch.key)
+        if known is not None:
+            options, fitting = known
+            fits = fitting.__contains__
+        else:
+            options, verdicts = moves(arch, self.max_width), {}
+            budget = self.max_cost * cost(self.seed.nodes)
+
+            def fits(i: int) -> bool:
+                if i not in verdicts:
+                    verdicts[i] = cost(child_nodes(arch, options[i])[0]) <= budget
+                return verdicts[i]
+
         if limit is None or len(options) <= limit:
-            return [move for i, move in enumerate(options) if fits(i)]
-        drawn = rng.choice(len(options), size=limit, replace=False)
-        chosen = [i for i in drawn if fits(i)]
-        if len(chosen) < limit:  # top up from the rest, in random order
-            taken = set(int(i) for i in drawn)
-            for i in rng.permutation(len(options)):
-                if len(chosen) == limit:
-                    break
-                if int(i) not in taken and fits(i):
-                    chosen.append(i)
+            chosen = [i for i in range(len(options)) if fits(i)]
+        else:
+            drawn = [int(i) for i in rng.choice(len(options), size=limit, replace=False)]
+            chosen = [i for i in drawn if fits(i)]
+            if len(chosen) < limit:  # top up from the rest, in random order
+                for i in (int(i) for i in rng.permutation(len(options))):
+                    if len(chosen) == limit:
+                        break
+                    if i not in drawn and fits(i):
+                        chosen.append(i)
+        if known is None and len(verdicts) == len(options):
+            if len(self._costed) >= 4096:  # bounded: a long search meets many networks
+                self._costed.clear()
+            self._costed[arch.key] = (options, {i for i, ok in verdicts.items() if ok})
         return [options[i] for i in sorted(chosen)]
 
     def neighbours(self, arch: MorphArch) -> list[MorphArch]:
