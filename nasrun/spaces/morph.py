@@ -237,6 +237,7 @@ class MorphSpace:
         self.max_width = check_int("max_width", max_width, low=8, high=MAX_WIDTH)
         self.max_cost = check_float("max_cost", max_cost, low=1.0)
         self.keep_weights = check_int("keep_weights", keep_weights, low=0)
+        self._budget = self.max_cost * cost(self.seed.nodes)
         self._costed: dict = {}  # key -> (its moves, the indices of those within max_cost), see _moves
 
     def from_key(self, text: str) -> MorphArch:
@@ -289,11 +290,10 @@ class MorphSpace:
             fits = fitting.__contains__
         else:
             options, verdicts = moves(arch, self.max_width), {}
-            budget = self.max_cost * cost(self.seed.nodes)
 
             def fits(i: int) -> bool:
                 if i not in verdicts:
-                    verdicts[i] = cost(child_nodes(arch, options[i])[0]) <= budget
+                    verdicts[i] = cost(child_nodes(arch, options[i])[0]) <= self._budget
                 return verdicts[i]
 
         if limit is None or len(options) <= limit:

@@ -101,12 +101,9 @@ def skip_distances(a: tuple, others: list[tuple]) -> np.ndarray:
     return np.array([found[b] for b in others], dtype=float)
 
 
-def edit_distance(a, b, skip_weight: float = 1.0) -> float:
-    return float(distance_matrix([a], [b], skip_weight)[0, 0])
-
-
 def distance_matrix(rows: list, columns: list, skip_weight: float = 1.0) -> np.ndarray:
-    """d(x, y) for every x in `rows` and y in `columns`."""
+    """d(x, y) for every x in `rows` and y in `columns` (exactly 0 for equal networks: their layer and skip
+    sequences are identical)."""
     out = np.zeros((len(rows), len(columns)))
     if not rows or not columns:
         return out
@@ -117,5 +114,4 @@ def distance_matrix(rows: list, columns: list, skip_weight: float = 1.0) -> np.n
         layers, skips = layers_and_skips(x)
         out[i] = layer_distances(layers, column_layers)
         out[i] += skip_weight * skip_distances(skips, column_skips)
-        out[i, [j for j, y in enumerate(columns) if y.key == x.key]] = 0.0
     return out
