@@ -7,11 +7,33 @@ the config group, so a user sees e.g. `strategy.population_size=1: must be an in
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import Any, Iterable
 
 
 class UserError(Exception):
-    """A mistake in the user's config, data or environment: reported as one line, without a traceback."""
+    """A mistake in the user's config, data or environment: reported as one line, without a traceback.
+
+    The line is `problem` (what is wrong, naming the file, line or key) and `fix` (what to do), joined by "; ".
+    Both are kept, with `path`, `line` and `key` where known, so code that reports the error another way (a
+    warning before a repair, say) uses the fields and never reads the text."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, path: object = None, line: int | None = None,
+                 key: str | None = None):
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+        self.problem, self.fix = problem, fix
+        self.path, self.line, self.key = path, line, key
+
+
+class TextEnum(str, Enum):
+    """An enum whose members are their strings, in JSON, comparisons, str() and f-strings alike: what the run
+    directory records stays the text it always was, and code compares members, never reads the text."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 INT64_MAX = 2**63 - 1  # what numpy and torch hold: no integer setting may go past it

@@ -1,13 +1,16 @@
-"""The three contracts the runner relies on, written down as `typing.Protocol`s, and one helper per question
-the code asks about an object (so "does this evaluator train?" is answered in one place, not probed ad hoc).
+"""The contracts the runner relies on, written down as `typing.Protocol`s (Space, Architecture, Strategy,
+Evaluator, Executor, with the executor's `Trial` and `Outcome`), and one helper per question the code asks
+about an object's optional abilities (so "does this evaluator train?" is answered here, never probed ad hoc).
 
 Nothing needs to inherit from these: any object with these methods fits (a test's toy evaluator, a user's
-space). They are the documentation of record for CONTRIBUTING.md's module map.
+space). They are the documentation of record for CONTRIBUTING.md's module map. `isinstance` against a
+runtime Protocol only checks that the names exist: tests/test_contracts.py calls the methods.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -77,6 +80,59 @@ class Evaluator(Protocol):
     def describe(self) -> dict: ...
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One evaluation to run. `number` is its submission order (the log numbers trials by completion);
+    `best` is the run's best record when it was submitted: a trial that beats it is measured on the test split
+    and sends its weights back (the best can only rise, so a trial that is the best on completion beat it).
+    `deadline`: a time.monotonic() value past which an in-process evaluation stops (workers are killed
+    instead). `attempt` counts retries after a worker died. `inherit`: (ancestor, its weights, morphisms) for a
+    child that starts from its ancestor's weights (space=morph); `keep_weights`: send the trained weights back
+    whatever the result, for the run's weight store."""
+
+    number: int
+    arch: Architecture
+    best: dict | None = None
+    deadline: float | None = None
+    attempt: int = 0
+    inherit: tuple | None = field(default=None, repr=False)
+    keep_weights: bool = False
+
+
+@dataclass
+class Outcome:
+    """A completed trial: its record (status, metrics, seconds, error; the runner adds number and times) and,
+    for a trial that beat `trial.best`, its trained weights on the CPU."""
+
+    trial: Trial
+    record: dict
+    weights: dict | None = field(default=None, repr=False)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where and how trials run (`nasrun.executors` has the options). The runner keeps at most `slots` trials
+    in flight, `submit`s each, and collects `completed(timeout)` ones in completion order ([] when `timeout`
+    seconds pass first). `cancel()` stops every trial in flight and returns those that took real time as
+    `cancelled` outcomes. `on_budget` says what happens to trials in flight when `budget.seconds` runs out:
+    `wait` for them or `cancel` them. Used as a context manager: leaving it stops its workers, whatever
+    happened. Optional: `resume_clock(simulated)` (an executor with its own simulated clock, helper
+    `resumes_clock`)."""
+
+    slots: int
+    on_budget: Literal["wait", "cancel"]
+
+    def submit(self, trial: Trial) -> None: ...
+
+    def completed(self, timeout: float | None = None) -> list[Outcome]: ...
+
+    def cancel(self) -> list[Outcome]: ...
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
 def trains(evaluator) -> bool:
     """Whether a trial of this evaluator is a training (not a table lookup or a proxy score)."""
     return bool(getattr(evaluator, "trains", True))
@@ -90,3 +146,53 @@ def measures_test_apart(evaluator) -> bool:
 def is_table_space(space) -> bool:
     """Whether NAS-Bench-201's results table describes this space's networks (the nb201 space at C=16, N=5)."""
     return bool(getattr(space, "is_table_space", lambda: False)())
+
+
+def reports_cost(evaluator) -> bool:
+    """Whether the evaluator's metrics carry `cost`, the simulated seconds of a training (a benchmark table)."""
+    return bool(getattr(evaluator, "reports_cost", False))
+
+
+def keeps_weights(space) -> int:
+    """How many trained networks a space whose children inherit weights keeps for them (space=morph's
+    `keep_weights`); 0 for every other space."""
+    return int(getattr(space, "keep_weights", 0) or 0)
+
+
+def named_architectures(space) -> Mapping[str, Any]:
+    """The architectures a space knows by name (`NAMED`: space=macro's nascnn15), name -> JSON form."""
+    return getattr(space, "NAMED", {})
+
+
+def morphisms(space) -> Callable[..., list] | None:
+    """`space.morphs(arch, limit)`, the function-preserving children of an architecture, on a morphism space
+    (space=morph); None for every other space."""
+    return getattr(space, "morphs", None)
+
+
+def lineage(strategy) -> Callable[[Any], tuple | None] | None:
+    """`strategy.lineage(arch)`: (ancestor, morphisms) of a child it proposed on a morphism space, for weight
+    inheritance; None for a strategy that keeps no lineage."""
+    return getattr(strategy, "lineage", None)
+
+
+def resumes_clock(executor) -> bool:
+    """Whether the executor keeps a simulated clock that a resumed run must set (`resume_clock(simulated)`)."""
+    return callable(getattr(executor, "resume_clock", None))
+
+
+def skip_decisions(space) -> Mapping[str, int]:
+    """Decisions that choose a skip connection (decision -> how many inputs it chooses among), which a
+    controller samples by attention rather than a softmax (space=macro's `skips`); {} elsewhere."""
+    return getattr(space, "skips", {})
+
+
+def anchor_steps(space) -> Mapping[str, int]:
+    """Decision -> the layer whose anchor step follows it (space=macro's `anchors`); {} elsewhere."""
+    return getattr(space, "anchors", {})
+
+
+def is_layered(space) -> bool:
+    """Whether the space's networks are stacks of layers with a prefix per depth (`layer_dims`, `num_layers`):
+    what progressive depth needs."""
+    return callable(getattr(space, "layer_dims", None))

@@ -36,7 +36,7 @@ def data_root() -> Path:
     return real_data_root()
 
 
-TRAIN_COMMAND = ["-c", "from nasrun.cli import train_main; train_main()"]  # what the nasrun-train script runs
+TRAIN_COMMAND = ["-c", "from nasrun.commands.train import main; main()"]  # what the nasrun-train script runs
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, command=("-m", "nasrun")

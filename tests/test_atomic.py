@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from nasrun.atomic import atomic_path, environment_error, write_json
+from nasrun.rundir.atomic import atomic_path, environment_error, write_json
 from nasrun.checks import UserError
 
 

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from nasrun.best import load_best, read_best_json, sha256_of
+from nasrun.rundir.best import load_best, read_best_json, sha256_of
 from nasrun.checks import UserError
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
 

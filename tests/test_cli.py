@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import REPO, run_cli
-from nasrun.best import load_best, normalize
-from nasrun.data import synthetic
-from nasrun.train import evaluate
+from nasrun.rundir.best import load_best, normalize
+from nasrun.data.builtin import synthetic
+from nasrun.training.train import evaluate
 
 SMOKE = ["dataset=synthetic", "budget=smoke", "dataset.num_train=512"]  # half the default: seconds a trial
 
@@ -47,7 +47,7 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
         logits = model(normalize(data.test_x[:8], info))
     assert logits.shape == (8, 4)
 
-    from nasrun.report import report  # a trained run: no benchmark-table footnote, no published line
+    from nasrun.reports.table import report  # a trained run: no benchmark-table footnote, no published line
 
     report(run_dir)
     out = capsys.readouterr().out
@@ -247,7 +247,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["+experiment=nope"], ["experiment=nope", "nb201_rea"]),
 ])
 def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path, monkeypatch, data_root):
-    from nasrun.bench.faults import invoke
+    from nasrun.bench.faults.runner import invoke
 
     monkeypatch.setenv("NASRUN_DATA", str(data_root))
 
@@ -263,7 +263,7 @@ def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path, mo
 
 
 def test_a_one_line_error_keeps_its_traceback_in_the_run_log(tmp_path):
-    from nasrun.bench.faults import invoke
+    from nasrun.bench.faults.runner import invoke
 
     args = ["space=nb201", "evaluator=tabular", f"evaluator.table={tmp_path / 'missing.csv'}",
             f"hydra.run.dir={tmp_path / 'run'}"]

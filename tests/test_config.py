@@ -11,11 +11,13 @@ from omegaconf import OmegaConf
 from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, write_image_folder
 from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.config import build, build_search, check_settings, parameters
+from nasrun.config.groups import build, parameters
+from nasrun.search.assembly import build_search
+from nasrun.config.validate import check_settings
 from nasrun.bench.worker_faults import Toy, ToyEvaluator
-from nasrun.data import ImageData, synthetic
-from nasrun.executors import Trial
-from nasrun.runner import Budget
+from nasrun.data.builtin import ImageData, synthetic
+from nasrun.contracts import Trial
+from nasrun.search.budget import Budget
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
@@ -132,7 +134,7 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
                   config_name="train" if trains_one else "config")
     assert cfg.published.metric in ("test_acc", "val_acc") and 0 < cfg.published.mean < 100 and cfg.published.source
     if trains_one:  # a nasrun-train preset: its architecture, space, schedule and data
-        from nasrun.train_command import build_training
+        from nasrun.commands.train import build_training
 
         space, arch, budget, evaluator, info, data = build_training(cfg, 0, torch.device("cpu"), tmp_path)
         with pytest.raises(UserError, match=f"arch={cfg.arch}: a setting of nasrun-train"):
@@ -158,7 +160,7 @@ def test_zeroshot_ga_presets_are_algorithm_1_on_the_table(proxy, data_root):
     assert (cfg.strategy.P, cfg.strategy.S, cfg.strategy.C) == (10, 5, 200) and cfg.budget.trials == 200
     assert cfg.proxy.proxy._target_ == f"nasrun.proxies.zero_cost.{proxy}" and cfg.proxy.batch_size == 64
     assert cfg.evaluator._target_.endswith("TabularEvaluator") and cfg.budget.simulated_seconds == 12000
-    assert cfg.dataset._target_ == "nasrun.data.cifar10" and cfg.published.std > 0
+    assert cfg.dataset._target_ == "nasrun.data.builtin.cifar10" and cfg.published.std > 0
 
 
 def test_nb201_presets_use_the_benchmark_settings(data_root):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nasrun.contracts import Evaluator, Space, Strategy, is_table_space, measures_test_apart, trains
-from nasrun.data import synthetic
+from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.generic import GenericSpace

@@ -4,7 +4,7 @@ import torch
 
 from conftest import write_fake_mnist
 from nasrun.checks import UserError
-from nasrun.data import (MNIST_FILES, cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary,
+from nasrun.data.builtin import (MNIST_FILES, cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary,
                          synthetic)
 
 
@@ -183,7 +183,7 @@ def test_damaged_dataset_files_are_named_in_one_line(data_root, tmp_path, monkey
 
 
 def test_dataset_checks_are_remembered_per_file_version(data_root, tmp_path, monkeypatch):
-    from nasrun import checksums
+    from nasrun.data import checksums
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     hashed = []

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nasrun import __version__
-from nasrun.environment import read_starts, record_start
+from nasrun.rundir.environment import read_starts, record_start
 
 
 def test_each_start_is_appended_with_versions_and_hardware(tmp_path):

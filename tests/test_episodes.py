@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from nasrun.episodes import episode_rows, write_episodes
+from nasrun.reports.episodes import episode_rows, write_episodes
 
 
 def record(val, ok=True):

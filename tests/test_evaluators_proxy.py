@@ -9,9 +9,10 @@ import torch
 from conftest import compose
 from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.config import build_search
+from nasrun.search.assembly import build_search
 from nasrun.evaluators.proxy import ProxyEvaluator
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random import RandomSearch
@@ -43,7 +44,7 @@ def test_real_cifar10_and_table_fitness_is_the_score_and_accuracy_comes_from_the
 
 
 def test_a_failing_proxy_is_a_failed_trial_not_a_failed_search(tmp_path):
-    from nasrun.data import synthetic
+    from nasrun.data.builtin import synthetic
 
     space = NB201Space(4, 1)
 
@@ -62,7 +63,7 @@ def test_a_failing_proxy_is_a_failed_trial_not_a_failed_search(tmp_path):
 
 
 def test_no_table_for_other_spaces_and_a_proxy_is_required(data_root):
-    from nasrun.data import synthetic
+    from nasrun.data.builtin import synthetic
 
     small = NB201Space(4, 1)
     scorer = ProxyScorer(proxies.params, small, synthetic(channels=3, image_size=16), seed=0, batch_size=8)

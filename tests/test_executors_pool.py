@@ -12,12 +12,13 @@ import torch
 
 from conftest import REPO, compose
 from nasrun.bench.worker_faults import Toy
-from nasrun.config import build_executor, build_search
+from nasrun.search.assembly import build_executor, build_search
 from nasrun.executors.pool import ProcessPool
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
-from nasrun.trial_log import read_trials
+from nasrun.rundir.trial_log import read_trials
 
 SPACE = CustomSpace()
 
@@ -90,7 +91,8 @@ KILLED_RUN = textwrap.dedent("""
     import sys
     from nasrun.bench.worker_faults import Toy
     from nasrun.executors.pool import ProcessPool
-    from nasrun.runner import Budget, run_search
+    from nasrun.search.budget import Budget
+    from nasrun.search.loop import run_search
     from nasrun.spaces.custom import CustomSpace
     from nasrun.strategies.evolution import RegularizedEvolution
 

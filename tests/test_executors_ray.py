@@ -8,7 +8,8 @@ from conftest import IN_CI
 from nasrun.bench.worker_faults import Toy
 from nasrun.checks import UserError
 from nasrun.executors.ray_tasks import RayExecutor
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch

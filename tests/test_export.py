@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nasrun.export import export_model, normalized
+from nasrun.training.export import export_model, normalized
 from nasrun.spaces.macro import MacroSpace
 
 INFO = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 61.0, 62.0]}

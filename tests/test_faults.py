@@ -1,12 +1,12 @@
-"""The fault-injection suite (`nasrun.bench.fault_cases`): every damaged run file, input, environment and command
+"""The fault-injection suite (`nasrun.bench.faults.cases`): every damaged run file, input, environment and command
 line ends either recovered, with the result of the undamaged run, or in one line naming the file or setting,
 without a traceback and with the run's files unchanged."""
 
 import pytest
 
 from conftest import IN_CI, real_data_root
-from nasrun.bench.fault_cases import CASES
-from nasrun.bench.faults import SKIPPED, Suite
+from nasrun.bench.faults.cases import CASES
+from nasrun.bench.faults.runner import SKIPPED, Suite
 
 
 @pytest.fixture(scope="module")

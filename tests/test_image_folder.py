@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from conftest import fashion_mnist_images, write_image_folder
-from nasrun import image_folder
+from nasrun.data import folder as image_folder
 from nasrun.checks import UserError
-from nasrun.image_folder import folder
+from nasrun.data.folder import folder
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_decode_workers_end_when_nasrun_is_killed(tmp_path):
     pids = tmp_path / "pids"
     script = f"""
 import os, sys, time
-from nasrun import image_folder
+from nasrun.data import folder as image_folder
 image_folder.PARALLEL_FROM = 1
 def stuck(paths, *args):  # a worker that would decode for ten minutes
     with open({str(pids)!r}, "a") as f:
@@ -153,7 +153,7 @@ def test_ctrl_c_while_decoding_ends_in_seconds_without_worker_tracebacks(tmp_pat
     started = tmp_path / "started"
     script = f"""
 import os, sys, time
-from nasrun import image_folder
+from nasrun.data import folder as image_folder
 image_folder.PARALLEL_FROM = 1
 def slow(paths, *args):  # each chunk takes a second
     open({str(started)!r}, "a").write("x")

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import fashion_mnist_images
 from nasrun.checks import UserError
-from nasrun.npz_arrays import arrays
+from nasrun.data.arrays import arrays
 
 
 @pytest.mark.parametrize("layout", ["NHW", "NHWC", "NCHW", "with test"])

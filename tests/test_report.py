@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from nasrun.checks import UserError
-from nasrun.report import report
+from nasrun.reports.table import report
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +179,13 @@ def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tm
 
 
 def _figure(root):
-    from nasrun.report import load_run, find_runs, plot_anytime, summarize
+    from nasrun.reports.table import load_run, find_runs, plot_anytime, summarize
 
     return plot_anytime(summarize([load_run(p) for p in find_runs(root)]), root / "again.png")
 
 
 def test_the_plot_spans_every_curve_and_names_the_published_line_only_when_drawn(sweeps):
-    from nasrun.report import find_runs, load_run
+    from nasrun.reports.table import find_runs, load_run
 
     figure = _figure(sweeps)
     (low, high), = figure["ylim"].values()

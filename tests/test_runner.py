@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from nasrun.checks import UserError
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
-from nasrun.trial_log import TrialWriter, read_trials, split_log
+from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log
 
 SPACE = CustomSpace()
 
@@ -68,7 +69,7 @@ def test_exhausted_space_stops_the_search_with_a_reason(tmp_path):
 
 
 def test_a_space_too_large_for_len_is_searched_and_never_exhausted(tmp_path):
-    from nasrun.runner import space_size
+    from nasrun.search.loop import space_size
     from nasrun.spaces.macro import MacroSpace
 
     macro = MacroSpace(15)  # about 2**160 networks: len() cannot hold it
@@ -252,7 +253,7 @@ def test_resume_of_a_directory_without_trials_names_the_directory(tmp_path):
 
 
 class SlowEvaluator(CountingEvaluator):
-    """Training that checks the deadline between 'batches', as nasrun.train does; trial `slow_at` never ends
+    """Training that checks the deadline between 'batches', as nasrun.training.train does; trial `slow_at` never ends
     on its own."""
 
     def __init__(self, slow_at):
@@ -329,12 +330,12 @@ def test_the_test_split_is_measured_only_for_trials_that_become_the_best(tmp_pat
 
 def bare_search(budget, strategy=None, **fields):
     """A `Search` with no executor or log: for its pieces one at a time."""
-    from nasrun.runner import Search
+    from nasrun.search.loop import Search
 
     class OneSlot:
         slots, on_budget = 1, "cancel"
 
-    search = Search(SPACE, strategy or RandomSearch(SPACE, 0), None, budget, OneSlot(), None, {}, **fields)
+    search = Search(SPACE, strategy or RandomSearch(SPACE, 0), None, budget, OneSlot(), None, {}, None, **fields)
     search.deadline = None
     return search
 
@@ -344,7 +345,7 @@ def test_stop_reason_names_each_budget_and_counts_trials_in_flight():
     assert search.stop_reason() is None
     search.records, search.in_flight = [{}] * 2, {"k": None}
     assert search.stop_reason() == "budget.trials reached"  # two finished and one in flight make three
-    clock = iter([10.0, 11.0])
+    clock = iter([0.0, 10.0, 11.0])  # the search's start, then two checks
     search = bare_search(Budget(trials=None, seconds=5), clock=lambda: next(clock))
     search.deadline = 11.0
     assert search.stop_reason() is None and search.stop_reason() == "budget.seconds reached"

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from nasrun.checks import UserError
-from nasrun.cli import score_main as main
+from nasrun.commands.score import main
 from nasrun.proxies.correlation import correlations, sample_architectures, score_space
 from nasrun.spaces.nb201 import NB201Space
 

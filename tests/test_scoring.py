@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nasrun.proxies import zero_cost as proxies
-from nasrun.data import synthetic
+from nasrun.data.builtin import synthetic
 from nasrun.proxies.scorer import ProxyScorer, proxy_name
 from nasrun.spaces.nb201 import NB201Space
 
@@ -114,7 +114,7 @@ def test_a_proxy_whose_definition_changed_never_reads_its_old_scores(tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from nasrun.data import synthetic
+from nasrun.data.builtin import synthetic
 from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.nb201 import NB201Space

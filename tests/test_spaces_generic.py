@@ -15,7 +15,7 @@ import torch
 
 from conftest import REPO, real_data_root
 from nasrun.checks import UserError
-from nasrun.config import build
+from nasrun.config.groups import build
 from nasrun.spaces.generic import ChoiceArch, GenericSpace
 from omegaconf import OmegaConf
 
@@ -84,7 +84,7 @@ def readme_example() -> dict[str, str]:
 
 
 def test_the_readme_example_searches_resumes_and_loads_from_a_folder_of_its_own(tmp_path, monkeypatch):
-    from nasrun.best import load_best
+    from nasrun.rundir.best import load_best
 
     for name, body in readme_example().items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from nasrun.runner import space_size
-from nasrun.spaces.morph import SEEDS, MorphSpace, parse
-from nasrun.spaces.morph_ops import add_skip, all_morphs, concat_skip, deepen, widen
-from nasrun.spaces.morph_distance import layer_distance, layer_distances, skip_distance
-from nasrun.spaces.morph_network import inherit
+from nasrun.search.loop import space_size
+from nasrun.spaces.morph.space import SEEDS, MorphSpace, parse
+from nasrun.spaces.morph.ops import add_skip, all_morphs, concat_skip, deepen, widen
+from nasrun.spaces.morph.distance import layer_distance, layer_distances, skip_distance
+from nasrun.spaces.morph.network import inherit
 from nasrun.strategies.bayesian import BayesianOptimization
 
 
@@ -77,8 +77,8 @@ def test_every_morphism_preserves_the_function(seed):
 
 
 def test_no_move_makes_a_layer_wider_than_max_width():
-    from nasrun.spaces.morph import widths
-    from nasrun.spaces.morph_ops import moves
+    from nasrun.spaces.morph.space import widths
+    from nasrun.spaces.morph.ops import moves
 
     arch = parse("c3-256<0|c3-256<1|k<1.2")  # 512 wide already: nothing may follow it or join it
     names = {move[0] for move in moves(arch, max_width=512)}
@@ -91,7 +91,7 @@ def test_no_move_makes_a_layer_wider_than_max_width():
 
 
 def test_no_morphism_makes_a_network_costlier_than_max_cost_times_the_seed():
-    from nasrun.spaces.morph import cost
+    from nasrun.spaces.morph.space import cost
 
     space = MorphSpace("plain", max_cost=2.0)
     budget, grown, rng = 2.0 * cost(space.seed.nodes), space.seed, np.random.default_rng(0)

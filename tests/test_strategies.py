@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CHOICES, CustomSpace
 from nasrun.spaces.generic import ChoiceArch
 from nasrun.strategies.evolution import RegularizedEvolution

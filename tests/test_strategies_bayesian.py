@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nasrun.bench.reinforce import toy_reward
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.bayesian import BayesianOptimization, EmbeddedGP, bourgain_subsets

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.guided_evolution import GuidedEvolution
 

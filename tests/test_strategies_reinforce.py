@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nasrun.runner import Budget, run_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from nasrun.data import synthetic
+from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator, trial_seed
 from nasrun.spaces.custom import CustomSpace
-from nasrun.train import TrainConfig, TrainingDiverged, train
+from nasrun.training.train import TrainConfig, TrainingDiverged, train
 
 ARCH = CustomSpace().make(dict(conv3=1, num_block=1, conv5=1, feature=64, dropout=0.25))
 
@@ -32,7 +32,7 @@ def test_a_passed_deadline_stops_training_and_evaluation_between_batches(data):
     import time
 
     from nasrun.deadline import TrialCancelled
-    from nasrun.train import evaluate
+    from nasrun.training.train import evaluate
 
     with pytest.raises(TrialCancelled, match="during training"):
         TrainingEvaluator(CustomSpace(), data, epochs=1, seed=0)(ARCH, deadline=time.monotonic())
@@ -75,7 +75,7 @@ def test_bad_training_options_name_the_key(kwargs, key):
 
 
 def test_learning_rate_warms_up_linearly_then_follows_the_schedule():
-    from nasrun.train import learning_rate
+    from nasrun.training.train import learning_rate
 
     cosine = TrainConfig(epochs=10, lr=0.1, schedule="cosine", warmup_epochs=2)
     assert learning_rate(cosine, 0, 0, 4) == pytest.approx(0.1 / 8)  # the first step already learns
@@ -99,7 +99,7 @@ def test_bad_schedule_options_name_the_key(kwargs, key):
 def test_early_stopping_restores_the_best_epoch():
     """Labels that carry no signal: validation peaks early, patience stops the training, and the model ends with
     the best epoch's weights (its validation accuracy is measured again, not copied from the history)."""
-    from nasrun.train import evaluate
+    from nasrun.training.train import evaluate
 
     noise = synthetic(num_train=256, num_test=64, seed=3)
     noise.train_y = noise.train_y[torch.randperm(len(noise.train_y), generator=torch.Generator().manual_seed(0))]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nasrun.checks import UserError
-from nasrun.user_data import check_memory, existing_path, hold_out_test
+from nasrun.data.user import check_memory, existing_path, hold_out_test
 
 
 def test_the_test_hold_out_is_fixed_and_disjoint():

@@ -23,7 +23,7 @@
 6. `folder` (`nasrun.bench.folder`): dataset=folder's decode-and-cache images/s on Fashion-MNIST written out as
    PNGs, against torchvision's ImageFolder + DataLoader reading the same folder for one epoch; the cached start.
 
-7. `faults` (`nasrun.bench.faults`): the fault-injection suite's table.
+7. `faults` (`nasrun.bench.faults.runner`): the fault-injection suite's table.
 8. `executors` (`nasrun.bench.executors`): trials per hour through the inline, pool and ray executors; each
    executor's milliseconds per trial on the table; asynchronous search on the simulated clock with 1, 4 and
    16 virtual workers (30 seeds each).

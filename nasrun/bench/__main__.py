@@ -12,7 +12,7 @@ from pathlib import Path
 def main() -> None:
     from nasrun.bench import bayesian, evaluation, executors, faults, folder, proxies, reinforce, tabular, training
     from nasrun.bench.common import output_dir
-    from nasrun.device import select_device
+    from nasrun.training.device import select_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",

@@ -26,9 +26,10 @@ def overhead(root: str, histories=(50, 200), asks: int = 5) -> dict:
     import numpy as np
     import torch
 
-    from nasrun.config import build_search, compose_config
-    from nasrun.spaces.morph import MorphSpace
-    from nasrun.spaces.morph_distance import layers_and_skips
+    from nasrun.search.assembly import build_search
+    from nasrun.config.validate import compose_config
+    from nasrun.spaces.morph.space import MorphSpace
+    from nasrun.spaces.morph.distance import layers_and_skips
 
     search = build_search(compose_config(["+experiment=nb201_bayesian", f"dataset.root={root}"]), 0,
                           torch.device("cpu"))
@@ -69,9 +70,9 @@ def inheritance(root: str, fraction: float = 0.05, seed: int = 0) -> dict:
     included) and validation accuracy, one child per kind of morphism, the two runs of each side by side."""
     import numpy as np
 
-    from nasrun.data import fashion_mnist
+    from nasrun.data.builtin import fashion_mnist
     from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.morph import SEEDS, MorphSpace, parse
+    from nasrun.spaces.morph.space import SEEDS, MorphSpace, parse
 
     space = MorphSpace("resnet")
     data = fashion_mnist(root=root, download=False, fraction=fraction, val_size=1000, batch_size=64, seed=seed)
@@ -134,10 +135,11 @@ def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0
     Bayesian optimisation with and without weight inheritance, random search and regularized evolution."""
     import tempfile
 
-    from nasrun.data import fashion_mnist
+    from nasrun.data.builtin import fashion_mnist
     from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.runner import Budget, run_search
-    from nasrun.spaces.morph import MorphSpace
+    from nasrun.search.budget import Budget
+    from nasrun.search.loop import run_search
+    from nasrun.spaces.morph.space import MorphSpace
     from nasrun.strategies.evolution import RegularizedEvolution
     from nasrun.strategies.random import RandomSearch
 

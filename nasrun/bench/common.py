@@ -40,6 +40,6 @@ def output_dir() -> Path:
 def preset(*overrides: str):
     """The composed config of `nasrun OVERRIDES` (e.g. "+experiment=nb201_rea"): benchmarks take their settings
     from the presets rather than repeating them."""
-    from nasrun.config import compose_config
+    from nasrun.config.validate import compose_config
 
     return compose_config(list(overrides))

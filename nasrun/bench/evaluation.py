@@ -20,6 +20,7 @@ import sys
 import time
 
 from nasrun.bench.common import ARCH, model as bench_model, preset
+from nasrun.training.device import usable_cores
 
 
 def _usage() -> tuple[float, int]:
@@ -53,8 +54,8 @@ def _minimal_eval(model, data, batch_size: int, bf16: bool) -> int:
 def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     import torch
 
-    from nasrun.data import fashion_mnist
-    from nasrun.train import cpu_has_native_bf16, evaluate
+    from nasrun.data.builtin import fashion_mnist
+    from nasrun.training.train import cpu_has_native_bf16, evaluate
 
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
@@ -85,7 +86,7 @@ def trial_phases(root: str) -> dict:
     """One trial of the bench architecture, timed by phase, at make run's data settings and the old ones."""
     import torch
 
-    from nasrun.data import fashion_mnist
+    from nasrun.data.builtin import fashion_mnist
     from nasrun.evaluators.train import TrainingEvaluator
     from nasrun.spaces.custom import CustomSpace
 
@@ -113,9 +114,9 @@ def threads(root: str, cells: int = 100, proxy: str = "snip", limit: float = 900
     """Wall seconds of `nasrun-score --proxies PROXY -n CELLS` (no cache) with device.threads=1 and with the
     default, each beside one busy CPU-bound process (a Python loop pinned to nothing). A run past `limit`
     seconds is stopped and reported as a lower bound."""
-    base = [sys.executable, "-c", "from nasrun.cli import score_main; score_main()", "--proxies", proxy, "-n", str(cells), "--out", os.devnull,
+    base = [sys.executable, "-c", "from nasrun.commands.score import main; main()", "--proxies", proxy, "-n", str(cells), "--out", os.devnull,
             "space=nb201", "dataset=cifar10", f"dataset.root={root}", "dataset.fraction=0.1", "proxy.cache_dir=null"]
-    out = {"cells": cells, "proxy": proxy, "usable_cores": len(os.sched_getaffinity(0))}
+    out = {"cells": cells, "proxy": proxy, "usable_cores": usable_cores()}
     for label, extra in (("device.threads=1", ["device.threads=1"]), ("default threads", [])):
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:

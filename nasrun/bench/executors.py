@@ -27,8 +27,8 @@ def _search(run_dir: Path, overrides: list[str], seed: int = 0):
     import torch
 
     from nasrun.bench.common import preset
-    from nasrun.config import build_executor, build_search
-    from nasrun.runner import run_search
+    from nasrun.search.assembly import build_executor, build_search
+    from nasrun.search.loop import run_search
 
     cfg = preset(*overrides, f"seed={seed}")
     device = torch.device("cpu")
@@ -70,7 +70,7 @@ def overhead(root: str, trials: int = 400) -> dict:
 
 def time_to_target(records: list[dict]) -> float:
     """Simulated seconds at which the best trial so far (by validation) first has test accuracy >= TARGET."""
-    from nasrun.records import running_best
+    from nasrun.rundir.records import running_best
 
     for record, best in running_best(records):
         if best is not None and best["metrics"]["test_acc"] >= TARGET:

@@ -8,10 +8,10 @@ second start from the cache. Figures are images/s and seconds; the ratios are wh
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
+from nasrun.training.device import usable_cores
 
 
 def write_pngs(root: str, folder: Path, images: int) -> Path:
@@ -44,12 +44,12 @@ def torchvision_epoch(folder: Path, workers: int) -> float:
 
 
 def decode_and_cache(root: str, out: Path, images: int = 10000) -> dict:
-    from nasrun.image_folder import folder
+    from nasrun.data.folder import folder
 
     work = out / "folder-bench"
     pngs = write_pngs(root, work / "pngs", images)
     cache = work / "cache"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     result = {"images": images, "cores": cores}
     began = time.perf_counter()
     folder(str(pngs), cache_dir=str(cache), val_size=1000, seed=0)

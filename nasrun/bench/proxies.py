@@ -36,8 +36,8 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
 
     from nasrun.bench.common import NB201_CELL
     from nasrun.proxies import zero_cost as proxies
-    from nasrun.data import cifar10
-    from nasrun.device import select_device
+    from nasrun.data.builtin import cifar10
+    from nasrun.training.device import select_device
     from nasrun.proxies.scorer import ProxyScorer, score_together
     from nasrun.spaces.nb201 import NB201Arch, NB201Space
 

@@ -23,7 +23,7 @@ EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce", "nb201_bayesian")
 
 def _strategies(space, seed):
     """Each sweep preset's strategy, built from the preset itself (so the bench follows the preset's settings)."""
-    from nasrun.config import build
+    from nasrun.config.groups import build
 
     return {f"{experiment} strategy": build("strategy", preset(f"+experiment={experiment}").strategy, space=space,
                                             seed=seed) for experiment in ("nb201_random", "nb201_rea")}
@@ -42,7 +42,8 @@ def _bare(strategy, evaluator, trials: int) -> tuple[float, int]:
 def _runner(space, strategy, evaluator, trials: int) -> tuple[float, int]:
     """The same through `run_search` (its trials.jsonl, best.json and records; per-trial log lines of trials this
     quick go to DEBUG, so no logging is configured here)."""
-    from nasrun.runner import Budget, run_search
+    from nasrun.search.budget import Budget
+    from nasrun.search.loop import run_search
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -72,7 +73,7 @@ def runner_overhead(root: str, trials: int = 2000, rounds: int = 5) -> dict:
 
 
 def sweeps(root: str, out: Path, seeds: int = 30) -> dict:
-    from nasrun.report import load_run, summarize
+    from nasrun.reports.table import load_run, summarize
 
     results = {}
     for experiment in EXPERIMENTS:

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from nasrun.checks import check_bool
-from nasrun.train import TrainConfig, evaluate, train, use_bf16
+from nasrun.training.train import TrainConfig, evaluate, train, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TrainingEvaluator:
                                   patience=patience, restore_best=restore_best, precision=precision, seed=seed)
 
     def describe(self) -> dict:
-        """What best.json needs besides the trial to rebuild and feed the network (`nasrun.best.load_best`)."""
+        """What best.json needs besides the trial to rebuild and feed the network (`nasrun.rundir.best.load_best`)."""
         return {
             "dataset": self.data.name,
             "in_channels": self.data.in_channels,
@@ -75,13 +75,13 @@ class TrainingEvaluator:
             torch.manual_seed(seed)
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
             if inherit is not None:
-                from nasrun.spaces.morph_network import inherit_chain
+                from nasrun.spaces.morph.network import inherit_chain
 
                 inherit_chain(self.space, *inherit, model, self.data.in_channels, self.data.image_size,
                               self.data.num_classes)
             resume = save = None
             if self.checkpoint is not None:
-                from nasrun.checkpoint import identity, load_checkpoint, save_checkpoint
+                from nasrun.training.checkpoint import identity, load_checkpoint, save_checkpoint
 
                 ident = identity(arch.key, config, self.data)
                 resume = load_checkpoint(self.checkpoint, ident, self.data.device)

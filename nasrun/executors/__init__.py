@@ -21,46 +21,16 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
 
-from nasrun.best import cpu_weights
+from nasrun.rundir.best import cpu_weights
 from nasrun.checks import check_choice, check_float
-from nasrun.contracts import measures_test_apart
+from nasrun.contracts import Outcome, Trial, measures_test_apart
 from nasrun.deadline import TrialCancelled
-from nasrun.records import CANCELLED, FAILED, OK, better, record_problem
+from nasrun.rundir.records import Status, better, record_problem
 
 log = logging.getLogger(__name__)
 
 ON_BUDGET = ("wait", "cancel")
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One evaluation to run. `number` is its submission order (the log numbers trials by completion);
-    `best` is the run's best record when it was submitted: a trial that beats it is measured on the test split
-    and sends its weights back (the best can only rise, so a trial that is the best on completion beat it).
-    `deadline`: a time.monotonic() value past which an in-process evaluation stops (workers are killed
-    instead). `attempt` counts retries after a worker died. `inherit`: (ancestor, its weights, morphisms) for a
-    child that starts from its ancestor's weights (space=morph); `keep_weights`: send the trained weights back
-    whatever the result, for the run's weight store."""
-
-    number: int
-    arch: object
-    best: dict | None = None
-    deadline: float | None = None
-    attempt: int = 0
-    inherit: tuple | None = field(default=None, repr=False)
-    keep_weights: bool = False
-
-
-@dataclass
-class Outcome:
-    """A completed trial: its record (status, metrics, seconds, error; the runner adds number and times) and,
-    for a trial that beat `trial.best`, its trained weights on the CPU."""
-
-    trial: Trial
-    record: dict
-    weights: dict | None = field(default=None, repr=False)
 
 
 def check_executor_options(trial_timeout, on_budget) -> tuple[float | None, str]:
@@ -79,7 +49,7 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
     try:
         extra = {} if trial.inherit is None else {"inherit": trial.inherit}
         metrics, model = evaluator(trial.arch, deadline=deadline, **extra)
-        record.update(status=OK, metrics=metrics, seconds=0.0)
+        record.update(status=Status.OK, metrics=metrics, seconds=0.0)
         problem = record_problem({"trial": 0, **record})
         if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
             raise ValueError(f"the evaluator returned {problem}")
@@ -87,14 +57,14 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
         if wins and "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None:
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:
-        record.update(status=CANCELLED, metrics={}, error=str(err))
+        record.update(status=Status.CANCELLED, metrics={}, error=str(err))
         model = None
     except Exception as err:  # a failing trial must not end the search; the record keeps the error
         log.debug("".join(traceback.format_exception(err)))
-        record.update(status=FAILED, metrics={}, error=f"{type(err).__name__}: {err}")
+        record.update(status=Status.FAILED, metrics={}, error=f"{type(err).__name__}: {err}")
         model = None
     record["seconds"] = time.perf_counter() - began
-    if record["status"] == FAILED:
+    if record["status"] == Status.FAILED:
         # After the except block: its traceback held the failed trial's tensors, which only now can be freed.
         release_cuda_memory()
     weights = None
@@ -103,7 +73,7 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
     return Outcome(trial, record, weights)
 
 
-def failed_outcome(trial: Trial, error: str, seconds: float, status: str = FAILED) -> Outcome:
+def failed_outcome(trial: Trial, error: str, seconds: float, status: str = Status.FAILED) -> Outcome:
     """The record of a trial its worker could not finish (killed, timed out, lost, cancelled)."""
     record = {"arch": trial.arch.to_json(), "key": trial.arch.key, "status": status, "metrics": {},
               "seconds": seconds, "error": error}

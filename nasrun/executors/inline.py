@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from nasrun.executors import Outcome, Trial, check_executor_options, run_trial, timeout_error
-from nasrun.records import CANCELLED, FAILED
+from nasrun.executors import check_executor_options, run_trial, timeout_error
+from nasrun.contracts import Outcome, Trial
+from nasrun.rundir.records import Status
 
 
 class InlineExecutor:
@@ -35,9 +36,9 @@ class InlineExecutor:
         limit = None if self.trial_timeout is None else began + self.trial_timeout
         deadline = min((d for d in (trial.deadline, limit) if d is not None), default=None)
         outcome = run_trial(self.evaluator, trial, deadline)
-        if limit is not None and outcome.record["status"] == CANCELLED and limit == deadline:
+        if limit is not None and outcome.record["status"] == Status.CANCELLED and limit == deadline:
             # The trial's own limit passed before the run's: a timeout (failed), not the budget (cancelled).
-            outcome.record.update(status=FAILED, error=timeout_error(self.trial_timeout, ""))
+            outcome.record.update(status=Status.FAILED, error=timeout_error(self.trial_timeout, ""))
         return [outcome]
 
     def cancel(self) -> list[Outcome]:

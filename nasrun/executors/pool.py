@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 
 from nasrun.checks import UserError, check_int
-from nasrun.device import usable_cores
-from nasrun.executors import (Outcome, Trial, check_executor_options, failed_outcome, run_trial, timeout_error,
-                              wait_seconds)
-from nasrun.records import CANCELLED
+from nasrun.training.device import usable_cores
+from nasrun.executors import check_executor_options, failed_outcome, run_trial, timeout_error, wait_seconds
+from nasrun.contracts import Outcome, Trial
+from nasrun.rundir.records import Status
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ProcessPool:
                 trial, seconds = worker.trial, time.monotonic() - worker.sent
                 self._kill(worker)
                 outcomes.append(failed_outcome(trial, "budget.seconds ran out; the trial's worker was stopped",
-                                               seconds, status=CANCELLED))
+                                               seconds, status=Status.CANCELLED))
         return outcomes
 
     def __enter__(self):

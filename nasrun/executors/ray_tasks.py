@@ -13,10 +13,10 @@ import logging
 import time
 
 from nasrun.checks import UserError, check_float, check_int
-from nasrun.device import usable_cores
-from nasrun.executors import (Outcome, Trial, check_executor_options, failed_outcome, run_trial, timeout_error,
-                              wait_seconds)
-from nasrun.records import CANCELLED
+from nasrun.training.device import usable_cores
+from nasrun.executors import check_executor_options, failed_outcome, run_trial, timeout_error, wait_seconds
+from nasrun.contracts import Outcome, Trial
+from nasrun.rundir.records import Status
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class RayExecutor:
             trial, began = self.running.pop(ref)
             self.ray.cancel(ref, force=True)
             outcomes.append(failed_outcome(trial, "budget.seconds ran out; Ray stopped the trial",
-                                           time.monotonic() - began, status=CANCELLED))
+                                           time.monotonic() - began, status=Status.CANCELLED))
         return outcomes
 
     def __enter__(self):

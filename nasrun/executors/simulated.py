@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 
 from nasrun.checks import UserError, check_int
-from nasrun.executors import Outcome, Trial, run_trial
-from nasrun.records import OK
+from nasrun.executors import run_trial
+from nasrun.contracts import Outcome, Trial
+from nasrun.rundir.records import Status
 
 
 class SimulatedExecutor:
@@ -38,7 +39,7 @@ class SimulatedExecutor:
     def submit(self, trial: Trial) -> None:
         outcome = run_trial(self.evaluator, trial)
         cost = outcome.record["metrics"].get("cost")
-        if cost is None and outcome.record["status"] == OK:
+        if cost is None and outcome.record["status"] == Status.OK:
             raise UserError(f"executor=simulated: the evaluator reported no cost for {trial.arch.key}; use "
                             f"evaluator=tabular with benchmark=cifar10")
         start = self.clock

@@ -10,6 +10,7 @@ the key: a cache filled on a GPU serves a CPU run (scores agree to float roundin
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -20,6 +21,8 @@ from functools import partial
 from pathlib import Path
 
 from nasrun.checks import check_int
+from nasrun.rundir.atomic import environment_error
+from nasrun.rundir.jsonl import decode_lines, encode_line
 from nasrun.evaluators.train import trial_seed
 
 log = logging.getLogger(__name__)
@@ -111,12 +114,8 @@ class ProxyScorer:
         complete = data[:data.rfind(b"\n") + 1]
         self._offset += len(complete)
         bad = 0
-        for line in filter(bytes.strip, complete.splitlines()):
-            try:
-                entry = json.loads(line)
-            except ValueError:  # cut JSON, or bytes that are not UTF-8
-                entry = None
-            if _entry_problem(entry):
+        for _, entry in decode_lines(complete.splitlines()):
+            if _entry_problem(entry):  # UNREADABLE too: cut JSON, or bytes that are not UTF-8
                 bad += 1
                 continue
             self.entries[entry.pop("key")] = entry
@@ -126,10 +125,8 @@ class ProxyScorer:
 
     def _to_memory(self, err: OSError) -> None:
         """An unreadable or unwritable cache file: keep scores in memory for this run, and say so once."""
-        from nasrun.atomic import environment_error
-
         log.warning("%s; keeping the proxy's scores in memory for this run (or set proxy.cache_dir to a writable "
-                    "folder)", str(environment_error(self.cache_path, err, "use the proxy cache")).split(";")[0])
+                    "folder)", environment_error(self.cache_path, err, "use the proxy cache").problem)
         self.cache_path = None
 
     def entry(self, arch) -> dict:
@@ -167,7 +164,7 @@ class ProxyScorer:
         self.computed += 1
         if self.cache_path is None:
             return
-        line = (json.dumps({"key": arch.key, **entry}) + "\n").encode()
+        line = encode_line({"key": arch.key, **entry})
         try:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             append_line(self.cache_path, line)
@@ -188,8 +185,6 @@ class ProxyScorer:
 
 def append_line(path: Path, line: bytes) -> None:
     """Append one line to a file other processes append to as well: under flock, after ending a torn last line."""
-    import fcntl
-
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read too: the last byte is checked
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released by close

@@ -115,7 +115,7 @@ class MacroSpace(ChoiceSpace):
             raise ValueError(f"a macro architecture must be a string, got {type(text).__name__}")
         parts = text.split("|")
         if len(parts) > self.num_layers:
-            raise ValueError(f"{text!r} has {len(parts)} layers; this space (space.num_layers={self.num_layers}) "
+            raise ValueError(f"{len(parts)} layers; this space (space.num_layers={self.num_layers}) "
                              f"has at most {self.num_layers}")
         values = {}
         for i, part in enumerate(parts, start=1):

@@ -1,0 +1,44 @@
+"""`nasrun-score`: zero-cost proxy scores of sampled architectures and their rank correlations."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from nasrun.checks import UserError
+from nasrun.commands.app import handle_sigterm, one_line_errors
+from nasrun.proxies import correlation
+
+def main(argv: list[str] | None = None) -> None:
+    """`nasrun-score`: zero-cost proxy scores of sampled architectures and their rank correlations."""
+
+
+    parser = argparse.ArgumentParser(prog="nasrun-score", description=correlation.__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", default=",".join(correlation.SIX),
+                        help="comma-separated proxy options (default: the six of Abdelfattah et al.)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("-n", "--num", type=int, default=500, help="architectures to sample uniformly (default 500)")
+    size.add_argument("--all", action="store_true", help="score every architecture of the space")
+    parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
+    parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handle_sigterm()
+    hint = "interrupted; the scores so far are cached and in the CSV; rerun the same command to go on"
+    with one_line_errors(hint):
+        if not args.all and args.num < 1:
+            raise UserError(f"--num={args.num}: must be at least 1")
+        rows, results, out, target = correlation.score_space(
+            args.overrides, [p for p in args.proxies.split(",") if p], None if args.all else args.num, args.out,
+            args.target)
+    shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
+    if results:
+        correlation.print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
+    else:
+        print(f"scores: {out} (no benchmark table for this space: no correlations)")
+

@@ -1,0 +1,112 @@
+"""A search's pieces from the composed config: the space, budget, strategy, evaluator, proxy and dataset
+(`build_search`), where its trials run (`build_executor`), and how a worker process rebuilds the evaluator
+(`EvaluatorFromConfig`)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nasrun.checks import UserError
+from nasrun.contracts import Evaluator, Space, Strategy
+from nasrun.config.groups import build, check_keys, parameters, proxy_options
+from nasrun.search.budget import Budget
+from nasrun.search.loop import SearchResult, run_search
+
+if TYPE_CHECKING:  # torch comes with these: imported for the types only, so `nasrun --help` stays quick
+    from nasrun.data.builtin import ImageData
+    from nasrun.proxies.scorer import ProxyScorer
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """Every object one search needs, built whole from the composed config by `build_search`."""
+
+    space: Space
+    budget: Budget
+    strategy: Strategy
+    evaluator: Evaluator
+    model_info: dict[str, Any]  # what best.json needs besides the trial: the space's config, the data's shape
+    scorer: ProxyScorer | None  # the proxy= option's scorer, or None
+    data: ImageData | None  # the dataset, when the evaluator or the proxy reads one (else None)
+
+    def run(self, run_dir: Path, **options: Any) -> SearchResult:
+        """`run_search` on these pieces; `options` are its keyword options (resume, executor, on_trial, ...)."""
+        return run_search(self.space, self.strategy, self.evaluator, self.budget, run_dir,
+                          model_info=self.model_info, scorer=self.scorer, **options)
+
+
+def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
+    """Every object a search needs, from the composed config. Every option's keys are checked first, so a
+    typo fails before any data is read. `data`: the dataset already read (a worker gets the main process's,
+    instead of reading it again), moved to `device`."""
+    groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
+    if cfg.proxy is not None:
+        groups["proxy"] = cfg.proxy
+    unread = {"dataset": cfg.dataset, **({"executor": cfg.executor} if cfg.get("executor") is not None else {})}
+    for group, node in {**groups, **unread}.items():  # the dataset's too, even when not read
+        check_keys(group, node)
+    space = build("space", cfg.space)
+    budget = build("budget", cfg.budget)
+    # Constructors say which runtime values they take: a table lookup needs no images, so the dataset is read
+    # only when the evaluator or the proxy asks for `data`; a scorer goes to whoever asks for `scorer`.
+    wants = {group: parameters(group, node) for group, node in groups.items()}
+    for group in ("strategy", "evaluator"):
+        scorer_param = wants[group].get("scorer")
+        if cfg.proxy is None and scorer_param is not None and scorer_param.default is inspect.Parameter.empty:
+            raise UserError(f"{group}: {cfg[group]._target_.rsplit('.', 1)[-1]} ranks architectures with a "
+                            f"zero-cost proxy; choose one with proxy=NAME ({', '.join(proxy_options())})")
+    runtime = {"space": space, "epochs": budget.epochs, "seed": seed,
+               "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
+    if any("data" in params for params in wants.values()):
+        runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=seed,
+                                                                         device=device)
+    if cfg.proxy is not None:
+        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"]))
+    strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
+    evaluator = build("evaluator", cfg.evaluator, **_wanted(runtime, wants["evaluator"]))
+    if budget.simulated_seconds is not None and not evaluator.reports_cost:
+        raise UserError(f"budget.simulated_seconds={budget.simulated_seconds}: this evaluator reports no cost to "
+                        f"simulate (only evaluator=tabular with benchmark=cifar10 does); budget by budget.trials "
+                        f"or budget.seconds instead")
+    # What best.json needs besides the trial: the space to rebuild it, and where its figures came from.
+    model_info = {"space": runtime["space_config"], "space_name": space.name, **evaluator.describe()}
+    scorer = runtime.get("scorer")
+    if scorer is not None:
+        model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
+    return SearchSetup(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"))
+
+
+def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):
+    """The executor= option, given what its constructor asks for: the main process's evaluator (inline,
+    simulated), or a picklable `make_evaluator(device)` that rebuilds it in each worker (pool, ray) from the
+    run's config and the dataset already read."""
+    params = parameters("executor", cfg.executor)  # build() checks the keys
+    runtime = {"evaluator": search.evaluator, "device": device}
+    if "make_evaluator" in params:
+        data = None if search.data is None else search.data.to("cpu")
+        runtime["make_evaluator"] = EvaluatorFromConfig(OmegaConf.to_container(cfg, resolve=True), seed, data)
+    return build("executor", cfg.executor, **_wanted(runtime, params))
+
+
+def _wanted(runtime: dict, params: dict) -> dict:
+    return {k: v for k, v in runtime.items() if k in params}
+
+
+
+@dataclass(frozen=True)
+class EvaluatorFromConfig:
+    """How a worker process gets the run's evaluator: a picklable `make_evaluator(device)` holding the composed
+    config (resolved, as plain containers), the run's seed and the dataset the main process already read, on
+    the CPU (None when the evaluator reads none, a table say), so no worker reads or checks the files again."""
+
+    config: dict
+    seed: int
+    data: ImageData | None = field(default=None, repr=False)
+
+    def __call__(self, device) -> Evaluator:
+        return build_search(OmegaConf.create(self.config), self.seed, device, data=self.data).evaluator
