@@ -10,7 +10,15 @@ runtime Protocol only checks that the names exist: tests/test_contracts.py calls
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, runtime_checkable
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Literal,
+    Mapping,
+    Protocol,
+    runtime_checkable,
+)
 
 import numpy as np
 

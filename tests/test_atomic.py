@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from conftest import run_cli
-from nasrun.rundir.atomic import atomic_path, environment_error, write_json
 from nasrun.checks import UserError
+from nasrun.rundir.atomic import atomic_path, environment_error, write_json
+
+from conftest import run_cli
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from nasrun.rundir.best import load_best, read_best_json, sha256_of
 from nasrun.checks import UserError
+from nasrun.rundir.best import load_best, read_best_json, sha256_of
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace

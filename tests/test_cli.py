@@ -11,10 +11,11 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, run_cli
-from nasrun.rundir.best import load_best, normalize
 from nasrun.data.builtin import synthetic
+from nasrun.rundir.best import load_best, normalize
 from nasrun.training.train import evaluate
+
+from conftest import REPO, run_cli
 
 SMOKE = ["dataset=synthetic", "budget=smoke", "dataset.num_train=512"]  # half the default: seconds a trial
 
@@ -47,7 +48,9 @@ def test_search_writes_trials_best_json_and_weights_that_reproduce_the_test_accu
         logits = model(normalize(data.test_x[:8], info))
     assert logits.shape == (8, 4)
 
-    from nasrun.reports.table import report  # a trained run: no benchmark-table footnote, no published line
+    from nasrun.reports.table import (
+        report,  # a trained run: no benchmark-table footnote, no published line
+    )
 
     report(run_dir)
     out = capsys.readouterr().out

@@ -8,19 +8,27 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, compose, fashion_mnist_images, write_fake_mnist, write_image_folder
-from nasrun.proxies import zero_cost as proxies
-from nasrun.checks import UserError
-from nasrun.config.groups import build, parameters
-from nasrun.search.assembly import build_search
-from nasrun.config.validate import check_settings
 from nasrun.bench.worker_faults import Toy, ToyEvaluator
-from nasrun.data.builtin import ImageData, synthetic
+from nasrun.checks import UserError
+from nasrun.commands.train import build_training
+from nasrun.config.groups import build, parameters
+from nasrun.config.validate import check_settings
 from nasrun.contracts import Trial
-from nasrun.search.budget import Budget
+from nasrun.data.builtin import ImageData, synthetic
+from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer
+from nasrun.search.assembly import build_search
+from nasrun.search.budget import Budget
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
+
+from conftest import (
+    CONF_DIR,
+    compose,
+    fashion_mnist_images,
+    write_fake_mnist,
+    write_image_folder,
+)
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
@@ -134,14 +142,12 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
                   config_name="train" if trains_one else "config")
     assert cfg.published.metric in ("test_acc", "val_acc") and 0 < cfg.published.mean < 100 and cfg.published.source
     if trains_one:  # a nasrun-train preset: its architecture, space, schedule and data
-        from nasrun.commands.train import build_training
-
         space, arch, budget, evaluator, info, data = build_training(cfg, 0, torch.device("cpu"), tmp_path)
         with pytest.raises(UserError, match=f"arch={cfg.arch}: a setting of nasrun-train"):
             check_settings(compose(f"+experiment={experiment}"))  # `nasrun +experiment=...` says where it belongs
     else:
-        space, budget, strategy, evaluator, info, scorer, _ = build_search(cfg, 0, torch.device("cpu"))
-        arch = strategy.ask()
+        setup = build_search(cfg, 0, torch.device("cpu"))
+        space, evaluator, arch = setup.space, setup.evaluator, setup.strategy.ask()
     if evaluator.reports_cost or not hasattr(evaluator, "data"):
         metrics, model = evaluator(arch)  # a table lookup: instant
         assert model is None and metrics["test_acc"] > 0

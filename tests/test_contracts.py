@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from nasrun.contracts import Evaluator, Space, Strategy, is_table_space, measures_test_apart, trains
+from nasrun.contracts import (
+    Evaluator,
+    Space,
+    Strategy,
+    is_table_space,
+    measures_test_apart,
+    trains,
+)
 from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.spaces.custom import CustomSpace

@@ -2,10 +2,19 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_fake_mnist
 from nasrun.checks import UserError
-from nasrun.data.builtin import (MNIST_FILES, cifar10, crop_and_flip, fashion_mnist, make_splits, mnist, read_cifar10_binary,
-                         synthetic)
+from nasrun.data.builtin import (
+    MNIST_FILES,
+    cifar10,
+    crop_and_flip,
+    fashion_mnist,
+    make_splits,
+    mnist,
+    read_cifar10_binary,
+    synthetic,
+)
+
+from conftest import write_fake_mnist
 
 
 def test_splits_are_disjoint_seeded_and_sized():

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose
-from nasrun.proxies import zero_cost as proxies
 from nasrun.checks import UserError
-from nasrun.search.assembly import build_search
 from nasrun.evaluators.proxy import ProxyEvaluator
+from nasrun.proxies import zero_cost as proxies
+from nasrun.proxies.scorer import ProxyScorer
+from nasrun.search.assembly import build_search
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
-from nasrun.proxies.scorer import ProxyScorer
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random import RandomSearch
+
+from conftest import compose
 
 
 def test_real_cifar10_and_table_fitness_is_the_score_and_accuracy_comes_from_the_table(data_root, tmp_path):

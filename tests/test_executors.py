@@ -6,18 +6,19 @@ import json
 import pytest
 import torch
 
-from conftest import compose
-from nasrun.search.assembly import build_executor, build_search
 from nasrun.deadline import check_deadline
 from nasrun.executors import run_trial
 from nasrun.executors.inline import InlineExecutor
 from nasrun.executors.simulated import SimulatedExecutor
+from nasrun.rundir.trial_log import read_trials
+from nasrun.search.assembly import build_executor, build_search
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
-from nasrun.rundir.trial_log import read_trials
+
+from conftest import compose
 
 SPACE = CustomSpace()
 

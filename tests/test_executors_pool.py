@@ -10,15 +10,16 @@ import time
 
 import torch
 
-from conftest import REPO, compose
 from nasrun.bench.worker_faults import Toy
-from nasrun.search.assembly import build_executor, build_search
 from nasrun.executors.pool import ProcessPool
+from nasrun.rundir.trial_log import read_trials
+from nasrun.search.assembly import build_executor, build_search
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
-from nasrun.rundir.trial_log import read_trials
+
+from conftest import REPO, compose
 
 SPACE = CustomSpace()
 

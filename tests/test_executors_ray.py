@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from conftest import IN_CI
 from nasrun.bench.worker_faults import Toy
 from nasrun.checks import UserError
 from nasrun.executors.ray_tasks import RayExecutor
@@ -13,6 +12,8 @@ from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
+
+from conftest import IN_CI
 
 SPACE = CustomSpace()
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from nasrun.training.export import export_model, normalized
 from nasrun.spaces.macro import MacroSpace
+from nasrun.training.export import export_model, normalized
 
 INFO = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 61.0, 62.0]}
 

@@ -4,9 +4,11 @@ without a traceback and with the run's files unchanged."""
 
 import pytest
 
-from conftest import IN_CI, real_data_root
+from nasrun.bench.faults.case import SKIPPED
 from nasrun.bench.faults.cases import CASES
-from nasrun.bench.faults.runner import SKIPPED, Suite
+from nasrun.bench.faults.runner import Suite
+
+from conftest import IN_CI, real_data_root
 
 
 @pytest.fixture(scope="module")

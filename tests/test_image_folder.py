@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import fashion_mnist_images, write_image_folder
-from nasrun.data import folder as image_folder
 from nasrun.checks import UserError
+from nasrun.data import folder as image_folder
 from nasrun.data.folder import folder
+
+from conftest import fashion_mnist_images, write_image_folder
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ bad input (one UserError naming the file and the fix)."""
 import numpy as np
 import pytest
 
-from conftest import fashion_mnist_images
 from nasrun.checks import UserError
 from nasrun.data.arrays import arrays
+
+from conftest import fashion_mnist_images
 
 
 @pytest.mark.parametrize("layout", ["NHW", "NHWC", "NCHW", "with test"])

@@ -46,7 +46,7 @@ def test_the_installed_wheel_searches_reports_scores_and_trains_from_another_fol
 
     where = subprocess.run([sys.executable, "-c", "import nasrun.config.groups as c; print(c.__file__, c.conf_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True)
-    assert where.stdout.split() == [str(target / "nasrun" / "config.py"), str(target / "nasrun" / "conf")]
+    assert where.stdout.split() == [str(target / "nasrun" / "config" / "groups.py"), str(target / "nasrun" / "conf")]
     search = run("nasrun", "+experiment=nb201_rea", "budget.simulated_seconds=3000", "hydra.run.dir=run")
     assert search.returncode == 0, search.stderr
     best = json.loads((elsewhere / "run" / "best.json").read_text())

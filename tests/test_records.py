@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from nasrun.rundir.records import arch_problem, best_of, better, fitness, record_problem, running_best, reported_accuracy
+from nasrun.rundir.records import (
+    arch_problem,
+    best_of,
+    better,
+    fitness,
+    record_problem,
+    reported_accuracy,
+    running_best,
+)
 from nasrun.spaces.nb201 import NB201Space
 
 CELL = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
 from nasrun.checks import UserError
 from nasrun.reports.table import report
+
+from conftest import REPO, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tm
 
 
 def _figure(root):
-    from nasrun.reports.table import load_run, find_runs, plot_anytime, summarize
+    from nasrun.reports.table import find_runs, load_run, plot_anytime, summarize
 
     return plot_anytime(summarize([load_run(p) for p in find_runs(root)]), root / "again.png")
 

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from nasrun.bench.faults.cases import HOLD  # a process that holds a run directory's lock until killed
+from nasrun.bench.faults.cases import (
+    HOLD,  # a process that holds a run directory's lock until killed
+)
 from nasrun.checks import UserError
 from nasrun.rundir.lock import hold_run_dir
 

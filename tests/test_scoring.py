@@ -3,8 +3,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from nasrun.proxies import zero_cost as proxies
 from nasrun.data.builtin import synthetic
+from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer, proxy_name
 from nasrun.spaces.nb201 import NB201Space
 

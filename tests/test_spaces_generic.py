@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from conftest import REPO, real_data_root
 from nasrun.checks import UserError
 from nasrun.config.groups import build
 from nasrun.spaces.generic import ChoiceArch, GenericSpace
-from omegaconf import OmegaConf
+
+from conftest import REPO, real_data_root
 
 CHOICES = {"width": [8, 16], "act": ["relu", "gelu"], "bn": [True, False], "drop": [0.0, 0.5]}
 

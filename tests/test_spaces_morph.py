@@ -9,11 +9,25 @@ import pytest
 import torch
 
 from nasrun.search.loop import space_size
-from nasrun.spaces.morph.space import SEEDS, MorphSpace, parse
-from nasrun.spaces.morph.ops import add_skip, all_morphs, concat_skip, deepen, widen
-from nasrun.spaces.morph.distance import layer_distance, layer_distances, skip_distance
+from nasrun.spaces.morph.distance import layer_distances, skip_distances
+from nasrun.spaces.morph.graph import MAX_WIDTH, parse
 from nasrun.spaces.morph.network import inherit
+from nasrun.spaces.morph.ops import add_skip, apply, concat_skip, deepen, moves, widen
+from nasrun.spaces.morph.space import SEEDS, MorphSpace
 from nasrun.strategies.bayesian import BayesianOptimization
+
+
+def layer_distance(a, b) -> float:
+    return float(layer_distances(a, [b])[0])
+
+
+def skip_distance(a, b) -> float:
+    return float(skip_distances(a, [b])[0])
+
+
+def all_morphs(arch, rng, max_width: int = MAX_WIDTH) -> list:
+    """Every morphism of `arch` (the space draws one at a time; the tests check them all)."""
+    return [apply(arch, move, rng) for move in moves(arch, max_width)]
 
 
 @pytest.mark.parametrize("seed", sorted(SEEDS))
@@ -77,7 +91,7 @@ def test_every_morphism_preserves_the_function(seed):
 
 
 def test_no_move_makes_a_layer_wider_than_max_width():
-    from nasrun.spaces.morph.space import widths
+    from nasrun.spaces.morph.graph import widths
     from nasrun.spaces.morph.ops import moves
 
     arch = parse("c3-256<0|c3-256<1|k<1.2")  # 512 wide already: nothing may follow it or join it
@@ -91,7 +105,7 @@ def test_no_move_makes_a_layer_wider_than_max_width():
 
 
 def test_no_morphism_makes_a_network_costlier_than_max_cost_times_the_seed():
-    from nasrun.spaces.morph.space import cost
+    from nasrun.spaces.morph.graph import cost
 
     space = MorphSpace("plain", max_cost=2.0)
     budget, grown, rng = 2.0 * cost(space.seed.nodes), space.seed, np.random.default_rng(0)

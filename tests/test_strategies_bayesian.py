@@ -9,7 +9,11 @@ from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
-from nasrun.strategies.bayesian import BayesianOptimization, EmbeddedGP, bourgain_subsets
+from nasrun.strategies.bayesian import (
+    BayesianOptimization,
+    EmbeddedGP,
+    bourgain_subsets,
+)
 from nasrun.strategies.random import RandomSearch
 
 NB201 = NB201Space()

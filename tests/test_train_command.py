@@ -10,14 +10,20 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO, TRAIN_COMMAND, compose, run_cli
-from nasrun.rundir.atomic import write_json
 from nasrun.checks import UserError
-from nasrun.training.checkpoint import identity, load_checkpoint
-from nasrun.commands.train import quote_arch
+from nasrun.commands.train import (
+    architecture_source,
+    build_training,
+    quote_arch,
+    resolve_architecture,
+    train_one,
+)
+from nasrun.rundir.atomic import write_json
 from nasrun.spaces.macro import NASCNN15, MacroSpace
+from nasrun.training.checkpoint import identity, load_checkpoint
 from nasrun.training.train import TrainConfig
-from nasrun.commands.train import architecture_source, build_training, resolve_architecture, train_one
+
+from conftest import REPO, TRAIN_COMMAND, compose, run_cli
 
 ARCH = "3x3-24<0|5x3-36<0.1"
 TRAIN = [f"arch={ARCH}", "space=macro", "dataset=synthetic", "dataset.num_train=2000", "budget.epochs=3",
@@ -101,8 +107,8 @@ def test_mistakes_name_the_key(overrides, message, tmp_path):
 
 
 def test_a_checkpoint_resumes_only_the_same_training(tmp_path):
-    from nasrun.training.checkpoint import save_checkpoint
     from nasrun.data.builtin import synthetic
+    from nasrun.training.checkpoint import save_checkpoint
 
     data = synthetic(num_train=64, num_test=32, seed=0)
     ident = identity(ARCH, TrainConfig(epochs=3), data)

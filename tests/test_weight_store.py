@@ -7,11 +7,11 @@ import torch
 
 from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
+from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.morph.space import MorphSpace
 from nasrun.strategies.bayesian import BayesianOptimization
-from nasrun.rundir.weight_store import WeightStore
 
 
 def test_the_store_keeps_only_the_fittest(tmp_path):

@@ -8,12 +8,22 @@ import os
 import sys
 from pathlib import Path
 
+from nasrun.bench import (
+    bayesian,
+    evaluation,
+    executors,
+    faults,
+    folder,
+    proxies,
+    reinforce,
+    tabular,
+    training,
+)
+from nasrun.bench.common import output_dir
+from nasrun.training.device import select_device
+
 
 def main() -> None:
-    from nasrun.bench import bayesian, evaluation, executors, faults, folder, proxies, reinforce, tabular, training
-    from nasrun.bench.common import output_dir
-    from nasrun.training.device import select_device
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce", "nascnn15",
@@ -83,7 +93,6 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nasrun.bench import bayesian, evaluation, executors, faults, folder, proxies, reinforce, tabular
 
     console = Console()
     for key in ("throughput", "nb201_throughput", "nascnn15_throughput"):

@@ -15,6 +15,19 @@ import statistics
 import time
 
 from nasrun.bench.reinforce import best_found
+from nasrun.config.validate import compose_config
+from nasrun.data.builtin import fashion_mnist
+from nasrun.evaluators.train import TrainingEvaluator
+from nasrun.search.assembly import build_search
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
+from nasrun.spaces.custom import CustomSpace
+from nasrun.spaces.morph.distance import layers_and_skips
+from nasrun.spaces.morph.graph import parse
+from nasrun.spaces.morph.space import SEEDS, MorphSpace
+from nasrun.strategies.bayesian import BayesianOptimization
+from nasrun.strategies.evolution import RegularizedEvolution
+from nasrun.strategies.random import RandomSearch
 
 CHECKPOINTS = (10, 20, 40)
 
@@ -26,10 +39,6 @@ def overhead(root: str, histories=(50, 200), asks: int = 5) -> dict:
     import numpy as np
     import torch
 
-    from nasrun.search.assembly import build_search
-    from nasrun.config.validate import compose_config
-    from nasrun.spaces.morph.space import MorphSpace
-    from nasrun.spaces.morph.distance import layers_and_skips
 
     search = build_search(compose_config(["+experiment=nb201_bayesian", f"dataset.root={root}"]), 0,
                           torch.device("cpu"))
@@ -45,7 +54,6 @@ def overhead(root: str, histories=(50, 200), asks: int = 5) -> dict:
 def _ask_seconds(space, score, histories, asks: int) -> dict:
     import numpy as np
 
-    from nasrun.strategies.bayesian import BayesianOptimization
 
     out = {}
     for size in histories:
@@ -70,9 +78,6 @@ def inheritance(root: str, fraction: float = 0.05, seed: int = 0) -> dict:
     included) and validation accuracy, one child per kind of morphism, the two runs of each side by side."""
     import numpy as np
 
-    from nasrun.data.builtin import fashion_mnist
-    from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.morph.space import SEEDS, MorphSpace, parse
 
     space = MorphSpace("resnet")
     data = fashion_mnist(root=root, download=False, fraction=fraction, val_size=1000, batch_size=64, seed=seed)
@@ -98,10 +103,6 @@ def inheritance(root: str, fraction: float = 0.05, seed: int = 0) -> dict:
 
 
 def toy(seeds: int = 10) -> dict:
-    from nasrun.spaces.custom import CustomSpace
-    from nasrun.strategies.bayesian import BayesianOptimization
-    from nasrun.strategies.random import RandomSearch
-
     space = CustomSpace()
     makers = {"bayesian (initial 5)": lambda s: BayesianOptimization(space, s, initial=5),
               "random": lambda s: RandomSearch(space, s)}
@@ -135,13 +136,6 @@ def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0
     Bayesian optimisation with and without weight inheritance, random search and regularized evolution."""
     import tempfile
 
-    from nasrun.data.builtin import fashion_mnist
-    from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.search.budget import Budget
-    from nasrun.search.loop import run_search
-    from nasrun.spaces.morph.space import MorphSpace
-    from nasrun.strategies.evolution import RegularizedEvolution
-    from nasrun.strategies.random import RandomSearch
 
     variants = {
         "bayesian, inheriting": (10, lambda space, s: _bayesian(space, s)),
@@ -168,6 +162,4 @@ def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0
 
 
 def _bayesian(space, seed):
-    from nasrun.strategies.bayesian import BayesianOptimization
-
     return BayesianOptimization(space, seed, initial=2)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from nasrun.config.validate import compose_config
+from nasrun.spaces.custom import CustomSpace
+from nasrun.spaces.macro import NASCNN15, MacroSpace
+from nasrun.spaces.nb201 import NB201Space
+
 ARCH = {"conv3": 1, "num_block": 2, "conv5": 0, "feature": 128, "dropout": 0.5}  # the custom space's bench network
 NB201_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -13,8 +18,6 @@ def model(case: str, seed: int = 0):
     """The bench network, initialised from `seed` without touching torch's global generator (forked)."""
     import torch
 
-    from nasrun.spaces.custom import CustomSpace
-    from nasrun.spaces.nb201 import NB201Space
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -22,8 +25,6 @@ def model(case: str, seed: int = 0):
             space = NB201Space(16, 5)
             return space.build(space.from_key(NB201_CELL), 3, 32, 10)
         if case == "nascnn15":
-            from nasrun.spaces.macro import NASCNN15, MacroSpace
-
             space = MacroSpace(15)
             return space.build(space.from_key(NASCNN15), 3, 32, 10)
         space = CustomSpace()
@@ -40,6 +41,5 @@ def output_dir() -> Path:
 def preset(*overrides: str):
     """The composed config of `nasrun OVERRIDES` (e.g. "+experiment=nb201_rea"): benchmarks take their settings
     from the presets rather than repeating them."""
-    from nasrun.config.validate import compose_config
 
     return compose_config(list(overrides))

@@ -19,8 +19,13 @@ import subprocess
 import sys
 import time
 
-from nasrun.bench.common import ARCH, model as bench_model, preset
+from nasrun.bench.common import ARCH, preset
+from nasrun.bench.common import model as bench_model
+from nasrun.data.builtin import fashion_mnist
+from nasrun.evaluators.train import TrainingEvaluator
+from nasrun.spaces.custom import CustomSpace
 from nasrun.training.device import usable_cores
+from nasrun.training.train import cpu_has_native_bf16, evaluate
 
 
 def _usage() -> tuple[float, int]:
@@ -54,8 +59,6 @@ def _minimal_eval(model, data, batch_size: int, bf16: bool) -> int:
 def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     import torch
 
-    from nasrun.data.builtin import fashion_mnist
-    from nasrun.training.train import cpu_has_native_bf16, evaluate
 
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
@@ -86,9 +89,6 @@ def trial_phases(root: str) -> dict:
     """One trial of the bench architecture, timed by phase, at make run's data settings and the old ones."""
     import torch
 
-    from nasrun.data.builtin import fashion_mnist
-    from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.custom import CustomSpace
 
     default = preset().dataset  # make run's settings, from the config
     settings = {f"make run: fraction {default.fraction}, val_size {default.val_size}":

@@ -18,6 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from nasrun.bench.common import preset
+from nasrun.rundir.records import running_best
+from nasrun.search.assembly import build_executor, build_search
+from nasrun.search.loop import run_search
+
 EXECUTORS = {"inline": [], "pool": ["executor=pool", "executor.workers=2"], "ray": ["executor=ray"]}
 TARGET = 94.0  # % test accuracy (200 epochs) of NAS-Bench-201's CIFAR-10, the level the time-to-target is taken at
 
@@ -26,9 +31,6 @@ def _search(run_dir: Path, overrides: list[str], seed: int = 0):
     """One search as the `nasrun` command builds it, without Hydra's run directory; (result, seconds)."""
     import torch
 
-    from nasrun.bench.common import preset
-    from nasrun.search.assembly import build_executor, build_search
-    from nasrun.search.loop import run_search
 
     cfg = preset(*overrides, f"seed={seed}")
     device = torch.device("cpu")
@@ -70,7 +72,6 @@ def overhead(root: str, trials: int = 400) -> dict:
 
 def time_to_target(records: list[dict]) -> float:
     """Simulated seconds at which the best trial so far (by validation) first has test accuracy >= TARGET."""
-    from nasrun.rundir.records import running_best
 
     for record, best in running_best(records):
         if best is not None and best["metrics"]["test_acc"] >= TARGET:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+
+from nasrun.data.folder import folder
 from nasrun.training.device import usable_cores
 
 
@@ -44,8 +46,6 @@ def torchvision_epoch(folder: Path, workers: int) -> float:
 
 
 def decode_and_cache(root: str, out: Path, images: int = 10000) -> dict:
-    from nasrun.data.folder import folder
-
     work = out / "folder-bench"
     pngs = write_pngs(root, work / "pngs", images)
     cache = work / "cache"

@@ -14,14 +14,19 @@ from __future__ import annotations
 import statistics
 import time
 
+from nasrun.bench.common import NB201_CELL
+from nasrun.data.builtin import cifar10
+from nasrun.proxies.correlation import score_space
+from nasrun.proxies.scorer import ProxyScorer, score_together
+from nasrun.spaces.nb201 import NB201Arch, NB201Space
+from nasrun.training.device import select_device
+
 PUBLISHED_RHO = {"synflow": 0.737, "jacob_cov": 0.731, "snip": 0.596, "grad_norm": 0.594, "grasp": 0.514,
                  "fisher": 0.36}
 SIX = tuple(PUBLISHED_RHO)
 
 
 def correlation(root: str, cells: int = 500, seed: int = 0, device: str = "auto") -> list[dict]:
-    from nasrun.proxies.correlation import score_space
-
     overrides = ["space=nb201", "dataset=cifar10", f"dataset.root={root}", f"seed={seed}", f"device={device}"]
     _, results, path, _ = score_space(overrides, list(SIX), cells, None, None)
     for r in results:
@@ -34,12 +39,7 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
     import numpy as np
     import torch
 
-    from nasrun.bench.common import NB201_CELL
-    from nasrun.proxies import zero_cost as proxies
-    from nasrun.data.builtin import cifar10
-    from nasrun.training.device import select_device
-    from nasrun.proxies.scorer import ProxyScorer, score_together
-    from nasrun.spaces.nb201 import NB201Arch, NB201Space
+    from nasrun.proxies import zero_cost as proxies  # torch: only for this bench
 
     dev = select_device(device)
     data = cifar10(root, download=False, seed=seed, device=dev)

@@ -12,6 +12,12 @@ from __future__ import annotations
 import statistics
 import time
 
+from nasrun.spaces.custom import CustomSpace
+from nasrun.spaces.macro import MacroSpace
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.strategies.random import RandomSearch
+from nasrun.strategies.reinforce import Reinforce
+
 CHECKPOINTS = (20, 40, 80)
 
 
@@ -21,10 +27,6 @@ def toy_reward(arch, space) -> float:
 
 
 def toy(seeds: int = 10) -> dict:
-    from nasrun.spaces.custom import CustomSpace
-    from nasrun.strategies.random import RandomSearch
-    from nasrun.strategies.reinforce import Reinforce
-
     space = CustomSpace()
     makers = {"reinforce factorized": lambda s: Reinforce(space, s, controller="factorized", lr=0.05),
               "reinforce lstm": lambda s: Reinforce(space, s, controller="lstm", lr=0.003),
@@ -51,10 +53,6 @@ def best_found(makers: dict, space, seeds: int, checkpoints) -> dict:
 
 
 def overhead(children: int = 200) -> dict:
-    from nasrun.spaces.macro import MacroSpace
-    from nasrun.spaces.nb201 import NB201Space
-    from nasrun.strategies.reinforce import Reinforce
-
     out = {}
     for space_name, space in (("nb201", NB201Space()), ("macro, 15 layers", MacroSpace(15))):
         for controller in ("factorized", "lstm"):

@@ -17,13 +17,18 @@ import time
 from pathlib import Path
 
 from nasrun.bench.common import preset
+from nasrun.config.groups import build
+from nasrun.evaluators.tabular import TabularEvaluator
+from nasrun.reports.table import load_run, summarize
+from nasrun.search.budget import Budget
+from nasrun.search.loop import run_search
+from nasrun.spaces.nb201 import NB201Space
 
 EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce", "nb201_bayesian")
 
 
 def _strategies(space, seed):
     """Each sweep preset's strategy, built from the preset itself (so the bench follows the preset's settings)."""
-    from nasrun.config.groups import build
 
     return {f"{experiment} strategy": build("strategy", preset(f"+experiment={experiment}").strategy, space=space,
                                             seed=seed) for experiment in ("nb201_random", "nb201_rea")}
@@ -42,8 +47,6 @@ def _bare(strategy, evaluator, trials: int) -> tuple[float, int]:
 def _runner(space, strategy, evaluator, trials: int) -> tuple[float, int]:
     """The same through `run_search` (its trials.jsonl, best.json and records; per-trial log lines of trials this
     quick go to DEBUG, so no logging is configured here)."""
-    from nasrun.search.budget import Budget
-    from nasrun.search.loop import run_search
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -53,9 +56,6 @@ def _runner(space, strategy, evaluator, trials: int) -> tuple[float, int]:
 
 
 def runner_overhead(root: str, trials: int = 2000, rounds: int = 5) -> dict:
-    from nasrun.evaluators.tabular import TabularEvaluator
-    from nasrun.spaces.nb201 import NB201Space
-
     space = NB201Space()
     evaluator = TabularEvaluator(space, Path(root) / "nasbench201" / "nb201.csv")  # the table under --root
     out = {"trials_per_round": trials, "rounds": rounds}
@@ -73,8 +73,6 @@ def runner_overhead(root: str, trials: int = 2000, rounds: int = 5) -> dict:
 
 
 def sweeps(root: str, out: Path, seeds: int = 30) -> dict:
-    from nasrun.reports.table import load_run, summarize
-
     results = {}
     for experiment in EXPERIMENTS:
         sweep_dir = out / experiment

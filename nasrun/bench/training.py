@@ -12,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from nasrun.bench.common import ARCH, NB201_CELL, model as _model
+from nasrun.bench.common import ARCH, NB201_CELL
+from nasrun.bench.common import model as _model
+from nasrun.data.builtin import ImageData, cifar10, fashion_mnist
+from nasrun.evaluators.train import TrainingEvaluator
+from nasrun.rundir.trial_log import read_trials, split_log
+from nasrun.spaces.macro import NASCNN15, MacroSpace
+from nasrun.training.train import TrainConfig, train, use_bf16
 
 
 def nasrun_train(data, images: int, case: str, augment: bool = False) -> float:
-    from nasrun.training.train import TrainConfig, train
-
     metrics = train(_model(case), _subset(data, images, augment), TrainConfig(epochs=1))
     return images / metrics["train_seconds"]
 
@@ -28,8 +32,6 @@ def nasrun_train_command(data, images: int) -> float:
     the call to its return, less the validation pass: model building, the steps and the checkpoint."""
     import tempfile
 
-    from nasrun.evaluators.train import TrainingEvaluator
-    from nasrun.spaces.macro import NASCNN15, MacroSpace
 
     subset = _subset(data, images, augment=False)
     space = MacroSpace(15)
@@ -45,7 +47,6 @@ def nasrun_train_command(data, images: int) -> float:
 
 def _subset(data, images: int, augment: bool):
     """The first `images` training images, and tiny val/test splits: timing is then the training loop's."""
-    from nasrun.data.builtin import ImageData
 
     return ImageData(**{**data.__dict__, "train_x": data.train_x[:images], "train_y": data.train_y[:images],
                         "val_x": data.val_x[:64], "val_y": data.val_y[:64],
@@ -57,7 +58,6 @@ def minimal_loop(data, images: int, case: str, fast: bool) -> float:
     import torch
     import torch.nn.functional as F
 
-    from nasrun.training.train import use_bf16
 
     x_all = data.normalize(data.train_x[:images])
     y_all = data.train_y[:images]
@@ -110,8 +110,6 @@ def matos_pipeline(root: str, images: int) -> float:
 def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dict:
     import torch
 
-    from nasrun.data.builtin import cifar10, fashion_mnist
-    from nasrun.training.train import use_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if case in ("nb201", "nascnn15"):
@@ -167,7 +165,6 @@ def default_search(root: str, out: Path) -> dict:
         raise SystemExit(f"default search failed:\n{proc.stderr[-2000:]}")
     from omegaconf import OmegaConf
 
-    from nasrun.rundir.trial_log import read_trials, split_log
 
     best = json.loads((run_dir / "best.json").read_text())
     trials, cancelled, end = split_log(read_trials(run_dir / "trials.jsonl", repair=False))

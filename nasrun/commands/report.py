@@ -8,6 +8,7 @@ from pathlib import Path
 from nasrun.commands.app import handle_sigterm, one_line_errors
 from nasrun.reports import table as report
 
+
 def main(argv: list[str] | None = None) -> None:
     """`nasrun-report DIR`: the table, report.csv, anytime.png and checklist.md of the runs under DIR."""
 

@@ -12,6 +12,7 @@ from nasrun.checks import UserError
 from nasrun.commands.app import handle_sigterm, one_line_errors
 from nasrun.proxies import correlation
 
+
 def main(argv: list[str] | None = None) -> None:
     """`nasrun-score`: zero-cost proxy scores of sampled architectures and their rank correlations."""
 

@@ -22,8 +22,8 @@ from nasrun.checks import UserError, check_bool, check_int
 from nasrun.commands.app import hydra_app, top_level
 from nasrun.commands.console import print_training, trial_progress
 from nasrun.config.groups import build, check_keys, parameters
-from nasrun.contracts import named_architectures
 from nasrun.config.validate import SEED_MAX, check_settings
+from nasrun.contracts import named_architectures
 from nasrun.rundir.best import load_best, read_best_json
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from nasrun.checks import UserError
+from nasrun.rundir.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, known: dict) -> None:
-    from nasrun.rundir.atomic import write_json
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, known)

@@ -20,6 +20,7 @@ import numpy as np
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.data.builtin import ImageData, make_splits
 from nasrun.data.user import check_memory, existing_path, hold_out_test
+from nasrun.rundir.atomic import atomic_path
 from nasrun.training.device import usable_cores
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,6 @@ def _write_cache(path: Path, content: dict) -> None:
     """Atomically, under a name unique to this process: a killed or failing write leaves no partial cache."""
     import torch
 
-    from nasrun.rundir.atomic import atomic_path
 
     try:
         with atomic_path(path) as tmp:

@@ -5,8 +5,8 @@ table supplies the accuracies that are reported, so a training-free search can b
 
 from __future__ import annotations
 
-from nasrun.deadline import check_deadline
 from nasrun.contracts import is_table_space
+from nasrun.deadline import check_deadline
 from nasrun.evaluators.tabular import TabularEvaluator
 
 

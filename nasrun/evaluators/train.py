@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from nasrun.checks import check_bool
+from nasrun.training.checkpoint import identity, load_checkpoint, save_checkpoint
 from nasrun.training.train import TrainConfig, evaluate, train, use_bf16
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,12 @@ class TrainingEvaluator:
             torch.manual_seed(seed)
             model = self.space.build(arch, self.data.in_channels, self.data.image_size, self.data.num_classes)
             if inherit is not None:
-                from nasrun.spaces.morph.network import inherit_chain
+                from nasrun.spaces.morph.network import inherit_chain  # torch-heavy: only for space=morph
 
                 inherit_chain(self.space, *inherit, model, self.data.in_channels, self.data.image_size,
                               self.data.num_classes)
             resume = save = None
             if self.checkpoint is not None:
-                from nasrun.training.checkpoint import identity, load_checkpoint, save_checkpoint
-
                 ident = identity(arch.key, config, self.data)
                 resume = load_checkpoint(self.checkpoint, ident, self.data.device)
                 save = partial(save_checkpoint, self.checkpoint, ident=ident)

@@ -22,10 +22,10 @@ import logging
 import time
 import traceback
 
-from nasrun.rundir.best import cpu_weights
 from nasrun.checks import check_choice, check_float
 from nasrun.contracts import Outcome, Trial, measures_test_apart
 from nasrun.deadline import TrialCancelled
+from nasrun.rundir.best import cpu_weights
 from nasrun.rundir.records import Status, better, record_problem
 
 log = logging.getLogger(__name__)

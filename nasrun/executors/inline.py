@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from nasrun.executors import check_executor_options, run_trial, timeout_error
 from nasrun.contracts import Outcome, Trial
+from nasrun.executors import check_executor_options, run_trial, timeout_error
 from nasrun.rundir.records import Status
 
 

@@ -25,10 +25,16 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 
 from nasrun.checks import UserError, check_int
-from nasrun.training.device import usable_cores
-from nasrun.executors import check_executor_options, failed_outcome, run_trial, timeout_error, wait_seconds
 from nasrun.contracts import Outcome, Trial
+from nasrun.executors import (
+    check_executor_options,
+    failed_outcome,
+    run_trial,
+    timeout_error,
+    wait_seconds,
+)
 from nasrun.rundir.records import Status
+from nasrun.training.device import usable_cores
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import heapq
 
 from nasrun.checks import UserError, check_int
+from nasrun.contracts import Outcome, Trial, reports_cost
 from nasrun.executors import run_trial
-from nasrun.contracts import Outcome, Trial
 from nasrun.rundir.records import Status
 
 
@@ -23,7 +23,7 @@ class SimulatedExecutor:
     on_budget = "cancel"  # budget.seconds is real time; nothing here takes any
 
     def __init__(self, evaluator, workers: int = 1):
-        if not getattr(evaluator, "reports_cost", False):
+        if not reports_cost(evaluator):
             raise UserError("executor=simulated runs trials on a benchmark's clock and needs an evaluator that "
                             "reports a cost (evaluator=tabular with benchmark=cifar10); use executor=inline or pool")
         self.evaluator = evaluator

@@ -22,6 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from nasrun.checks import UserError
+from nasrun.config.groups import build, conf_dir, proxy_options
+from nasrun.config.validate import compose_config
+from nasrun.contracts import is_table_space
+from nasrun.evaluators.tabular import load_table
+from nasrun.proxies.scorer import ProxyScorer, score_together
+from nasrun.rundir.atomic import write_csv
 from nasrun.search.loop import space_size
 
 log = logging.getLogger(__name__)
@@ -45,9 +51,6 @@ def table_rows(cfg, space) -> dict | None:
     """The NAS-Bench-201 table's accuracy columns per cell, when the space is the table's; else None."""
     from omegaconf import OmegaConf
 
-    from nasrun.config.groups import conf_dir
-    from nasrun.contracts import is_table_space
-    from nasrun.evaluators.tabular import load_table
 
     if not is_table_space(space):
         return None
@@ -79,9 +82,6 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
                 target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted."""
-    from nasrun.config.groups import build, proxy_options
-    from nasrun.config.validate import compose_config
-    from nasrun.proxies.scorer import ProxyScorer, score_together
 
     unknown = [p for p in proxies if p not in proxy_options()]
     if unknown:
@@ -140,7 +140,6 @@ def _progress(items, label: str, show: bool):
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    from nasrun.rundir.atomic import write_csv
 
     write_csv(path, rows, list(rows[0]))
 

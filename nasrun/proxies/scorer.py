@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 
 from nasrun.checks import check_int
+from nasrun.evaluators.train import trial_seed
 from nasrun.rundir.atomic import environment_error
 from nasrun.rundir.jsonl import decode_lines, encode_line
-from nasrun.evaluators.train import trial_seed
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
     together record their own seconds apart from the pass they share: `seconds` is the proxy's own work,
     `shared_seconds` the network build, forward and backward that all of them used (the same figure in each;
     count it once), and `shared` how many proxies split it."""
-    from nasrun.proxies.zero_cost import GRADIENT_PROXIES, gradient_proxies
+    from nasrun.proxies.zero_cost import GRADIENT_PROXIES, gradient_proxies  # torch: imported when scoring
 
     first = scorers[0]
     together = [s for s in scorers if arch.key not in s.entries and s.name in GRADIENT_PROXIES

@@ -23,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from nasrun.checks import UserError
+from nasrun.reports.checklist import write_checklist
 from nasrun.rundir import atomic
 from nasrun.rundir.atomic import atomic_path
 from nasrun.rundir.best import read_best_json
-from nasrun.checks import UserError
-from nasrun.rundir.records import best_of, running_best, reported_accuracy
+from nasrun.rundir.environment import read_starts
+from nasrun.rundir.lock import hold_run_dir
+from nasrun.rundir.records import best_of, reported_accuracy, running_best
 from nasrun.rundir.trial_log import read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -126,7 +129,6 @@ def load_run(path: Path) -> Run:
     config = {name: choices.get(name) or "-" for name in GROUPS}
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))
     config.pop("budget")
-    from nasrun.rundir.environment import read_starts
 
     return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
                choices=choices, end=end, starts=read_starts(path))
@@ -140,7 +142,6 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from nasrun.rundir.lock import hold_run_dir
 
     if not str((cfg.get("evaluator") or {}).get("_target_", "")).endswith(".TabularEvaluator"):
         log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
@@ -331,7 +332,6 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
         raise UserError(f"--out {out_dir}: cannot create it ({err.strerror}); choose another folder") from None
     rows = summarize(runs)
     print_table(rows, f"{len(runs)} runs in {root}")
-    from nasrun.reports.checklist import write_checklist
 
     try:
         write_csv(rows, out_dir / "report.csv")

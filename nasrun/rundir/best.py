@@ -12,8 +12,8 @@ import json
 import logging
 from pathlib import Path
 
-from nasrun.rundir.atomic import atomic_path, write_json
 from nasrun.checks import UserError
+from nasrun.rundir.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from nasrun import __version__
 from nasrun.rundir.atomic import write_json
 from nasrun.training.device import usable_cores
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 def describe(device, overrides: list[str] | None = None) -> dict:
     import torch
 
-    from nasrun import __version__
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {

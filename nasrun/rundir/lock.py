@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from nasrun.rundir.atomic import environment_error
 from nasrun.checks import UserError
+from nasrun.rundir.atomic import environment_error
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from typing import Iterable, Iterator
 from nasrun.checks import TextEnum
 
 
-
 class Status(TextEnum):
     """A record's `status` (str-valued: trials.jsonl holds the same strings as ever)."""
 

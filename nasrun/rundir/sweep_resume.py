@@ -16,7 +16,6 @@ from nasrun.rundir.environment import read_starts
 from nasrun.rundir.trial_log import read_trials, split_log
 
 
-
 class JobState(TextEnum):
     """Where one job of a sweep being resumed stands (not a trial's status: see `nasrun.rundir.records.Status`)."""
 

@@ -12,7 +12,9 @@ import hashlib
 import logging
 from pathlib import Path
 
+from nasrun.contracts import lineage
 from nasrun.rundir.atomic import atomic_path
+from nasrun.rundir.records import fitness, is_ok
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,6 @@ class WeightStore:
 
     def recover(self, records: list[dict]) -> None:
         """On resume: the weights already on disk, for the trials the log says are ok."""
-        from nasrun.rundir.records import fitness, is_ok
 
         for record in records:
             if is_ok(record) and self.path(record["key"]).is_file():
@@ -64,8 +65,8 @@ class WeightStore:
 
     def inheritance(self, strategy, arch):
         """(ancestor, its weights, the morphisms) for a child the strategy proposed as a morph, or None."""
-        lineage = getattr(strategy, "lineage", None)
-        found = lineage(arch) if lineage is not None else None
+        traced = lineage(strategy)
+        found = traced(arch) if traced is not None else None
         if not found:
             return None
         ancestor, morphs = found

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError
-from nasrun.contracts import Evaluator, Space, Strategy
 from nasrun.config.groups import build, check_keys, parameters, proxy_options
+from nasrun.contracts import Evaluator, Space, Strategy
 from nasrun.search.budget import Budget
 from nasrun.search.loop import SearchResult, run_search
 

@@ -14,12 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from nasrun.contracts import Evaluator, Executor, Outcome, Space, Strategy, keeps_weights, resumes_clock, trains
-from nasrun.contracts import Trial
+from nasrun.checks import UserError
+from nasrun.contracts import (
+    Evaluator,
+    Executor,
+    Outcome,
+    Space,
+    Strategy,
+    Trial,
+    keeps_weights,
+    resumes_clock,
+    trains,
+)
 from nasrun.executors.inline import InlineExecutor
 from nasrun.rundir.atomic import write_json
 from nasrun.rundir.best import ensure_best_weights, read_best_json, save_best
-from nasrun.checks import UserError
 from nasrun.rundir.lock import hold_run_dir
 from nasrun.rundir.records import Status, best_of, better, fitness, is_ok
 from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 from nasrun.checks import check_int
+from nasrun.spaces import choices as dims
 from nasrun.spaces.base import ChoiceSpace
 
 SIZES = (1, 3, 5, 7)
@@ -96,7 +97,6 @@ class MacroSpace(ChoiceSpace):
 
     def make(self, values: dict) -> MacroArch:
         """A network from the decisions of its first k layers (k = the deepest layer `values` mentions)."""
-        from nasrun.spaces import choices as dims
 
         depth = max((int(str(k).split(".")[0]) for k in values if str(k).split(".")[0].isdigit()), default=0)
         if not 1 <= depth <= self.num_layers:
@@ -136,7 +136,7 @@ class MacroSpace(ChoiceSpace):
         return self.make(values)
 
     def build(self, arch: MacroArch, in_channels: int, image_size: int, num_classes: int):
-        from nasrun.spaces.macro_network import MacroNetwork
+        from nasrun.spaces.macro_network import MacroNetwork  # torch: only when a network is built
 
         return MacroNetwork(arch.layers, in_channels, num_classes)
 

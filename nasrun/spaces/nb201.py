@@ -112,7 +112,7 @@ class NB201Space(ChoiceSpace):
         return (self.channels, self.cells_per_stage) == (TABLE_CHANNELS, TABLE_CELLS)
 
     def build(self, arch: NB201Arch, in_channels: int, image_size: int, num_classes: int):
-        from nasrun.spaces.nb201_network import NB201Network
+        from nasrun.spaces.nb201_network import NB201Network  # torch: only when a network is built
 
         if image_size % 4:
             raise ValueError(f"image_size={image_size}: the NAS-Bench-201 network halves the image twice, so the "

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from nasrun.checks import check_float, check_int
+from nasrun.contracts import morphisms
 
 BETA = 2.576  # Auto-Keras' constant: the 99 % two-sided normal quantile
 
@@ -82,7 +83,7 @@ class BayesianOptimization:
         search found none)."""
         model = self.fit()
         history = [arch for arch, _ in self.observed.values()]
-        morphs = getattr(self.space, "morphs", None)
+        morphs = morphisms(self.space)
         came_from = {}  # on a morphism space: key -> (parent, the Morph that made it)
         queue = [(a, i, arch) for i, (a, arch) in enumerate(zip(model.acquisition(history), history))]
         heapq.heapify(queue)
@@ -142,7 +143,7 @@ class BayesianOptimization:
         """A random unseen neighbour of an observed architecture (on a morphism space, with its lineage)."""
         seen = set(self.observed) | set(self.pending) | self.failed
         parent = next(iter(self.observed.values()))[0]
-        morphs = getattr(self.space, "morphs", None)
+        morphs = morphisms(self.space)
         if morphs is not None:
             options = [m for m in morphs(parent, self.max_neighbours) if m.child.key not in seen]
             if options:

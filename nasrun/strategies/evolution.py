@@ -14,6 +14,42 @@ import numpy as np
 from nasrun.checks import check_bool, check_float, check_int
 
 
+class AgingPopulation:
+    """The population of aging evolution (Real et al.'s queue): (arch, fitness) pairs, oldest first, at most
+    `size`; a result joins at the young end and pushes the oldest out. It also counts the asks still owed an
+    answer, so parallel asks do not overfill the random phase. Both evolutions keep one (their `tell`)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.members: deque = deque()
+        self.outstanding = 0  # asked but not yet told
+
+    def asked(self) -> None:
+        self.outstanding += 1
+
+    def told(self, arch, fitness: float | None) -> None:
+        """A result, asked for or not (an unasked one is information too); a failed trial (None) never joins."""
+        self.outstanding = max(0, self.outstanding - 1)
+        if fitness is None:
+            return
+        self.members.append((arch, float(fitness)))
+        if len(self.members) > self.size:
+            self.members.popleft()
+
+    def filling(self) -> bool:
+        """Whether the population, counting the answers still to come for the other asks, is not yet full."""
+        return len(self.members) + self.outstanding - 1 < self.size
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, index: int):
+        return self.members[index]
+
+    def __iter__(self):
+        return iter(self.members)
+
+
 def tournament(population, size: int, rng):
     """The fittest of `size` members of a (arch, fitness) population drawn uniformly *with* replacement, as in
     Real et al.'s Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins)."""
@@ -39,27 +75,25 @@ class RegularizedEvolution:
             "mutation_prob", mutation_prob, low=0.0, high=1.0, low_open=True)
         self.crossover = check_bool("crossover", crossover)
         self.rng = np.random.default_rng(seed)
-        self.population: deque = deque()  # (arch, fitness), oldest on the left
-        self.outstanding = 0  # asked but not yet told, so parallel asks do not overfill the random phase
+        self.population = AgingPopulation(self.population_size)
+
+    @property
+    def outstanding(self) -> int:
+        return self.population.outstanding
 
     def ask(self):
-        self.outstanding += 1
+        self.population.asked()
         # Random initialisation until the population (counting answers still to come) is full. Failed trials
         # never join, so they are replaced by further random samples. With more trials in flight than the
         # population holds, asks beyond it are random too until the first result arrives.
-        if len(self.population) + self.outstanding - 1 < self.population_size or not self.population:
+        if self.population.filling() or not self.population:
             return self.space.sample(self.rng)
         first = tournament(self.population, self.sample_size, self.rng)
         second = tournament(self.population, self.sample_size, self.rng) if self.crossover else first
         return self._child(first, second)
 
     def tell(self, arch, fitness: float | None) -> None:
-        self.outstanding = max(0, self.outstanding - 1)
-        if fitness is None:
-            return
-        self.population.append((arch, float(fitness)))
-        if len(self.population) > self.population_size:
-            self.population.popleft()
+        self.population.told(arch, fitness)
 
     def _child(self, first, second):
         parents = {first, second}

@@ -16,7 +16,7 @@ from collections import deque
 import numpy as np
 
 from nasrun.checks import check_float, check_int
-from nasrun.strategies.evolution import tournament
+from nasrun.strategies.evolution import AgingPopulation, tournament
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,15 @@ class GuidedEvolution:
         self.mutation_prob = None if mutation_prob is None else check_float(
             "mutation_prob", mutation_prob, low=0.0, high=1.0, low_open=True)
         self.rng = np.random.default_rng(seed)
-        self.population: deque = deque()  # (arch, fitness), oldest on the left
+        self.population = AgingPopulation(self.P)
         self.ranked_initial: deque | None = None  # the C scored samples, best first; built on the first ask
-        self.outstanding = 0  # asked but not yet told
 
     def ask(self):
-        self.outstanding += 1
+        self.population.asked()
         if self.ranked_initial is None:
             self.ranked_initial = deque(self._rank(self._distinct(lambda: self.space.sample(self.rng), self.C)))
         # Fill the population with the best-scoring initial samples; a failed training is replaced by the next.
-        if len(self.population) + self.outstanding - 1 < self.P and self.ranked_initial:
+        if self.population.filling() and self.ranked_initial:
             return self.ranked_initial.popleft()
         if not self.population:  # every initial candidate failed to train or score: keep sampling at random
             return self.space.sample(self.rng)
@@ -59,12 +58,7 @@ class GuidedEvolution:
         return ranked[0] if ranked else children[0]
 
     def tell(self, arch, fitness: float | None) -> None:
-        self.outstanding = max(0, self.outstanding - 1)
-        if fitness is None:
-            return
-        self.population.append((arch, float(fitness)))
-        if len(self.population) > self.P:
-            self.population.popleft()
+        self.population.told(arch, fitness)
 
     def _distinct(self, draw, count: int) -> list:
         """`count` distinct results of draw() (fewer only if it cannot give that many): scoring a duplicate would

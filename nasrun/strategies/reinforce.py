@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from nasrun.checks import check_choice, check_float, check_int
+from nasrun.contracts import anchor_steps, is_layered, skip_decisions
 
 CONTROLLERS = ("factorized", "lstm")
 REWARDS = ("identity", "cube")
@@ -35,7 +36,7 @@ class Reinforce:
                  layers: int = 2, start_layers: int | None = None, layers_step: int = 1, step_every: int = 16):
         import torch
 
-        from nasrun.strategies.controllers import Factorized, LSTMController
+        from nasrun.strategies.controllers import Factorized, LSTMController  # torch: on build, not on import
 
         self.space = space
         check_choice("controller", controller, CONTROLLERS)
@@ -45,12 +46,12 @@ class Reinforce:
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.reward_name = check_choice("reward", reward, REWARDS)
         self.dims = list(space.choices)
-        skips = getattr(space, "skips", {})  # the macro space's skip connections: attention, not a softmax
+        skips = skip_decisions(space)  # the macro space's skip connections: attention, not a softmax
         plan = [skips.get(d, len(space.choices[d])) for d in self.dims]
         self.start_layers = self._depth_schedule(space, start_layers, layers_step, step_every)
         generator = torch.Generator().manual_seed(seed)
         if controller == "lstm":
-            layer_done = getattr(space, "anchors", {})  # decision -> layer whose anchor step follows it
+            layer_done = anchor_steps(space)  # decision -> layer whose anchor step follows it
             anchors = {t: layer_done[d] for t, d in enumerate(self.dims) if d in layer_done}
             self.controller = LSTMController(plan, generator, check_int("hidden", hidden, low=1),
                                              check_int("layers", layers, low=1), anchors)
@@ -66,7 +67,7 @@ class Reinforce:
     def _depth_schedule(self, space, start_layers, layers_step, step_every) -> int | None:
         if start_layers is None:
             return None
-        if not hasattr(space, "layer_dims"):
+        if not is_layered(space):
             raise ValueError(f"start_layers={start_layers}: progressive depth needs a layered space (space=macro); "
                              f"set strategy.start_layers=null")
         self.layers_step = check_int("layers_step", layers_step, low=1)

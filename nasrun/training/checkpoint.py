@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from nasrun.rundir.atomic import atomic_path
 from nasrun.checks import UserError
+from nasrun.rundir.atomic import atomic_path
 
 FORMAT = "nasrun-training-state"
 VERSION = 1

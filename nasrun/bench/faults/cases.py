@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nasrun.bench.faults.runner import ONE_LINE, RECOVERED, Case, Skip
+from nasrun.bench.faults.case import ONE_LINE, RECOVERED, Case, Skip
 
 LOG, BEST, WEIGHTS = "trials.jsonl", "best.json", "best.pt"
 # What a recovered run tells the user (its warnings).

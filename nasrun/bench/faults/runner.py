@@ -30,39 +30,23 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-RECOVERED, ONE_LINE = "recovered", "one line"
-TRACEBACK, SILENTLY_WRONG, UNCLEAR, CHANGED, SKIPPED = ("traceback", "silently wrong", "unclear message",
-                                                       "run files changed", "skipped")
-
-# The runs the cases damage: their overrides ({data}: the shared data folder, {run}: the case's run directory),
-# the trials of the whole run, and the trials of the part made before the damage.
-KINDS = {
-    "table": (["space=nb201", "evaluator=tabular", "dataset.root={data}", "seed=0"], 40, 20),
-    "train": (["dataset=synthetic", "budget=smoke", "dataset.num_train=256", "seed=0"], 3, 3),
-    "data": (["budget=smoke", "seed=0"], 3, 3),  # the cases give the dataset (they fail before training)
-    "proxy": (["space=nb201", "evaluator=tabular", "evaluator.table={data}/nasbench201/nb201.csv", "proxy=naswot",
-               "proxy.batch_size=8", "dataset=synthetic", "dataset.channels=3", "dataset.image_size=16",
-               "proxy.cache_dir={run}/proxy_cache", "seed=0"], 12, 6),
-}
-
-
-class Skip(Exception):
-    """The condition cannot be made here (e.g. mounting a file system needs root)."""
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    kind: str  # a key of KINDS
-    damage: Callable  # damage(run_dir, env) -> extra overrides (KEY=VALUE, replacing the base's KEY)
-    expect: str  # RECOVERED or ONE_LINE
-    says: tuple[str, ...] = ()  # what the one line (or the warnings of a recovered run) must contain
-    part: bool = True  # start from a copy of the kind's part run (else from nothing)
-    fix: Callable | None = None  # fix(run_dir, env): undo the cause; the resume after it must recover
-    process: dict | None = None  # run as a new process: {"sigterm_after": trial lines}, {"obey_permissions": True}
-    unchanged: bool = True  # a one-line failure leaves the run's files as they were
+from nasrun.bench.faults.case import (
+    CHANGED,
+    KINDS,
+    ONE_LINE,
+    RECOVERED,
+    SILENTLY_WRONG,
+    SKIPPED,
+    TRACEBACK,
+    UNCLEAR,
+    Case,
+    Skip,
+)
+from nasrun.bench.faults.cases import CASES
+from nasrun.commands import search as cli
+from nasrun.rundir.trial_log import read_trials, split_log
+from nasrun.spaces.nb201 import NB201Space
 
 
 @dataclass
@@ -97,7 +81,6 @@ def invoke(args: list[str], cwd: Path, process: dict | None = None, run_dir: Pat
     sigterm = signal.getsignal(signal.SIGTERM)
     out, err = io.StringIO(), io.StringIO()
     code = 0
-    from nasrun.commands import search as cli
 
     os.environ.pop("HYDRA_FULL_ERROR", None)
     columns = os.environ.get("COLUMNS")
@@ -163,7 +146,6 @@ def result_of(run_dir: Path) -> dict:
 
     import torch
 
-    from nasrun.rundir.trial_log import read_trials, split_log
 
     trials, _, _ = split_log(read_trials(run_dir / "trials.jsonl", repair=False))
     best = json.loads((run_dir / "best.json").read_text())
@@ -243,7 +225,6 @@ def _warnings(text: str) -> str:
 
 def run_all(root: Path, data: Path) -> list[tuple[str, Outcome, str]]:
     """(case name, outcome, expected outcome) of every case."""
-    from nasrun.bench.faults.cases import CASES
 
     suite = Suite(root, data)
     return [(case.name, suite.run(case, i), case.expect) for i, case in enumerate(CASES)]
@@ -256,8 +237,6 @@ def bench(out: Path, data: Path, trials: int = 10_000, rounds: int = 5) -> dict:
     import json
     import statistics
 
-    from nasrun.spaces.nb201 import NB201Space
-    from nasrun.rundir.trial_log import read_trials
 
     root = out / "faults"
     rows = run_all(root, data)

@@ -41,10 +41,6 @@ def _source(arch, j: int) -> int:
     return node.inputs[0] if node is not None and node.op == "proj" else j
 
 
-def layer_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    return float(layer_distances(a, [b])[0])
-
-
 def layer_distances(a: tuple[int, ...], others: list[tuple[int, ...]]) -> np.ndarray:
     """D_l from `a` to each of `others` at once: the dynamic programme runs row by row over a's layers, each
     row vectorised over every column of every other sequence (right-padded to the longest). Within a row,
@@ -64,10 +60,6 @@ def layer_distances(a: tuple[int, ...], others: list[tuple[int, ...]]) -> np.nda
         best[:, 1:] = np.minimum(row[:, 1:] + 1, row[:, :-1] + substitute)
         row = np.minimum.accumulate(best - columns, axis=1) + columns
     return row[np.arange(len(others)), lengths]
-
-
-def skip_distance(a: tuple, b: tuple) -> float:
-    return float(skip_distances(a, [b])[0])
 
 
 def skip_distances(a: tuple, others: list[tuple]) -> np.ndarray:

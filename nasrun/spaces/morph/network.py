@@ -16,7 +16,7 @@ from collections import Counter
 import torch
 from torch import nn
 
-from nasrun.spaces.morph.space import pools, widths
+from nasrun.spaces.morph.graph import pools, widths
 
 
 class MorphNetwork(nn.Module):

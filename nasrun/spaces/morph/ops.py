@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasrun.spaces.morph.space import MAX_WIDTH, MorphArch, Node, canonical, consumers, pools, validate, widths
+from nasrun.spaces.morph.graph import (
+    MAX_WIDTH,
+    MorphArch,
+    Node,
+    canonical,
+    consumers,
+    pools,
+    validate,
+    widths,
+)
 
 
 @dataclass(frozen=True)
@@ -163,9 +172,3 @@ def apply(arch: MorphArch, move: tuple, rng) -> Morph:
     if name == "widen":
         return widen(arch, *args, rng)
     return {"deepen": deepen, "add_skip": add_skip, "concat_skip": concat_skip}[name](arch, *args)
-
-
-def all_morphs(arch: MorphArch, rng, max_width: int = MAX_WIDTH) -> list[Morph]:
-    return [apply(arch, move, rng) for move in moves(arch, max_width)]
-
-
