@@ -39,14 +39,38 @@ def data_root() -> Path:
 TRAIN_COMMAND = ["-c", "from nasrun.commands.train import main; main()"]  # what the nasrun-train script runs
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300, command=("-m", "nasrun")
-            ) -> subprocess.CompletedProcess:
-    """Run `python -m nasrun ARGS` (or another `command`, e.g. TRAIN_COMMAND) from the repository root, as the
-    console script would."""
-    full_env = {**os.environ, "COLUMNS": "200", "NASRUN_DATA": str(real_data_root()), **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, command=("-m", "nasrun"),
+            new_process: bool = False) -> subprocess.CompletedProcess:
+    """`nasrun ARGS` (or nasrun-train's, with command=TRAIN_COMMAND) from the repository root, as the console
+    script would run it: its exit status, stdout and stderr. It runs in this process (a new interpreter costs
+    seconds of imports), unless `new_process`: for what only a process shows (signals, its own threads)."""
+    full_env = {"COLUMNS": "200", "NASRUN_DATA": str(real_data_root()), **(env or {})}
+    if new_process:
+        merged = {**os.environ, **full_env}
+        merged.pop("HYDRA_FULL_ERROR", None)
+        return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=merged, capture_output=True,
+                              text=True, timeout=timeout)
+    import torch
+
+    from nasrun.bench.faults.runner import invoke
+    from nasrun.commands import search, train
+
+    main = train.main if list(command) == TRAIN_COMMAND else search.main
+    saved = {name: os.environ.get(name) for name in full_env}
+    cwd, threads = os.getcwd(), torch.get_num_threads()
+    os.environ.update(full_env)
+    os.chdir(REPO)
+    try:
+        code, out, err = invoke(list(args), REPO, main=main)
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)  # device.threads=N sets it for the whole process
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess([*command, *args], code, out, err)
 
 
 def compose(*overrides: str, config_name: str = "config"):

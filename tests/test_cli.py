@@ -149,7 +149,8 @@ def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, d
     (tmp_path / "1" / "trials.jsonl").write_text("\n".join(uninterrupted["1"][:12]) + "\n")
     shutil.rmtree(tmp_path / "2")
     finished = (tmp_path / "0" / "trials.jsonl").read_bytes()
-    proc = run_cli(*sweep, "resume=true")
+    # Joblib's workers print to the process's own stdout: read it from a process of its own.
+    proc = run_cli(*sweep, "resume=true", new_process=bool(launcher))
     assert proc.returncode == 0, proc.stderr
     assert "finished before; skipped" in proc.stdout.split("job 1")[0]
     assert (tmp_path / "0" / "trials.jsonl").read_bytes() == finished
@@ -157,7 +158,7 @@ def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, d
     for job in "12":
         lines = (tmp_path / job / "trials.jsonl").read_text().splitlines()
         assert [key(l) for l in lines] == [key(l) for l in uninterrupted[job]] and len(lines) == 31
-    changed = run_cli(*[a.replace("seed=0,1,2", "seed=0,1,3") for a in sweep], "resume=true")
+    changed = run_cli(*[a.replace("seed=0,1,2", "seed=0,1,3") for a in sweep], "resume=true", new_process=bool(launcher))
     assert changed.returncode == 2 and "but this sweep gives it" in changed.stderr and "seed=3" in changed.stderr
 
 

@@ -27,6 +27,7 @@ from nasrun.contracts import named_architectures
 from nasrun.rundir.best import load_best, read_best_json
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir
+from nasrun.rundir.targets import upgrade_targets
 from nasrun.search.loop import check_resumable, run_search
 from nasrun.training.export import export_model
 
@@ -61,7 +62,7 @@ def architecture_source(cfg: DictConfig) -> tuple[DictConfig, object, dict | Non
             raise UserError(f"{folder / 'best.json'} does not say which space its architecture is in (no 'space'); "
                             f"give the architecture string and space=... instead")
         log.info("training trial %s of %s (space %s)", info["trial"], folder, info.get("space_name"))
-        return OmegaConf.create(info["space"]), info["arch"], info
+        return OmegaConf.create(upgrade_targets(info["space"])), info["arch"], info
     if "/" in text and "<" not in text and "|" not in text:
         raise UserError(f"arch={text}: no such run directory; give a run directory holding best.json, a named "
                         f"architecture or a canonical string")

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nasrun.checks import UserError
 from nasrun.reports.checklist import write_checklist
@@ -31,6 +33,7 @@ from nasrun.rundir.best import read_best_json
 from nasrun.rundir.environment import read_starts
 from nasrun.rundir.lock import hold_run_dir
 from nasrun.rundir.records import best_of, reported_accuracy, running_best
+from nasrun.rundir.targets import upgrade_targets
 from nasrun.rundir.trial_log import read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,6 @@ def _natural(path: Path):
 
 
 def load_run(path: Path) -> Run:
-    from omegaconf import OmegaConf
-
     hydra_dir = path / ".hydra"
     if not (hydra_dir / "config.yaml").is_file():
         raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
@@ -139,10 +140,6 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
     holds nothing else (no weights, no data statistics). Written under the run's lock, so never beside a live
     search (which writes its own). A trained run's best.json needs the data and maybe a retraining: a resume
     rebuilds it, and the report only says so."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-
     if not str((cfg.get("evaluator") or {}).get("_target_", "")).endswith(".TabularEvaluator"):
         log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
                     "it (retraining the best trial if best.pt is damaged too)", problem, path)
@@ -152,7 +149,7 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
     except OmegaConfBaseException:
         resolved = cfg
     evaluator = resolved["evaluator"]
-    info = {**best, "space": resolved["space"], "space_name": choices.get("space", "nb201"),
+    info = {**best, "space": upgrade_targets(resolved["space"]), "space_name": choices.get("space", "nb201"),
             "dataset": evaluator.get("benchmark", "cifar10"), "table": evaluator.get("table"), "weights": None,
             "weights_sha256": None}
     if end is not None:

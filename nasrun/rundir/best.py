@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nasrun.checks import UserError
 from nasrun.rundir.atomic import atomic_path, write_json
+from nasrun.rundir.targets import upgrade_targets
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def load_best(run_dir, device: str = "cpu"):
     problem = weights_problem(run_dir, info)
     if problem:
         raise UserError(f"{problem}; resume the run (resume=true) to retrain the best trial")
-    space = instantiate(info["space"])
+    space = instantiate(upgrade_targets(info["space"]))
     arch = space.from_json(info["arch"])
     model = space.build(arch, info["in_channels"], info["image_size"], info["num_classes"])
     state = torch.load(run_dir / info["weights"], map_location=device, weights_only=True)

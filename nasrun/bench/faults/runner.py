@@ -73,12 +73,15 @@ def merge(base: list[str], extra: list[str]) -> list[str]:
     return [a for a in base if a.split("=", 1)[0].lstrip("+") not in keys] + extra
 
 
-def invoke(args: list[str], cwd: Path, process: dict | None = None, run_dir: Path | None = None):
-    """(exit status, stdout, stderr) of `nasrun ARGS`: in this process, or a new one when `process` says so."""
+def invoke(args: list[str], cwd: Path, process: dict | None = None, run_dir: Path | None = None,
+           main: Callable[[], None] = cli.main):
+    """(exit status, stdout, stderr) of `nasrun ARGS`: in this process, or a new one when `process` says so.
+    `main`: another console script's entry point to run in process (nasrun-train's, say)."""
     if process:
         return _in_new_process(args, cwd, process, run_dir)
     argv, full_error, raise_exceptions = sys.argv, os.environ.get("HYDRA_FULL_ERROR"), logging.raiseExceptions
     sigterm = signal.getsignal(signal.SIGTERM)
+    handlers, level = logging.getLogger().handlers[:], logging.getLogger().level
     out, err = io.StringIO(), io.StringIO()
     code = 0
 
@@ -88,7 +91,7 @@ def invoke(args: list[str], cwd: Path, process: dict | None = None, run_dir: Pat
     sys.argv = ["nasrun", *args]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli.main()
+            main()
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except Exception:  # what a user would see as a traceback: that is the finding
@@ -102,10 +105,15 @@ def invoke(args: list[str], cwd: Path, process: dict | None = None, run_dir: Pat
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        for handler in logging.getLogger().handlers[:]:  # Hydra's handlers for this run's log file
-            if isinstance(handler, logging.FileHandler):
+        root = logging.getLogger()
+        for handler in root.handlers[:]:  # Hydra's handlers for this run (its log file, its console)
+            if handler not in handlers:
                 handler.close()
-                logging.getLogger().removeHandler(handler)
+                root.removeHandler(handler)
+        for handler in handlers:  # and the caller's again (pytest's log capture, say), which Hydra replaced
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
     return code, out.getvalue(), err.getvalue()
 
 
