@@ -62,9 +62,9 @@ def test_help_fits_one_screen_and_lists_groups_presets_keys_and_outputs():
     assert proc.returncode == 0 and proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert len(lines) <= 30 and max(map(len, lines)) <= 100
-    for part in ("nasrun-report", "nasrun-score", "dataset=", "fashion_mnist|arrays|cifar10|folder", "device=", "nb201_rea",
-                 "budget.trials", "device.threads", "seed=", "resume=true", "NASRUN_DATA", "trials.jsonl", "best.pt",
-                 "--hydra-help"):
+    for part in ("nasrun-report", "nasrun-score", "dataset=", "fashion_mnist|arrays|cifar10|folder", "device=",
+                 "nb201_rea", "budget.trials", "device.threads", "seed=", "resume=true", "NASRUN_DATA", "trials.jsonl",
+                 "best.pt", "--hydra-help"):
         assert part in proc.stdout, part
     assert "Hydra" in run_cli("--hydra-help").stdout  # Hydra's own help is still there
 
@@ -158,7 +158,8 @@ def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, d
     for job in "12":
         lines = (tmp_path / job / "trials.jsonl").read_text().splitlines()
         assert [key(l) for l in lines] == [key(l) for l in uninterrupted[job]] and len(lines) == 31
-    changed = run_cli(*[a.replace("seed=0,1,2", "seed=0,1,3") for a in sweep], "resume=true", new_process=bool(launcher))
+    changed = run_cli(*[a.replace("seed=0,1,2", "seed=0,1,3") for a in sweep], "resume=true",
+                      new_process=bool(launcher))
     assert changed.returncode == 2 and "but this sweep gives it" in changed.stderr and "seed=3" in changed.stderr
 
 
@@ -224,7 +225,8 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["proxy=snip", "proxy.batch_size=1"], ["proxy.batch_size=1: must be an integer"]),
     (["strategy=foo"], ["strategy=foo", "evolution, guided_evolution, random"]),
     (["foo=1"], ["foo", "unknown key", "seed"]),
-    (["dataset=synthetic", "evaluator.test_every_trial=maybe"], ["evaluator.test_every_trial='maybe'", "true or false"]),
+    (["dataset=synthetic", "evaluator.test_every_trial=maybe"],
+     ["evaluator.test_every_trial='maybe'", "true or false"]),
     (["strategy.popsize=3"], ["strategy.popsize", "unknown key", "population_size"]),
     (["+strategy.popsize=3"], ["strategy.popsize", "population_size, sample_size"]),
     (["seed=abc"], ["seed='abc'", "integer"]),

@@ -73,8 +73,8 @@ def test_a_killed_worker_is_retried_a_hung_trial_times_out_and_the_search_goes_o
     assert status[keys[1]]["status"] == "ok"
     assert status[keys[2]]["status"] == "failed"
     assert status[keys[2]]["error"] == ("WorkerDied: killed by SIGKILL (tried 2 times; executor.max_retries=1)")
-    assert status[keys[3]]["status"] == "failed" and status[keys[3]]["error"].startswith("timeout: the trial ran "
-                                                                                        "past executor.trial_timeout=0.8 s")
+    assert status[keys[3]]["status"] == "failed"
+    assert status[keys[3]]["error"].startswith("timeout: the trial ran past executor.trial_timeout=0.8 s")
     assert sum(r["status"] == "ok" for r in result.records) == 6
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
 from nasrun.reports.table import report
 from nasrun.rundir.best import load_best
 from nasrun.rundir.targets import MOVED, current_target, upgrade_targets
+
+from conftest import run_cli
 
 LEGACY = Path(__file__).parent / "data" / "legacy_runs"
 

@@ -19,7 +19,8 @@ def test_fashion_mnist_search_learns(data_root, tmp_path):
 
 def test_matos_nb201_preset_trains_nb201_cells_on_grey_images_copied_to_three_channels(data_root, tmp_path):
     # The preset, shrunk to seconds: one cell per stage, 5 % of the data, 1,000 images to validate, 1 trial.
-    proc = run_cli("+experiment=matos2023_nb201", f"dataset.root={data_root}", f"dataset.download={str(not IN_CI).lower()}",
+    proc = run_cli("+experiment=matos2023_nb201", f"dataset.root={data_root}",
+                   f"dataset.download={str(not IN_CI).lower()}",
                    "dataset.fraction=0.05", "dataset.val_size=1000", "budget.trials=1", "budget.epochs=2",
                    "space.cells_per_stage=1", f"hydra.run.dir={tmp_path}", timeout=600)
     assert proc.returncode == 0, proc.stderr

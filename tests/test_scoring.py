@@ -51,7 +51,8 @@ def test_a_torn_cache_line_is_recomputed_not_fatal(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ['{"key": "|x', '[1, 2]', '{"key": 5, "score": 1.0, "seconds": 0.1}',
-                                 '{"key": "a", "score": NaN, "seconds": 0.1}', '{"key": "a", "score": "1", "seconds": 0}',
+                                 '{"key": "a", "score": NaN, "seconds": 0.1}',
+                                 '{"key": "a", "score": "1", "seconds": 0}',
                                  '{"key": "a", "score": 1.0, "seconds": -1}', '{"key": "a", "score": null}'])
 def test_bad_cache_lines_are_skipped_and_counted_in_one_warning(tmp_path, caplog, bad):
     archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]

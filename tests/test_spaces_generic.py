@@ -55,7 +55,8 @@ def test_invalid_architectures_name_the_field(values, field):
 
 
 @pytest.mark.parametrize("node,message", [
-    (dict(choices={"w": []}, builder="test_spaces_generic.tiny"), "space.choices.w: the list of allowed values is empty"),
+    (dict(choices={"w": []}, builder="test_spaces_generic.tiny"),
+     "space.choices.w: the list of allowed values is empty"),
     (dict(choices={"w": 8}, builder="test_spaces_generic.tiny"), "space.choices.w=8: must be a list"),
     (dict(choices={"w": ["a,b"]}, builder="test_spaces_generic.tiny"), "space.choices.w: 'a,b'"),
     (dict(choices={"w": [1, 1.0]}, builder="test_spaces_generic.tiny"), "space.choices.w: 1.0 is listed twice"),

@@ -52,7 +52,7 @@ def test_counts_c_scored_then_best_p_trained_then_p_scored_and_one_trained_per_c
     assert [a.key for a in trained] == initial[:4]
     for arch in trained:
         ga.tell(arch, code(arch))
-    for cycle in range(5):
+    for _cycle in range(5):
         before = len(scorer.calls)
         child = ga.ask()
         cycle_calls = scorer.calls[before:]

@@ -1,4 +1,5 @@
-"""`make bench` (`python -m nasrun.bench`): the speed figures the README and closing notes report, measured side by side in one process.
+"""`make bench` (`python -m nasrun.bench`): the speed figures the README and closing notes report, measured side
+by side in one process.
 
 1. Trainer throughput (training images/s), this machine, for two cases: the custom space's architecture on
    Fashion-MNIST at batch 64 (`throughput`), and NAS-Bench-201's all-nor_conv_3x3 cell (C=16, N=5) on CIFAR-10

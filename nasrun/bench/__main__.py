@@ -26,8 +26,8 @@ from nasrun.training.device import select_device
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
-                                           "phases", "threads", "folder", "faults", "executors", "reinforce", "nascnn15",
-                                           "bayesian"])
+                                           "phases", "threads", "folder", "faults", "executors", "reinforce",
+                                           "nascnn15", "bayesian"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)

@@ -68,7 +68,8 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
         bf16 = precision == "bf16"
         variants[f"nasrun evaluate(), {precision}"] = \
             lambda bf16=bf16: (evaluate(model, data, "test", bf16), len(data.test_y))[1]
-        variants[f"minimal loop, {precision}"] = lambda bf16=bf16: _minimal_eval(model, data, data.eval_batch_size, bf16)
+        variants[f"minimal loop, {precision}"] = \
+            lambda bf16=bf16: _minimal_eval(model, data, data.eval_batch_size, bf16)
     variants["old: batch 500, fp32"] = lambda: _minimal_eval(model, data, 500, False)
     for run in variants.values():  # warm-up: oneDNN kernel choice
         run()
@@ -79,10 +80,11 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
             print(f"eval round {r + 1}/{rounds} {name}: {samples[name][-1]['images_per_second']:.0f} img/s",
                   flush=True)
     median = {name: {k: statistics.median(s[k] for s in runs) for k in runs[0]} for name, runs in samples.items()}
-    ratio = {p: median[f"nasrun evaluate(), {p}"]["images_per_second"] / median[f"minimal loop, {p}"]["images_per_second"]
-             for p in ("fp32", "bf16")}
-    return {"images": images, "batch_size": data.eval_batch_size, "rounds": rounds, "native_bf16": cpu_has_native_bf16(),
-            "threads": torch.get_num_threads(), "median": median, "ratio_vs_minimal": ratio}
+    speed = {name: m["images_per_second"] for name, m in median.items()}
+    ratio = {p: speed[f"nasrun evaluate(), {p}"] / speed[f"minimal loop, {p}"] for p in ("fp32", "bf16")}
+    return {"images": images, "batch_size": data.eval_batch_size, "rounds": rounds,
+            "native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(), "median": median,
+            "ratio_vs_minimal": ratio}
 
 
 def trial_phases(root: str) -> dict:
@@ -114,8 +116,8 @@ def threads(root: str, cells: int = 100, proxy: str = "snip", limit: float = 900
     """Wall seconds of `nasrun-score --proxies PROXY -n CELLS` (no cache) with device.threads=1 and with the
     default, each beside one busy CPU-bound process (a Python loop pinned to nothing). A run past `limit`
     seconds is stopped and reported as a lower bound."""
-    base = [sys.executable, "-c", "from nasrun.commands.score import main; main()", "--proxies", proxy, "-n", str(cells), "--out", os.devnull,
-            "space=nb201", "dataset=cifar10", f"dataset.root={root}", "dataset.fraction=0.1", "proxy.cache_dir=null"]
+    base = [sys.executable, "-c", "from nasrun.commands.score import main; main()", "--proxies", proxy,
+            "-n", str(cells), "--out", os.devnull, "space=nb201", "dataset=cifar10", f"dataset.root={root}", "dataset.fraction=0.1", "proxy.cache_dir=null"]
     out = {"cells": cells, "proxy": proxy, "usable_cores": usable_cores()}
     for label, extra in (("device.threads=1", ["device.threads=1"]), ("default threads", [])):
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -144,7 +146,8 @@ def print_results(results: dict, console) -> None:
         for column in ("variant", "images/s", "system s", "minor page faults"):
             table.add_column(column, justify="left" if column == "variant" else "right")
         for name, m in e["median"].items():
-            table.add_row(name, f"{m['images_per_second']:.0f}", f"{m['system_seconds']:.2f}", f"{m['page_faults']:.0f}")
+            table.add_row(name, f"{m['images_per_second']:.0f}", f"{m['system_seconds']:.2f}",
+                          f"{m['page_faults']:.0f}")
         console.print(table)
         console.print(f"nasrun / minimal: fp32 {e['ratio_vs_minimal']['fp32']:.2f}x, "
                       f"bf16 {e['ratio_vs_minimal']['bf16']:.2f}x")

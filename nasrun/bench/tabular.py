@@ -2,8 +2,9 @@
 
 - `runner_overhead`: microseconds per trial of the runner's own work (dedup, records, trials.jsonl, best.json,
   logging) over the same ask -> lookup -> tell loop written bare, both in this process, side by side.
-- `sweeps`: `nasrun -m +experiment=nb201_rea seed='range(30)'` and the same for nb201_random and nb201_reinforce, as a user runs
-  them: wall time of each whole sweep, and mean +- std of the reported accuracy beside the published figures.
+- `sweeps`: `nasrun -m +experiment=nb201_rea seed='range(30)'` and the same for nb201_random and nb201_reinforce,
+  as a user runs them: wall time of each whole sweep, and mean +- std of the reported accuracy beside the
+  published figures.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def print_results(results: dict, console) -> None:
                 console.print(f"runner on the NAS-Bench-201 table, {name}: {v['runner_us_per_trial']:.0f} us/trial "
                               f"vs {v['bare_us_per_proposal']:.0f} us bare ask/lookup/tell -> overhead "
                               f"{v['runner_overhead_us_per_trial']:.0f} us/trial")
-    for experiment, s in results.get("sweeps", {}).items():
+    for _experiment, s in results.get("sweeps", {}).items():
         console.print(f"{s['command']}: {s['runs']} runs in {s['wall_seconds']:.1f} s wall, test acc "
                       f"{s['mean']:.2f} ± {s['std']:.2f} vs published {s['published']:.2f} ± "
                       f"{s['published_std']:.2f} (diff {s['diff']:+.2f}), {s['mean_trials']:.1f} trials per run")

@@ -140,7 +140,8 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
     result = {
         "case": case, "dataset": data.name, "device": str(device), "bf16": use_bf16(device, "auto"),
         "images_per_round": images, "rounds": rounds, "batch_size": data.batch_size,
-        "architecture": {"nb201": NB201_CELL, "nascnn15": "NASCNN15"}.get(case, ARCH), "images_per_second": median, "samples": samples,
+        "architecture": {"nb201": NB201_CELL, "nascnn15": "NASCNN15"}.get(case, ARCH), "images_per_second": median,
+        "samples": samples,
         "ratio_vs_minimal_fp32": ours / median["minimal loop, fp32 NCHW"],
         "ratio_vs_minimal_same_precision": ours / median["minimal loop, nasrun's precision + channels_last"],
     }

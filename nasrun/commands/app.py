@@ -49,8 +49,8 @@ def handle_sigterm() -> None:
 @contextmanager
 def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: bool = False):
     """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors, and an OSError on a
-    named path) as one line and exit with status 2; an interrupt as the line `interrupted` (a string, or a function giving it then) and status
-    130. traceback=True re-raises instead."""
+    named path) as one line and exit with status 2; an interrupt as the line `interrupted` (a string, or a
+    function giving it then) and status 130. traceback=True re-raises instead."""
     config_errors = (HydraException, OmegaConfBaseException) if describe else ()
     try:
         yield

@@ -53,7 +53,8 @@ def verify_files(root: Path, names: list[str], fix: str) -> None:
         identities[name] = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
     cache = _cache_path()
     known = _read_cache(cache)
-    unchecked = [n for n in names if identities[n] not in _verified_here and known.get(identities[n]) != PUBLISHED[n][1]]
+    unchecked = [n for n in names
+                 if identities[n] not in _verified_here and known.get(identities[n]) != PUBLISHED[n][1]]
     for name in unchecked:
         path = Path(root) / name
         digest = _md5(path)

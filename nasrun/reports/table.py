@@ -335,7 +335,8 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
         plot_anytime(rows, out_dir / "anytime.png")
         write_checklist(rows, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png")
     except OSError as err:
-        raise UserError(f"cannot write into {out_dir} ({err.strerror}); give a writable folder with --out DIR") from None
+        raise UserError(f"cannot write into {out_dir} ({err.strerror})", "give a writable folder with --out DIR",
+                        path=out_dir) from None
     from rich.console import Console
 
     Console().print(f"wrote {out_dir / 'report.csv'}, {out_dir / 'anytime.png'} and {out_dir / 'checklist.md'}",

@@ -115,9 +115,10 @@ def running_best(records: Iterable[dict]) -> Iterator[tuple[dict, dict | None]]:
 
 
 def best_of(records: Iterable[dict]) -> dict | None:
+    """The best record of all (the last of the running best), or None when no trial is ok."""
     best = None
-    for _, best in running_best(records):
-        pass
+    for _, current in running_best(records):
+        best = current
     return best
 
 

@@ -1,7 +1,8 @@
 """The search loop: ask -> deduplicate -> evaluate -> tell -> log, until the budget is spent.
 
 The runner owns everything a strategy must not: the budget, deduplication, the trial log, resume, the best
-model on disk. It knows nothing of Hydra; `nasrun.commands.search` builds the pieces from the config and calls `run_search`.
+model on disk. It knows nothing of Hydra; `nasrun.search.assembly` builds the pieces from the config and
+`nasrun.commands.search` calls `run_search` through them.
 """
 
 from __future__ import annotations

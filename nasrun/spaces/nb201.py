@@ -77,7 +77,8 @@ class NB201Arch:
                 raise ValueError(f"malformed cell {text!r}: node {node} must be written |op~source|...|")
             edges = part[1:-1].split("|")
             if len(edges) != node:
-                raise ValueError(f"malformed cell {text!r}: node {node} needs {node} incoming edges, found {len(edges)}")
+                raise ValueError(f"malformed cell {text!r}: node {node} needs {node} incoming edges, "
+                                 f"found {len(edges)}")
             for source, edge in enumerate(edges):
                 op, sep, written = edge.partition("~")
                 if not sep or written != str(source):

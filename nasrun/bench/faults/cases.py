@@ -268,7 +268,8 @@ CASES = [
     Case("best.json: a byte flipped", "table", flip(BEST, 1), RECOVERED, ("best.json is not valid JSON", REWROTE)),
     Case("best.json: deleted", "table", delete(BEST), RECOVERED, ("best.json", REWROTE)),
     Case("best.json: valid JSON of the wrong shape", "table", replace(BEST, b"[]"), RECOVERED, ("best.json", REWROTE)),
-    Case("best.json: names another trial", "table", best_names_trial_0, RECOVERED, ("best.json names trial 0", REWROTE)),
+    Case("best.json: names another trial", "table", best_names_trial_0, RECOVERED,
+         ("best.json names trial 0", REWROTE)),
     # best.pt: its checksum is in best.json; retraining the best trial restores it exactly
     Case("best.pt: cut at half its size", "train", cut(WEIGHTS), RECOVERED, ("does not match the checksum", RETRAINED)),
     Case("best.pt: a byte flipped", "train", flip(WEIGHTS), RECOVERED, ("does not match the checksum", RETRAINED)),
