@@ -14,7 +14,6 @@ from typing import (
     Any,
     Callable,
     Iterator,
-    Literal,
     Mapping,
     Protocol,
     runtime_checkable,
@@ -128,7 +127,7 @@ class Executor(Protocol):
     `resumes_clock`)."""
 
     slots: int
-    on_budget: Literal["wait", "cancel"]
+    on_budget: str  # "wait" | "cancel"
 
     def submit(self, trial: Trial) -> None: ...
 

@@ -33,12 +33,13 @@ class InlineExecutor:
             return []
         trial = self.queue.popleft()
         began = time.monotonic()
-        limit = None if self.trial_timeout is None else began + self.trial_timeout
+        timeout_s = self.trial_timeout
+        limit = None if timeout_s is None else began + timeout_s
         deadline = min((d for d in (trial.deadline, limit) if d is not None), default=None)
         outcome = run_trial(self.evaluator, trial, deadline)
-        if limit is not None and outcome.record["status"] == Status.CANCELLED and limit == deadline:
+        if timeout_s is not None and outcome.record["status"] == Status.CANCELLED and limit == deadline:
             # The trial's own limit passed before the run's: a timeout (failed), not the budget (cancelled).
-            outcome.record.update(status=Status.FAILED, error=timeout_error(self.trial_timeout, ""))
+            outcome.record.update(status=Status.FAILED, error=timeout_error(timeout_s, ""))
         return [outcome]
 
     def cancel(self) -> list[Outcome]:

@@ -22,7 +22,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
 from nasrun.checks import UserError, check_int
 from nasrun.contracts import Outcome, Trial
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Worker:
-    process: object
-    conn: object  # the main process's end of the pipe
+    process: multiprocessing.process.BaseProcess
+    conn: Connection  # the main process's end of the pipe
     env: dict
     trial: Trial | None = None
     sent: float = 0.0  # time.monotonic() when its trial was sent
@@ -157,6 +157,7 @@ class ProcessPool:
         if worker.process.sentinel not in ready and worker.process.is_alive():
             return None
         trial, seconds = worker.trial, time.monotonic() - worker.sent
+        assert trial is not None, "a busy worker holds its trial"
         worker.process.join()
         cause = death_cause(worker.process.exitcode)
         self._replace(worker)

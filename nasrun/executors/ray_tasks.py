@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from typing import Any
 
 from nasrun.checks import UserError, check_float, check_int
 from nasrun.contracts import Outcome, Trial
@@ -67,9 +68,9 @@ class RayExecutor:
         self.num_gpus = check_float("num_gpus", num_gpus, low=0.0)
         self.max_retries = check_int("max_retries", max_retries, low=0)
         self.trial_timeout, self.on_budget = check_executor_options(trial_timeout, on_budget)
-        self.ray = None  # connected on first use: building the config option starts nothing
+        self.ray: Any = None  # the ray module, connected on first use: building the config option starts nothing
         self.running: dict = {}  # ObjectRef -> (trial, time.monotonic() at submission)
-        self._slots = None
+        self._slots: int | None = None
 
     @property
     def slots(self) -> int:

@@ -96,13 +96,18 @@ def fitness(record: dict) -> float | None:
     None for a trial that did not succeed."""
     if not is_ok(record):
         return None
+    return ok_fitness(record)
+
+
+def ok_fitness(record: dict) -> float:
+    """The fitness of an ok trial (the schema guarantees it is there and finite)."""
     metrics = record["metrics"]
-    return metrics["fitness"] if "fitness" in metrics else metrics["val_acc"]
+    return float(metrics["fitness"] if "fitness" in metrics else metrics["val_acc"])
 
 
 def better(record: dict, best: dict | None) -> bool:
     """Strictly higher fitness wins; ties keep the earlier trial."""
-    return is_ok(record) and (best is None or fitness(record) > fitness(best))
+    return is_ok(record) and (best is None or ok_fitness(record) > ok_fitness(best))
 
 
 def running_best(records: Iterable[dict]) -> Iterator[tuple[dict, dict | None]]:

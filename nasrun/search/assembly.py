@@ -89,7 +89,7 @@ def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):
     runtime = {"evaluator": search.evaluator, "device": device}
     if "make_evaluator" in params:
         data = None if search.data is None else search.data.to("cpu")
-        runtime["make_evaluator"] = EvaluatorFromConfig(OmegaConf.to_container(cfg, resolve=True), seed, data)
+        runtime["make_evaluator"] = EvaluatorFromConfig(plain_dict(cfg), seed, data)
     return build("executor", cfg.executor, **_wanted(runtime, params))
 
 
@@ -110,3 +110,10 @@ class EvaluatorFromConfig:
 
     def __call__(self, device) -> Evaluator:
         return build_search(OmegaConf.create(self.config), self.seed, device, data=self.data).evaluator
+
+
+def plain_dict(cfg: DictConfig) -> dict:
+    """The composed config resolved into plain dicts and lists (what pickles into a worker)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return container

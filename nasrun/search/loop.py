@@ -31,7 +31,7 @@ from nasrun.executors.inline import InlineExecutor
 from nasrun.rundir.atomic import write_json
 from nasrun.rundir.best import ensure_best_weights, read_best_json, save_best
 from nasrun.rundir.lock import hold_run_dir
-from nasrun.rundir.records import Status, best_of, better, fitness, is_ok
+from nasrun.rundir.records import Status, best_of, better, fitness, is_ok, ok_fitness
 from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log
 from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget, Stop, StopReason
@@ -56,7 +56,7 @@ class SearchResult:
     proxy_evaluations: int = 0  # distinct architectures the proxy scored (strategy, evaluator and log together)
     cancelled: list[dict] = field(default_factory=list)  # trials the wall-clock budget cut short (run again on resume)
 
-    def counts(self, evaluator: Evaluator) -> dict:
+    def counts(self, evaluator: Evaluator | None) -> dict:
         """Trainings (or table lookups standing in for them) and proxy evaluations, counted apart."""
         trained = sum(1 for r in self.records if is_ok(r)) if trains(evaluator) else 0
         return {"trials": len(self.records), "trained": trained, "proxy_evaluations": self.proxy_evaluations}
@@ -79,10 +79,10 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
     executor: where trials run (`nasrun.executors`); None runs them one at a time in this process.
     """
     run_dir = Path(run_dir)
-    executor = executor if executor is not None else InlineExecutor(evaluator)
+    runs_on: Executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
         previous, offset = read_log(run_dir, space, resume)
-        with executor:  # entered before anything is written: joining a Ray cluster that is not there changes nothing
+        with runs_on:  # entered before anything is written: joining a Ray cluster that is not there changes nothing
             if on_start is not None:
                 on_start()
             store = None
@@ -95,7 +95,7 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
                 ensure_best_weights(run_dir, best_recorded, evaluator, space, model_info or {},
                                     kept=store.load if store is not None else None)
             with TrialWriter(run_dir / "trials.jsonl") as writer:
-                search = Search(space, strategy, evaluator, budget, executor, run_dir, model_info or {}, writer,
+                search = Search(space, strategy, evaluator, budget, runs_on, run_dir, model_info or {}, writer,
                                 scorer, on_trial, clock, store=store, offset=offset)
                 return search.run(previous)
 
@@ -130,7 +130,7 @@ class Search:
     executor: Executor
     run_dir: Path
     model_info: dict
-    writer: TrialWriter | None  # trials.jsonl, open for appending (None only for a search that logs nothing)
+    writer: TrialWriter  # trials.jsonl, open for appending
     scorer: ProxyScorer | None = None
     on_trial: Callable[[dict], None] | None = None
     clock: Callable[[], float] = time.monotonic
@@ -159,7 +159,7 @@ class Search:
     def run(self, previous: list[dict]) -> SearchResult:
         leftover = self.replay(previous)
         if previous and resumes_clock(self.executor):
-            self.executor.resume_clock(self.simulated)
+            self.executor.resume_clock(self.simulated)  # type: ignore[attr-defined]  # resumes_clock asked
         reason: Stop | None = None
         while True:
             if reason is None:
@@ -220,10 +220,10 @@ class Search:
 
     def wait(self) -> list[Outcome]:
         """The next completed trials; at the deadline (on_budget=cancel) the ones in flight, cancelled."""
-        cancelling = self.deadline is not None and self.executor.on_budget == "cancel"
-        timeout = max(0.0, self.deadline - self.clock()) if cancelling else None
+        deadline = self.deadline if self.executor.on_budget == "cancel" else None
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
         outcomes = self.executor.completed(timeout)
-        if not outcomes and cancelling and self.clock() >= self.deadline:
+        if not outcomes and deadline is not None and self.clock() >= deadline:
             outcomes = self.executor.cancel()
             self.in_flight.clear()
         return outcomes
@@ -251,7 +251,7 @@ class Search:
         if better(record, self.best):
             save_best(self.run_dir, record, outcome.weights, self.model_info)
         if self.store is not None and outcome.weights is not None and is_ok(record):
-            self.store.save(record["key"], outcome.weights, fitness(record))
+            self.store.save(record["key"], outcome.weights, ok_fitness(record))
         log_trial(record)
         self.finish(arch, record)
         return None

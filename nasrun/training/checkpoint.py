@@ -13,11 +13,10 @@ from pathlib import Path
 
 from nasrun.checks import UserError
 from nasrun.rundir.atomic import atomic_path
+from nasrun.training.train import STATE_KEYS
 
 FORMAT = "nasrun-training-state"
 VERSION = 1
-STATE_KEYS = ("epoch", "history", "best_epoch", "best_model", "stopped", "train_seconds", "val_seconds", "model",
-              "optimizer", "generator", "torch_rng", "cuda_rng")
 
 
 def identity(key: str, config, data) -> dict:
@@ -43,7 +42,8 @@ def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    fix = f"delete {path} to train from the first epoch, or choose a new hydra.run.dir"
+    restart = f"delete {path} to train from the first epoch"
+    fix = f"{restart}, or choose a new hydra.run.dir"
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
@@ -64,5 +64,5 @@ def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
             if before != value:
                 where = "evaluator" if section == "config" else "dataset"
                 raise UserError(f"{where}.{name}={value}: the training in {path} used {before}; resume with the "
-                                f"same setting, or {fix.split(', or ')[0]}")
+                                f"same setting, or {restart}")
     return saved["state"]

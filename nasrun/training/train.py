@@ -16,10 +16,34 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from nasrun.checks import check_bool, check_choice, check_float, check_int
 from nasrun.deadline import check_deadline
+
+
+@dataclass
+class TrainingState:
+    """Where one training stands after its latest epoch: what `train` goes on from (with the weights, the
+    optimizer and the random streams, which `training_state` adds) and what last.pt holds."""
+
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)  # one entry per finished epoch
+    best_epoch: int = 0  # the epoch of the best validation accuracy so far (0: none yet)
+    best_model: dict | None = None  # that epoch's weights, when restore_best keeps them
+    stopped: bool = False  # early stopping has ended the training
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields by name, as last.pt stores them (shallow: the weights are not copied)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# What last.pt holds besides the TrainingState's fields: the weights, the optimizer and the random streams.
+MODEL_AND_RANDOMNESS = ("model", "optimizer", "generator", "torch_rng", "cuda_rng")
+STATE_KEYS = tuple(f.name for f in fields(TrainingState)) + MODEL_AND_RANDOMNESS
 
 
 class TrainingDiverged(RuntimeError):
@@ -164,15 +188,12 @@ def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch
     model.to(device=device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
-    run = {"epoch": 0, "history": [], "best_epoch": 0, "best_model": None, "stopped": False, "train_seconds": 0.0,
-           "val_seconds": 0.0}
-    if resume is not None:
-        run = restore_state(resume, model, optimizer, generator, device)
-    history = run["history"]
+    run = TrainingState() if resume is None else restore_state(resume, model, optimizer, generator, device)
+    history = run.history
     steps = max(1, math.ceil(len(data.train_x) / data.batch_size))
-    began = time.perf_counter() - run["train_seconds"] - run["val_seconds"]
-    for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
-        if run["stopped"]:
+    began = time.perf_counter() - run.train_seconds - run.val_seconds
+    for epoch in range(run.epoch + 1, cfg.epochs + 1):
+        if run.stopped:
             break
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -196,52 +217,52 @@ def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"loss is {train_loss} at the end of epoch {epoch}")
-        run["train_seconds"] += time.perf_counter() - epoch_start
+        run.train_seconds += time.perf_counter() - epoch_start
         val_start = time.perf_counter()
         val_acc, val_loss = evaluate(model, data, "val", bf16, deadline)
-        run["val_seconds"] += time.perf_counter() - val_start
+        run.val_seconds += time.perf_counter() - val_start
         history.append({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc, "val_loss": val_loss,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - began})
-        run["epoch"] = epoch
-        if not run["best_epoch"] or val_acc > history[run["best_epoch"] - 1]["val_acc"]:
-            run["best_epoch"] = epoch
+        run.epoch = epoch
+        if not run.best_epoch or val_acc > history[run.best_epoch - 1]["val_acc"]:
+            run.best_epoch = epoch
             if cfg.restore_best:
-                run["best_model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif cfg.patience is not None and epoch - run["best_epoch"] >= cfg.patience:
-            run["stopped"] = True  # early stopping: the best epoch is `patience` epochs behind
+                run.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif cfg.patience is not None and epoch - run.best_epoch >= cfg.patience:
+            run.stopped = True  # early stopping: the best epoch is `patience` epochs behind
         if on_epoch is not None:
             on_epoch(training_state(run, model, optimizer, generator, device))
     final = history[-1]
-    if cfg.restore_best and run["best_model"] is not None:
-        model.load_state_dict(run["best_model"])
-        final = history[run["best_epoch"] - 1]
+    if cfg.restore_best and run.best_model is not None:
+        model.load_state_dict(run.best_model)
+        final = history[run.best_epoch - 1]
     return {
         "val_acc": final["val_acc"],
         "val_loss": final["val_loss"],
         "epoch": final["epoch"],  # the epoch whose weights the model ends with
-        "best_epoch": run["best_epoch"],
+        "best_epoch": run.best_epoch,
         "epochs_run": len(history),
-        "stopped_early": run["stopped"],
+        "stopped_early": run.stopped,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_seconds": run["train_seconds"],  # the training steps alone
-        "val_seconds": run["val_seconds"],  # every epoch's validation pass
+        "train_seconds": run.train_seconds,  # the training steps alone
+        "val_seconds": run.val_seconds,  # every epoch's validation pass
         "precision": "bf16" if bf16 else "fp32",
         "history": history,
     }
 
 
-def training_state(run: dict, model, optimizer, generator, device) -> dict:
+def training_state(run: TrainingState, model, optimizer, generator, device) -> dict:
     """Everything `train` needs to continue after the epoch just finished: weights, optimizer, the data-order
     generator and torch's random streams (dropout), the history and the early-stopping record."""
     import torch
 
-    return {**run, "history": list(run["history"]), "model": model.state_dict(),
+    return {**run.as_dict(), "history": list(run.history), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def restore_state(state: dict, model, optimizer, generator, device) -> dict:
+def restore_state(state: dict, model, optimizer, generator, device) -> TrainingState:
     """Load a `training_state` into the model, optimizer and generators; the rest of it, to go on with."""
     import torch
 
@@ -251,8 +272,8 @@ def restore_state(state: dict, model, optimizer, generator, device) -> dict:
     torch.set_rng_state(state["torch_rng"])
     if device.type == "cuda" and state["cuda_rng"] is not None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)
-    run = {k: state[k] for k in ("epoch", "best_epoch", "best_model", "stopped", "train_seconds", "val_seconds")}
-    run["history"] = list(state["history"])
-    if run["best_model"] is not None:
-        run["best_model"] = {k: v.to(device) for k, v in run["best_model"].items()}
+    run = TrainingState(**{f.name: state[f.name] for f in fields(TrainingState)})
+    run.history = list(run.history)
+    if run.best_model is not None:
+        run.best_model = {k: v.to(device) for k, v in run.best_model.items()}
     return run
