@@ -12,7 +12,7 @@ endif
 # wheels first (about 0.2 GB) instead of the default index's CUDA build (5.7 GB installed, mostly CUDA libraries).
 TORCH_INDEX ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run lint test bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/nasrun $(ARGS)
 
-test: $(STAMP)
+# ruff (lint and import order) and mypy over the package, with their settings in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nasrun tests
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import (
     Any,
     Callable,
-    Iterator,
     Mapping,
     Protocol,
     runtime_checkable,
@@ -25,7 +24,8 @@ import numpy as np
 class Architecture(Protocol):
     """An immutable, hashable value: `key` is its one canonical string, `to_json()` its JSON form."""
 
-    key: str
+    @property
+    def key(self) -> str: ...
 
     def to_json(self) -> Any: ...
 
@@ -33,24 +33,23 @@ class Architecture(Protocol):
 @runtime_checkable
 class Space(Protocol):
     """What strategies and the runner use. `choices` is per instance (a space with a parameter varies them);
-    `build` gives the network for a dataset's image shape; `from_json` rebuilds an architecture from a log."""
+    `build` gives the network for a dataset's image shape; `from_json` rebuilds an architecture from a log.
+    A finite space also has `len()` and iteration (the runner asks `nasrun.search.loop.space_size`); an
+    unbounded one (space=morph) has neither."""
 
     name: str
     choices: Mapping[str, tuple]
 
     def sample(self, rng: np.random.Generator) -> Architecture: ...
 
-    def mutate(self, arch: Architecture, rng: np.random.Generator, prob: float | None = None) -> Architecture: ...
+    # `arch`, `a`, `b`: architectures of this space (typed Any: each space takes its own kind only).
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> Architecture: ...
 
-    def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture: ...
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> Architecture: ...
 
     def from_json(self, data: Any) -> Architecture: ...
 
-    def build(self, arch: Architecture, in_channels: int, image_size: int, num_classes: int): ...
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[Architecture]: ...
+    def build(self, arch: Any, in_channels: int, image_size: int, num_classes: int): ...
 
 
 @runtime_checkable

@@ -125,3 +125,10 @@ def test_progressive_depth_grows_the_networks_every_step_every_children():
     assert depths == [2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5]
     with pytest.raises(ValueError, match="start_layers=2: progressive depth needs a layered space"):
         Reinforce(CustomSpace(), 0, start_layers=2)
+
+
+def test_a_space_without_named_choices_is_refused_in_one_line():
+    from nasrun.spaces.morph.space import MorphSpace
+
+    with pytest.raises(ValueError, match="controller=lstm: REINFORCE samples a space's named choices and space=morph"):
+        Reinforce(MorphSpace(), seed=0)

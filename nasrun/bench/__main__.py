@@ -7,12 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from nasrun.bench import (
     bayesian,
     evaluation,
     executors,
-    faults,
     folder,
     proxies,
     reinforce,
@@ -20,6 +20,7 @@ from nasrun.bench import (
     training,
 )
 from nasrun.bench.common import output_dir
+from nasrun.bench.faults import runner as faults
 from nasrun.training.device import select_device
 
 
@@ -41,8 +42,8 @@ def main() -> None:
     out = output_dir()
     import torch
 
-    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
-                           "threads": torch.get_num_threads()}}
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                           "torch": torch.__version__, "threads": torch.get_num_threads()}}
 
     def wanted(name: str) -> bool:
         return args.only in (None, name)

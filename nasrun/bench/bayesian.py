@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 from nasrun.bench.reinforce import best_found
 from nasrun.config.validate import compose_config
@@ -85,7 +86,7 @@ def inheritance(root: str, fraction: float = 0.05, seed: int = 0) -> dict:
     parent = parse(SEEDS["resnet"])
     parent_metrics, model = evaluator(parent)
     weights = model.state_dict()
-    children = {}
+    children: dict = {}
     for morph in space.morphs(parent):  # the first of each kind, in the space's fixed order
         children.setdefault(morph.op.split()[0], morph)
     out = {"parent_val_acc": parent_metrics["val_acc"], "children": {}}
@@ -153,8 +154,9 @@ def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0
             evaluator = TrainingEvaluator(space, data, epochs=1, seed=seed)
             with tempfile.TemporaryDirectory() as folder:
                 began = time.perf_counter()
-                result = run_search(space, make(space, seed), evaluator, Budget(trials=trials), folder)
+                result = run_search(space, make(space, seed), evaluator, Budget(trials=trials), Path(folder))
                 per_trial.append((time.perf_counter() - began) / len(result.records))
+            assert result.best is not None, "a search of trained trials has a best"
             accuracies.append(result.best["metrics"]["test_acc"])
         out[name] = {"test_acc_mean": statistics.mean(accuracies), "test_acc": accuracies,
                      "seconds_per_trial": statistics.mean(per_trial)}

@@ -22,13 +22,13 @@ def model(case: str, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if case == "nb201":
-            space = NB201Space(16, 5)
-            return space.build(space.from_key(NB201_CELL), 3, 32, 10)
+            cells = NB201Space(16, 5)
+            return cells.build(cells.from_key(NB201_CELL), 3, 32, 10)
         if case == "nascnn15":
-            space = MacroSpace(15)
-            return space.build(space.from_key(NASCNN15), 3, 32, 10)
-        space = CustomSpace()
-        return space.build(space.make(ARCH), 1, 28, 10)
+            macro = MacroSpace(15)
+            return macro.build(macro.from_key(NASCNN15), 3, 32, 10)
+        custom = CustomSpace()
+        return custom.build(custom.make(ARCH), 1, 28, 10)
 
 
 def output_dir() -> Path:

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any, Callable
 
 from nasrun.bench.common import ARCH, preset
 from nasrun.bench.common import model as bench_model
@@ -63,7 +64,7 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
     model = bench_model("custom").to(memory_format=torch.channels_last).eval()
-    variants = {}
+    variants: dict[str, Callable[..., int]] = {}
     for precision in ("fp32", "bf16"):
         bf16 = precision == "bf16"
         variants[f"nasrun evaluate(), {precision}"] = \
@@ -73,7 +74,7 @@ def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     variants["old: batch 500, fp32"] = lambda: _minimal_eval(model, data, 500, False)
     for run in variants.values():  # warm-up: oneDNN kernel choice
         run()
-    samples = {name: [] for name in variants}
+    samples: dict[str, list] = {name: [] for name in variants}
     for r in range(rounds):
         for name, run in variants.items():
             samples[name].append(_timed(run))
@@ -97,7 +98,7 @@ def trial_phases(root: str) -> dict:
                 dict(fraction=default.fraction, val_size=default.val_size),
                 "fraction 0.02, 10 % validation": dict(fraction=0.02, val_size=None),
                 "old make run: fraction 0.2, 10 % validation": dict(fraction=0.2, val_size=None)}
-    out = {}
+    out: dict[str, Any] = {}
     for name, kwargs in settings.items():
         data = fashion_mnist(root=root, download=False, batch_size=64, seed=0, **kwargs)
         evaluator = TrainingEvaluator(CustomSpace(), data, epochs=1, seed=0)
@@ -117,8 +118,9 @@ def threads(root: str, cells: int = 100, proxy: str = "snip", limit: float = 900
     default, each beside one busy CPU-bound process (a Python loop pinned to nothing). A run past `limit`
     seconds is stopped and reported as a lower bound."""
     base = [sys.executable, "-c", "from nasrun.commands.score import main; main()", "--proxies", proxy,
-            "-n", str(cells), "--out", os.devnull, "space=nb201", "dataset=cifar10", f"dataset.root={root}", "dataset.fraction=0.1", "proxy.cache_dir=null"]
-    out = {"cells": cells, "proxy": proxy, "usable_cores": usable_cores()}
+            "-n", str(cells), "--out", os.devnull, "space=nb201", "dataset=cifar10", f"dataset.root={root}",
+            "dataset.fraction=0.1", "proxy.cache_dir=null"]
+    out: dict[str, Any] = {"cells": cells, "proxy": proxy, "usable_cores": usable_cores()}
     for label, extra in (("device.threads=1", ["device.threads=1"]), ("default threads", [])):
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from nasrun.bench.common import preset
 from nasrun.rundir.records import running_best
@@ -46,7 +47,8 @@ def throughput(root: str, trials: int = 10) -> dict:
 
     common = ["dataset=fashion_mnist", f"dataset.root={root}", "dataset.download=false", "dataset.fraction=0.02",
               "strategy=random", f"budget.trials={trials}", "budget.epochs=1", "budget.seconds=null"]
-    out = {"trials": trials, "threads_inline": torch.get_num_threads(), "trials_per_hour": {}, "seconds": {}}
+    out: dict[str, Any] = {"trials": trials, "threads_inline": torch.get_num_threads(), "trials_per_hour": {},
+                           "seconds": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in EXECUTORS.items():
             result, seconds = _search(Path(tmp) / name, common + overrides)
@@ -60,7 +62,7 @@ def overhead(root: str, trials: int = 400) -> dict:
     common = ["space=nb201", "evaluator=tabular", f"dataset.root={root}", "strategy=random",
               f"budget.trials={trials}", "budget.seconds=null"]
     cases = {**EXECUTORS, "simulated": ["executor=simulated", "executor.workers=2"]}
-    out = {"trials": trials, "ms_per_trial": {}}
+    out: dict[str, Any] = {"trials": trials, "ms_per_trial": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in cases.items():
             result, _ = _search(Path(tmp) / name, common + overrides)

@@ -50,7 +50,7 @@ def decode_and_cache(root: str, out: Path, images: int = 10000) -> dict:
     pngs = write_pngs(root, work / "pngs", images)
     cache = work / "cache"
     cores = usable_cores()
-    result = {"images": images, "cores": cores}
+    result: dict[str, float] = {"images": images, "cores": cores}
     began = time.perf_counter()
     folder(str(pngs), cache_dir=str(cache), val_size=1000, seed=0)
     result["nasrun cold start (decode + cache) images/s"] = images / (time.perf_counter() - began)

@@ -49,7 +49,7 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
              "all nor_conv_3x3": [NB201Arch.from_key(NB201_CELL)]}
     out = {"device": str(dev), "threads": torch.get_num_threads(), "batch_size": 64, "cells": cells, "rounds": rounds}
     for case, archs in cases.items():
-        per_round = {name: [] for name in SIX + ("naswot",)}
+        per_round: dict[str, list] = {name: [] for name in SIX + ("naswot",)}
         shared = []
         for _ in range(rounds):
             for name in per_round:

@@ -39,7 +39,7 @@ def best_found(makers: dict, space, seeds: int, checkpoints) -> dict:
     samples in `checkpoints`."""
     out = {}
     for name, make in makers.items():
-        found = {n: [] for n in checkpoints}
+        found: dict[int, list] = {n: [] for n in checkpoints}
         for seed in range(seeds):
             strategy, best = make(seed), 0.0
             for n in range(1, max(checkpoints) + 1):

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from nasrun.bench.common import preset
 from nasrun.config.groups import build
@@ -59,7 +60,7 @@ def _runner(space, strategy, evaluator, trials: int) -> tuple[float, int]:
 def runner_overhead(root: str, trials: int = 2000, rounds: int = 5) -> dict:
     space = NB201Space()
     evaluator = TabularEvaluator(space, Path(root) / "nasbench201" / "nb201.csv")  # the table under --root
-    out = {"trials_per_round": trials, "rounds": rounds}
+    out: dict[str, Any] = {"trials_per_round": trials, "rounds": rounds}
     for name in _strategies(space, 0):
         bare, runner = [], []
         for r in range(rounds):  # interleaved, fresh seeded strategies: both loops see the same proposals

@@ -130,7 +130,7 @@ def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dic
         variants["Matos 2023 DataLoader + ToTensor"] = lambda: matos_pipeline(root, images)
     for run in variants.values():  # warm-up: oneDNN kernel selection, page cache
         run()
-    samples = {name: [] for name in variants}
+    samples: dict[str, list] = {name: [] for name in variants}
     for r in range(rounds):
         for name, run in variants.items():
             samples[name].append(run())

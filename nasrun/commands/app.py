@@ -14,6 +14,7 @@ import signal
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -47,7 +48,7 @@ def handle_sigterm() -> None:
 
 
 @contextmanager
-def one_line_errors(interrupted: str = "interrupted", describe=None, traceback: bool = False):
+def one_line_errors(interrupted: str | Callable[[], str] = "interrupted", describe=None, traceback: bool = False):
     """Report a UserError (and, through `describe`, Hydra's and OmegaConf's config errors, and an OSError on a
     named path) as one line and exit with status 2; an interrupt as the line `interrupted` (a string, or a
     function giving it then) and status 130. traceback=True re-raises instead."""

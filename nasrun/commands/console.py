@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nasrun.rundir.records import better, fitness, is_ok
+from nasrun.rundir.records import better, is_ok, ok_fitness
 
 
 def print_error(message: str) -> None:
@@ -32,7 +32,7 @@ def trial_progress(budget, label: str, transient: bool = False) -> Iterator:
     counts trials (with no total when only wall-clock seconds bound the search). transient: the bar disappears
 when the search ends (a sweep's jobs leave one line each instead), and is not drawn at all into a file or pipe."""
     simulated = budget.simulated_seconds is not None
-    best = [None]
+    best: list[dict | None] = [None]
     count = TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s") if simulated else MofNCompleteColumn()
     with Progress(TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
                   TextColumn("{task.fields[best]}"), transient=transient,
@@ -58,8 +58,8 @@ def _best_label(metrics: dict) -> str:
 
 
 def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: int = 10,
-                     counts: dict | None = None, cancelled: list[dict] = ()) -> None:
-    ok = sorted((r for r in records if is_ok(r)), key=lambda r: -fitness(r))
+                     counts: dict | None = None, cancelled: list[dict] | tuple = ()) -> None:
+    ok = sorted((r for r in records if is_ok(r)), key=lambda r: -ok_fitness(r))
     failed = len(records) - len(ok)
     numbers = ", ".join(str(r["trial"]) for r in cancelled)
     cut = f"; trial{'s' if len(cancelled) > 1 else ''} {numbers} cancelled, run{'' if len(cancelled) > 1 else 's'} " \

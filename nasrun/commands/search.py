@@ -79,6 +79,7 @@ def search(cfg: DictConfig) -> dict:
 def _finished_job(number: int, overrides: list[str], logged: list[dict], run_dir: Path) -> dict:
     """A job that finished before the sweep was stopped: its line again, from its log, and nothing run."""
     trials, _, end = split_log(logged)
+    assert end is not None, "a finished job's log ends with its end record"
     best = best_of(trials)
     result = SearchResult(trials, best, f"{end['stop_reason']} (finished before; skipped)", 0, len(trials))
     print_job_line(number, overrides, result, str(run_dir))

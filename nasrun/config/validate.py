@@ -30,7 +30,7 @@ def check_settings(cfg: DictConfig, extra_keys=()) -> None:
             raise UserError(f"arch={cfg.get('arch')}: a setting of nasrun-train (it trains one architecture); run "
                             f"nasrun-train with these arguments")
         if key not in known:
-            raise UserError(f"{key}: unknown key, nasrun reads no top-level setting of that name; drop +{key}, "
+            raise UserError(f"{key!s}: unknown key, nasrun reads no top-level setting of that name; drop +{key!s}, "
                             f"or use one of: {', '.join(closest_first(str(key), sorted(known)))}")
     try:
         values = OmegaConf.to_container(cfg, resolve=True)
@@ -66,7 +66,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def describe_config_error(err: Exception, overrides: list[str] = ()) -> str:
+def describe_config_error(err: Exception, overrides: list[str] | tuple = ()) -> str:
     """One line for Hydra's multi-line composition errors, naming the key or option and what is allowed.
     `overrides` are the command's arguments: their group choices decide which keys the hint lists."""
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
@@ -83,7 +83,7 @@ def describe_config_error(err: Exception, overrides: list[str] = ()) -> str:
     return text
 
 
-def unknown_key_message(full_key: str, overrides: list[str] = ()) -> str:
+def unknown_key_message(full_key: str, overrides: list[str] | tuple = ()) -> str:
     """`foo.bar: unknown key; keys of foo are: ...`, listing the keys of the default config at that level."""
     parent, _, _ = full_key.rpartition(".")
     groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir()}

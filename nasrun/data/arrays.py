@@ -47,7 +47,7 @@ def arrays(path: str, num_classes: int | None = None, test_fraction: float = 0.2
     num_classes = num_classes or int(y_train.max()) + 1
     if num_classes < 2:
         raise UserError(f"dataset.path: {file}: y_train holds a single class; a classifier needs at least two")
-    if x_test is not None:
+    if x_test is not None and y_test is not None:
         _check_labels(file, "y_test", y_test, len(x_test), num_classes)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise UserError(f"dataset.path: {file}: x_test images are {_shape(x_test)} but x_train images are "

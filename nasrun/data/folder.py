@@ -152,7 +152,7 @@ def decode_one(path: str, size: int, channels: int, fixed_size: bool) -> np.ndar
         if fixed_size:
             raise UserError(f"dataset.path: {path} is {image.size[0]}x{image.size[1]} but the first image is "
                             f"{size}x{size}; set dataset.image_size=N to resize every image to NxN")
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     image = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)

@@ -14,6 +14,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
+from typing import Mapping
 
 from nasrun.checks import UserError, check_choice
 from nasrun.contracts import is_table_space
@@ -31,7 +32,7 @@ def _read_table(path: str, mtime_ns: int, size: int) -> MappingProxyType:
     searches reads the 15625 rows once; the mapping is read-only, so no search can change another's table.
     Every row is checked before any is used: a NaN accuracy would otherwise become an ok trial, and a
     negative time would run the simulated clock backwards."""
-    rows = {}
+    rows: dict[str, Mapping[str, float]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         needed = ["arch"] + [f"{b}_{col}" for b in BENCHMARKS for col in ("valid_acc12", "test_acc200")]
@@ -95,7 +96,7 @@ class TabularEvaluator:
     table: the CSV file, one row per cell with `<benchmark>_valid_acc12`, `<benchmark>_test_acc200` and, for
     CIFAR-10, `cifar10_valid_time12`."""
 
-    def __init__(self, space, table: str, benchmark: str = "cifar10"):
+    def __init__(self, space, table: str | Path, benchmark: str = "cifar10"):
         self.benchmark = check_choice("benchmark", benchmark, BENCHMARKS)
         if space.name != "nb201":
             raise UserError(f"evaluator=tabular looks cells up in the NAS-Bench-201 table; it needs space=nb201, "

@@ -78,8 +78,9 @@ class TrainingEvaluator:
             if inherit is not None:
                 from nasrun.spaces.morph.network import inherit_chain  # torch-heavy: only for space=morph
 
-                inherit_chain(self.space, *inherit, model, self.data.in_channels, self.data.image_size,
-                              self.data.num_classes)
+                ancestor, weights, morphs = inherit
+                inherit_chain(self.space, ancestor, weights, morphs, model, self.data.in_channels,
+                              self.data.image_size, self.data.num_classes)
             resume = save = None
             if self.checkpoint is not None:
                 ident = identity(arch.key, config, self.data)

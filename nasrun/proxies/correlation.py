@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from nasrun.checks import UserError
 from nasrun.config.groups import build, conf_dir, proxy_options
@@ -40,18 +42,15 @@ def sample_architectures(space, count: int | None, seed: int) -> list:
     if count is None or count >= space_size(space):
         return list(space)
     rng = np.random.default_rng(seed)
-    chosen = {}
+    chosen: dict = {}
     while len(chosen) < count:
         arch = space.sample(rng)
         chosen.setdefault(arch.key, arch)
     return list(chosen.values())
 
 
-def table_rows(cfg, space) -> dict | None:
+def table_rows(cfg, space) -> Mapping | None:
     """The NAS-Bench-201 table's accuracy columns per cell, when the space is the table's; else None."""
-    from omegaconf import OmegaConf
-
-
     if not is_table_space(space):
         return None
     # The tabular evaluator's default path (dataset.root, else NASRUN_DATA), resolved by the config itself.
@@ -145,7 +144,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     write_csv(path, rows, list(rows[0]))
 
 
-def print_correlations(results: list[dict], target: str, out: Path, shared: float | None = None) -> None:
+def print_correlations(results: list[dict], target: str | None, out: Path, shared: float | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -37,7 +37,7 @@ def proxy_name(proxy) -> str:
 
 def _proxy_options(proxy) -> dict:
     """Keyword options bound by functools.partial (e.g. jacob_cov's eps): they change scores, so key the cache."""
-    options = {}
+    options: dict = {}
     while isinstance(proxy, partial):
         options = {**proxy.keywords, **options}
         proxy = proxy.func
@@ -83,8 +83,8 @@ class ProxyScorer:
                     "proxy": self.name, "options": _proxy_options(proxy), "batch_size": batch_size, "seed": seed}
         if DEFINITION_VERSIONS.get(self.name, 1) > 1:
             identity["definition"] = DEFINITION_VERSIONS[self.name]
-        identity = json.dumps(identity, sort_keys=True, default=str)
-        self.cache_key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        named = json.dumps(identity, sort_keys=True, default=str)
+        self.cache_key = hashlib.sha256(named.encode()).hexdigest()[:16]
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
         self.cache_path = None
@@ -102,6 +102,8 @@ class ProxyScorer:
         sharing `cache_dir` (workers, concurrent sweep jobs): a score another writer computed is not computed
         again. A line still being written is left for the next read; a bad line (torn by a kill, damaged) only
         costs its score being computed again: skipped, and counted in one warning."""
+        if self.cache_path is None:
+            return
         try:
             with open(self.cache_path, "rb") as f:
                 f.seek(self._offset)
@@ -204,8 +206,10 @@ def _entry_problem(entry) -> bool:
     score, seconds = entry.get("score"), entry.get("seconds")
     if score is None:
         return not isinstance(entry.get("error"), str)
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (score, seconds))
-    return not (numbers and math.isfinite(score) and math.isfinite(seconds) and seconds >= 0)
+    if not isinstance(score, (int, float)) or not isinstance(seconds, (int, float)) or \
+            isinstance(score, bool) or isinstance(seconds, bool):
+        return True
+    return not (math.isfinite(score) and math.isfinite(seconds) and seconds >= 0)
 
 
 def _since(began: float, device) -> float:

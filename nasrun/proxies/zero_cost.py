@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from typing import cast
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
         clock.lap("jacob_cov")
     if not set(names) - {"jacob_cov"}:
         return scores
-    weights = [m.weight for m in layers]
+    weights = [cast(torch.Tensor, m.weight) for m in layers]
     hessian = "grasp" in names
     outputs = [z for _, z in hooked]
     grads = torch.autograd.grad(F.cross_entropy(logits, y), weights + outputs, create_graph=hessian,
@@ -232,8 +233,8 @@ def synflow(model: nn.Module, batch) -> float:
             p.abs_()
     ones = torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device)
     net(ones).sum().backward()
-    total = sum((m.weight * m.weight.grad).abs().sum().item() for m in _weighted_layers(net)
-                if m.weight.grad is not None)
+    total = math.fsum(float((m.weight * m.weight.grad).abs().sum().item())  # type: ignore[operator]
+                      for m in _weighted_layers(net) if m.weight.grad is not None)
     return _finite("synflow", total)
 
 

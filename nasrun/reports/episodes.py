@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nasrun.rundir.atomic import atomic_path, write_csv
-from nasrun.rundir.records import fitness, is_ok
+from nasrun.rundir.records import is_ok, ok_fitness
 
 COLUMNS = ["episode", "trials", "ok", "mean_val_acc", "max_val_acc", "best_so_far"]
 
@@ -21,7 +21,7 @@ def episode_rows(records: list[dict], size: int) -> list[dict]:
     but carry no reward."""
     rows, best = [], None
     for start in range(0, len(records), size):
-        rewards = [fitness(r) for r in records[start:start + size] if is_ok(r)]
+        rewards = [ok_fitness(r) for r in records[start:start + size] if is_ok(r)]
         if rewards:
             best = max(rewards) if best is None else max(best, max(rewards))
         rows.append({"episode": start // size + 1, "trials": len(records[start:start + size]), "ok": len(rewards),

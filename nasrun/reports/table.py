@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -101,11 +102,14 @@ def load_run(path: Path) -> Run:
     if not (hydra_dir / "config.yaml").is_file():
         raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
     cfg = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
-    choices = {}
-    overrides = []
+    if not isinstance(cfg, dict):
+        raise UserError(f"{hydra_dir / 'config.yaml'} is not a nasrun config (not a mapping)",
+                        "remove that run from the folder, or restore its .hydra/", path=hydra_dir / "config.yaml")
+    choices: dict = {}
+    overrides: list = []
     if (hydra_dir / "hydra.yaml").is_file():
         hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
-        choices = OmegaConf.to_container(hydra_cfg.hydra.runtime.choices)
+        choices = dict(OmegaConf.to_container(hydra_cfg.hydra.runtime.choices))  # type: ignore[arg-type]
     if (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
@@ -144,10 +148,11 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
         log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
                     "it (retraining the best trial if best.pt is damaged too)", problem, path)
         return {}
+    resolved: Any = cfg
     try:  # the table's path as the run resolved it (NASRUN_DATA may differ now: the unresolved form then)
         resolved = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=True)
     except OmegaConfBaseException:
-        resolved = cfg
+        pass
     evaluator = resolved["evaluator"]
     info = {**best, "space": upgrade_targets(resolved["space"]), "space_name": choices.get("space", "nb201"),
             "dataset": evaluator.get("benchmark", "cifar10"), "table": evaluator.get("table"), "weights": None,
@@ -263,7 +268,7 @@ def plot_anytime(rows: list[dict], path: Path) -> dict:
     clocks = sorted({run.clock for r in rows for run in r["_runs"]}, reverse=True)  # simulated first
     fig, axes = plt.subplots(1, len(clocks), figsize=(6.5 * len(clocks), 4.5), squeeze=False)
     published_drawn = False
-    drawn = {"labels": [], "ylim": {}}
+    drawn: dict = {"labels": [], "ylim": {}}
     for ax, clock in zip(axes[0], clocks):
         shown = []  # every value drawn (curves, bands, published lines): the y-axis spans them all
         for i, r in enumerate(rows):

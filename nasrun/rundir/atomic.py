@@ -31,7 +31,8 @@ FIXES = {
 
 def environment_error(path, err: OSError, action: str = "write") -> UserError:
     """One line for an OSError on `path`: what failed, why, and what to do."""
-    why, _, fix = FIXES.get(err.errno, err.strerror or str(err)).partition("; ")
+    known = FIXES.get(err.errno) if err.errno is not None else None
+    why, _, fix = (known or err.strerror or str(err)).partition("; ")
     return UserError(f"cannot {action} {path}: {why}", fix or None, path=path)
 
 

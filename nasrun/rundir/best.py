@@ -84,6 +84,7 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
     so evaluating the best one again restores exactly its weights; an evaluator without weights (a table) only
     has best.json rewritten. `kept(key)`: the run's weight store (space=morph), whose copy is used first: a
     child that inherited its weights cannot be retrained alone."""
+    problem: str | None
     try:
         on_disk = read_best_json(run_dir)
     except UserError as err:

@@ -87,6 +87,7 @@ class TrialWriter:
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as err:
             raise environment_error(path, err, "append to") from None
+        self.open = True
         self.sync_every = sync_every
         self.synced = time.monotonic()
 
@@ -107,9 +108,9 @@ class TrialWriter:
             raise environment_error(self.path, err, "append to") from None
 
     def close(self) -> None:
-        if self.fd is None:
+        if not self.open:
             return
-        fd, self.fd = self.fd, None
+        fd, self.open = self.fd, False
         try:
             os.fsync(fd)
         except OSError as err:  # the records are with the OS already; only their trip to the disk is unconfirmed

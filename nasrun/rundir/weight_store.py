@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nasrun.contracts import lineage
 from nasrun.rundir.atomic import atomic_path
-from nasrun.rundir.records import fitness, is_ok
+from nasrun.rundir.records import is_ok, ok_fitness
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class WeightStore:
 
         for record in records:
             if is_ok(record) and self.path(record["key"]).is_file():
-                self.fitness[record["key"]] = fitness(record)
+                self.fitness[record["key"]] = ok_fitness(record)
 
     def path(self, key: str) -> Path:
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"

@@ -121,10 +121,9 @@ def _parse(choices, name: str, written: str):
         if _text(candidate) == written:
             return candidate
     try:
-        number = float(written)
-    except ValueError:
-        number = written  # reported by validate, naming the field and the allowed values
-    return dims.canonical_value(choices, name, number)
+        return dims.canonical_value(choices, name, float(written))
+    except ValueError:  # not a number: reported by validate, naming the field and the allowed values
+        return dims.canonical_value(choices, name, written)
 
 
 def _checked_choices(choices) -> dict[str, tuple]:

@@ -77,7 +77,7 @@ class NB201Network(nn.Module):
                  channels: int = 16, cells_per_stage: int = 5):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers = []
+        layers: list[nn.Module] = []
         for stage in range(3):
             width = channels * 2 ** stage
             if stage:

@@ -40,6 +40,9 @@ class Reinforce:
 
         self.space = space
         check_choice("controller", controller, CONTROLLERS)
+        if not space.choices:  # space=morph grows networks by morphisms: there is nothing for a policy to choose
+            raise ValueError(f"controller={controller}: REINFORCE samples a space's named choices and "
+                             f"space={space.name} has none; use strategy=bayesian, evolution or random on it")
         lr = check_float("lr", lr, low=0.0, low_open=True)
         self.baseline_decay = check_float("baseline_decay", baseline_decay, low=0.0, high=1.0, high_open=True)
         self.entropy_weight = check_float("entropy_weight", entropy_weight, low=0.0)
@@ -53,15 +56,15 @@ class Reinforce:
         if controller == "lstm":
             layer_done = anchor_steps(space)  # decision -> layer whose anchor step follows it
             anchors = {t: layer_done[d] for t, d in enumerate(self.dims) if d in layer_done}
-            self.controller = LSTMController(plan, generator, check_int("hidden", hidden, low=1),
-                                             check_int("layers", layers, low=1), anchors)
+            self.controller: LSTMController | Factorized = LSTMController(
+                plan, generator, check_int("hidden", hidden, low=1), check_int("layers", layers, low=1), anchors)
         else:
             self.controller = Factorized(plan, generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
         self.asked: dict[str, list] = defaultdict(list)  # key -> actions of asks not yet told, oldest first
         self._numerator = self._denominator = 0.0  # the moving average, bias-corrected as NAS-Bench-201's
-        self._losses = []  # the losses since the last update
+        self._losses: list = []  # the losses since the last update (tensors)
         self.children = 0  # asks so far: the progressive depth schedule counts them
 
     def _depth_schedule(self, space, start_layers, layers_step, step_every) -> int | None:

@@ -15,6 +15,7 @@ import io
 import logging
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from nasrun.rundir.atomic import write_bytes
 
@@ -63,10 +64,12 @@ def export_model(model, info: dict, run_dir: Path, images) -> dict:
         for name in ("onnxscript", "onnx_ir"):  # their INFO lines narrate each optimisation pass
             logging.getLogger(name).setLevel(logging.WARNING)
         # In memory too: written to a file, the exporter would put the weights beside it under the temporary name.
-        proto = torch.onnx.export(wrapped, (pixels,), dynamo=True, input_names=["images"], output_names=["logits"],
-                                  dynamic_shapes={"images": {0: batch}}, verbose=False).model_proto
+        onnx_program: Any = torch.onnx.export(wrapped, (pixels,), dynamo=True, input_names=["images"],
+                                              output_names=["logits"], dynamic_shapes={"images": {0: batch}},
+                                              verbose=False)
+        proto = onnx_program.model_proto
         content = proto.SerializeToString()
-        checked["model.onnx"] = None  # written, not checked, where onnxruntime is not installed
+        checked["model.onnx"] = None  # type: ignore[assignment]  # written, not checked, where onnxruntime is not installed
         if find_spec("onnxruntime") is not None:
             import onnxruntime
 

@@ -170,13 +170,14 @@ def canonical(nodes) -> tuple[tuple[Node, ...], list[int]]:
         while ready:
             tied = [entry[2] for entry in ready if entry[:2] == ready[0][:2]]
             if len(tied) > 1:
-                colours = colours or refine(sig)
-                least = min(colours[i] for i in tied)
-                tied = [i for i in tied if colours[i] == least]
+                colours = colours if colours is not None else refine(sig)
+                known = colours
+                least = min(known[i] for i in tied)
+                tied = [i for i in tied if known[i] == least]
             if len(tied) > 1:  # refinement cannot tell them apart: try each, individualised
                 branches = []
                 for pick in tied:
-                    marked = list(colours)
+                    marked = list(known)
                     marked[pick] = _digest(marked[pick], ("*",))
                     branch_new, branch_waiting, branch_ready = dict(new), list(waiting), list(ready)
                     take(pick, branch_new, branch_waiting, branch_ready)

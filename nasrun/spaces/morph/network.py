@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import cast
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ class MorphNetwork(nn.Module):
                              f"image")
         self.nodes = arch.nodes
         width = widths(arch.nodes, in_channels)
-        blocks = {}
+        blocks: dict[str, nn.Module] = {}
         for i, n in enumerate(arch.nodes, start=1):
             if n.op == "conv":
                 blocks[str(i)] = nn.Sequential(
@@ -55,7 +56,7 @@ class MorphNetwork(nn.Module):
 
 def channel_values(nodes, origin, units: dict, in_channels: int) -> list[list]:
     """Per node, the value of each output channel: (parent node, unit), ("in", c) for the image, or None."""
-    vals = [[("in", c) for c in range(in_channels)]]
+    vals: list[list] = [[("in", c) for c in range(in_channels)]]
     for i, n in enumerate(nodes, start=1):
         o = origin[i]
         if n.op in ("conv", "proj", "add") and o is not None:
@@ -91,7 +92,7 @@ def _gather(parent_weight, parent_in: list, child_in: list, rows) -> torch.Tenso
     return out
 
 
-def inherit(child_model: MorphNetwork, morph, parent_arch, parent_state: dict, in_channels: int) -> None:
+def inherit(child_model: nn.Module, morph, parent_arch, parent_state: dict, in_channels: int) -> None:
     """Load into `child_model` (built for `morph.child`) the weights that make it compute the parent's
     function (`parent_state`: the parent network's state dict)."""
     child = morph.child
@@ -111,7 +112,8 @@ def inherit(child_model: MorphNetwork, morph, parent_arch, parent_state: dict, i
                 bn = f"blocks.{i}.1."
                 state[bn + "running_mean"].zero_()
                 state[bn + "running_var"].fill_(1.0)
-                state[bn + "weight"].fill_(math.sqrt(1.0 + child_model.blocks[str(i)][1].eps))
+                norm = cast(nn.BatchNorm2d, cast(nn.Sequential, cast(nn.ModuleDict, child_model.blocks)[str(i)])[1])
+                state[bn + "weight"].fill_(math.sqrt(1.0 + norm.eps))
                 state[bn + "bias"].zero_()
             continue
         parent_node = parent_arch.nodes[o - 1]
@@ -129,7 +131,7 @@ def inherit(child_model: MorphNetwork, morph, parent_arch, parent_state: dict, i
     child_model.load_state_dict(state)
 
 
-def inherit_chain(space, ancestor, weights: dict, morphs, model: MorphNetwork, in_channels: int, image_size: int,
+def inherit_chain(space, ancestor, weights: dict, morphs, model: nn.Module, in_channels: int, image_size: int,
                   num_classes: int) -> None:
     """Hand `weights` (the trained `ancestor`'s) through `morphs`, in order, into `model` (the last child's)."""
     parent, state = ancestor, weights

@@ -7,6 +7,7 @@ hand the parent's trained weights to the child so that it computes the parent's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from nasrun.spaces.morph.graph import (
     MAX_WIDTH,
@@ -37,7 +38,8 @@ def _insert_after(nodes, at: int, new_nodes: list[Node], reroute: bool = True):
     k = len(new_nodes)
     shift = lambda j: j if j <= at else j + k  # noqa: E731
     last = at + k
-    out, origin = [], [0]
+    out: list[Node] = []
+    origin: list[int | None] = [0]  # the parent node of each child node (None: a new one)
     for i, n in enumerate(nodes, start=1):
         if i == at + 1:
             for m in new_nodes:
@@ -111,7 +113,7 @@ def widenable(arch: MorphArch, at: int) -> bool:
 def widen(arch: MorphArch, at: int, width: int, rng) -> Morph:
     """Node `at` (a conv) gets `width` filters; the new ones copy random existing ones (Net2Net)."""
     node = arch.nodes[at - 1] if 1 <= at <= len(arch.nodes) else None
-    if node is None or node.op != "conv" or width <= node.width or not widenable(arch, at):
+    if node is None or node.op != "conv" or node.width is None or width <= node.width or not widenable(arch, at):
         raise ValueError(f"widen: node {at} cannot be widened to {width}")
     mapping = list(range(node.width)) + [int(u) for u in rng.integers(node.width, size=width - node.width)]
     nodes, origin = child_nodes(arch, ("widen", at, width))
@@ -154,10 +156,10 @@ def moves(arch: MorphArch, max_width: int = MAX_WIDTH) -> list[tuple]:
     # No move makes a layer wider than max_width: an identity conv or a projection is as wide as what it follows
     # or joins, and a concatenation as wide as its inputs together.
     width = widths(arch.nodes)
-    out = [("deepen", i) for i in range(1, len(arch.nodes) + 1)
-           if arch.nodes[i - 1].op != "proj" and width[i] <= max_width]
+    out: list[tuple] = [("deepen", i) for i in range(1, len(arch.nodes) + 1)
+                        if arch.nodes[i - 1].op != "proj" and width[i] <= max_width]
     for i, n in enumerate(arch.nodes, start=1):
-        if n.op == "conv" and n.width < max_width and widenable(arch, i):
+        if n.op == "conv" and n.width is not None and n.width < max_width and widenable(arch, i):
             grow = min(2 * n.width, max_width) - n.width
             if max(width[j] for j in carriers(arch, i)) + grow <= max_width:
                 out.append(("widen", i, n.width + grow))
@@ -170,5 +172,6 @@ def moves(arch: MorphArch, max_width: int = MAX_WIDTH) -> list[tuple]:
 def apply(arch: MorphArch, move: tuple, rng) -> Morph:
     name, *args = move
     if name == "widen":
-        return widen(arch, *args, rng)
-    return {"deepen": deepen, "add_skip": add_skip, "concat_skip": concat_skip}[name](arch, *args)
+        return widen(arch, args[0], args[1], rng)
+    made: dict[str, Callable[..., Morph]] = {"deepen": deepen, "add_skip": add_skip, "concat_skip": concat_skip}
+    return made[name](arch, *args)

@@ -23,6 +23,8 @@ uses to hand the parent's trained weights to the child.
 from __future__ import annotations
 
 import hashlib
+from types import MappingProxyType
+from typing import Mapping
 
 import numpy as np
 
@@ -48,6 +50,7 @@ class MorphSpace:
     weights/ folder for children to inherit (the fittest; 0: every child trains from scratch)."""
 
     name = "morph"
+    choices: Mapping[str, tuple] = MappingProxyType({})  # no named choices: its networks grow by morphisms
 
     def __init__(self, seed: str = "resnet", max_morphs: int = 3, dropout: float = 0.25, skip_weight: float = 1.0,
                  max_width: int = 512, max_cost: float = 8.0, keep_weights: int = 10):
