@@ -138,3 +138,21 @@ def test_on_cuda_each_worker_sees_one_gpu_and_trials_per_gpu_share_it(monkeypatc
     cpu = worker_environments(torch.device("cpu"), workers=2, trials_per_gpu=3)
     assert len(cpu) == 2 and all(e["CUDA_VISIBLE_DEVICES"] == "" for e in cpu)
     assert sum(int(e["NASRUN_WORKER_THREADS"]) for e in cpu) <= max(2, len(os.sched_getaffinity(0)))
+
+
+def test_a_workers_warnings_go_to_the_runs_log_file(tmp_path):
+    """A spawned worker starts with no logging: its warnings reach the run's nasrun.log, marked with its pid."""
+    import logging
+
+    log_file = tmp_path / "nasrun.log"
+    handler = logging.FileHandler(log_file)  # what Hydra gives the search's process
+    logging.getLogger().addHandler(handler)
+    try:
+        executor = ProcessPool(Toy(warn="a worker says so"), workers=1)
+        run_search(SPACE, RandomSearch(SPACE, 3), None, Budget(trials=2), tmp_path / "run", executor=executor)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    text = log_file.read_text()
+    assert text.count("a worker says so (logged)") == 2 and text.count("a worker says so (warnings.warn)") >= 1
+    assert "worker " in text and "[WARNING]" in text

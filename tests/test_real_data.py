@@ -1,4 +1,5 @@
-"""Real searches on Fashion-MNIST from the shared data: small, but they must show real learning."""
+"""A real search on Fashion-MNIST from the shared data (small, but it must show real learning), and the
+Matos (2023) NAS-Bench-201 preset's grey-to-RGB path on synthetic images."""
 
 import json
 
@@ -17,13 +18,13 @@ def test_fashion_mnist_search_learns(data_root, tmp_path):
     assert best["metrics"]["test_acc"] >= 60.0, best["metrics"]  # chance: 10 %
 
 
-def test_matos_nb201_preset_trains_nb201_cells_on_grey_images_copied_to_three_channels(data_root, tmp_path):
-    # The preset, shrunk to seconds: one cell per stage, 5 % of the data, 1,000 images to validate, 1 trial.
-    proc = run_cli("+experiment=matos2023_nb201", f"dataset.root={data_root}",
-                   f"dataset.download={str(not IN_CI).lower()}",
-                   "dataset.fraction=0.05", "dataset.val_size=1000", "budget.trials=1", "budget.epochs=2",
-                   "space.cells_per_stage=1", f"hydra.run.dir={tmp_path}", timeout=600)
+def test_matos_nb201_preset_trains_nb201_cells_on_grey_images_copied_to_three_channels(tmp_path):
+    # The preset's path (grey images copied into three channels, NAS-Bench-201 cells at 28 px), shrunk to
+    # seconds on synthetic 28-px grey images: the learning on real data is the test above.
+    proc = run_cli("+experiment=matos2023_nb201", "dataset=synthetic", "dataset.image_size=28", "dataset.num_train=512",
+                   "dataset.num_test=128", "budget.trials=1", "budget.epochs=2", "space.cells_per_stage=1",
+                   f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["space_name"] == "nb201" and best["in_channels"] == 3 and best["image_size"] == 28
-    assert best["metrics"]["test_acc"] >= 55.0, best["metrics"]  # chance: 10 %; two epochs of 2,950 images
+    assert best["metrics"]["test_acc"] >= 50.0, best["metrics"]  # chance: 25 %

@@ -180,13 +180,14 @@ def test_unfinished_runs_are_marked_in_the_table_the_csv_and_the_plot(sweeps, tm
 
 
 def _figure(root):
-    from nasrun.reports.table import find_runs, load_run, plot_anytime, summarize
+    from nasrun.reports.runs import find_runs, load_run
+    from nasrun.reports.table import plot_anytime, summarize
 
     return plot_anytime(summarize([load_run(p) for p in find_runs(root)]), root / "again.png")
 
 
 def test_the_plot_spans_every_curve_and_names_the_published_line_only_when_drawn(sweeps):
-    from nasrun.reports.table import find_runs, load_run
+    from nasrun.reports.runs import find_runs, load_run
 
     figure = _figure(sweeps)
     (low, high), = figure["ylim"].values()

@@ -21,7 +21,8 @@ from typing import Any
 from nasrun.bench.common import preset
 from nasrun.config.groups import build
 from nasrun.evaluators.tabular import TabularEvaluator
-from nasrun.reports.table import load_run, summarize
+from nasrun.reports.runs import load_run
+from nasrun.reports.table import summarize
 from nasrun.search.budget import Budget
 from nasrun.search.loop import run_search
 from nasrun.spaces.nb201 import NB201Space
@@ -86,7 +87,7 @@ def sweeps(root: str, out: Path, seeds: int = 30) -> dict:
         if proc.returncode:
             raise SystemExit(f"{experiment} sweep failed:\n{proc.stderr[-2000:]}")
         runs = [load_run(sweep_dir / str(i)) for i in range(seeds)]
-        row = summarize(runs)[0]
+        row = summarize(runs)[0].row
         results[experiment] = {
             "command": f"nasrun -m +experiment={experiment} seed='range({seeds})'",
             "wall_seconds": wall, "runs": row["runs"], "mean": row["mean"], "std": row["std"],

@@ -9,9 +9,11 @@ worker (SIGKILL) or hangs on chosen keys.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,8 @@ class Toy:
     """kill: keys whose evaluation SIGKILLs the worker; the first time only when `marker_dir` is set (a marker
     file remembers it, so the retry succeeds), every time otherwise. kill_always: keys that SIGKILL it on every
     attempt. hang: keys that sleep `hang_seconds`. startup: seconds a worker takes to build its evaluator (a slow
-    start-up, e.g. a busy machine importing torch and reading data)."""
+    start-up, e.g. a busy machine importing torch and reading data). warn: a warning every evaluation logs and
+    issues (through `logging` and `warnings`), to see where a worker's warnings end up."""
 
     delay: float = 0.0
     kill: tuple = ()
@@ -30,6 +33,7 @@ class Toy:
     hang: tuple = ()
     hang_seconds: float = 600.0
     startup: float = 0.0
+    warn: str | None = None
 
     def __call__(self, device=None):
         time.sleep(self.startup)
@@ -49,6 +53,9 @@ class ToyEvaluator:
         if arch.key in plan.kill_always or (arch.key in plan.kill and self._first_time(arch.key)):
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(plan.hang_seconds if arch.key in plan.hang else plan.delay)
+        if plan.warn is not None:
+            logging.getLogger(__name__).warning("%s (logged)", plan.warn)
+            warnings.warn(f"{plan.warn} (warnings.warn)", UserWarning, stacklevel=1)
         return {"val_acc": toy_accuracy(arch.key), "worker_pid": os.getpid()}, None
 
     def _first_time(self, key: str) -> bool:

@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,10 +23,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from nasrun.checks import UserError
+from nasrun.checks import UserError, check_bool, check_int
 from nasrun.commands.console import print_error
-from nasrun.config.groups import conf_dir
-from nasrun.config.validate import describe_config_error
+from nasrun.config.groups import build, conf_dir
+from nasrun.config.validate import SEED_MAX, check_settings, describe_config_error
 from nasrun.rundir.atomic import environment_error
 from nasrun.rundir.lock import hold_run_dir
 
@@ -103,6 +104,24 @@ def top_level(check):
         return check()
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The top-level settings every command reads before it builds anything, checked."""
+
+    seed: int
+    resume: bool
+    device: Any  # the torch.device trials run on (torch's CPU threads set on the way)
+
+
+def run_settings(cfg: DictConfig, extra_keys: tuple[str, ...] = ()) -> RunSettings:
+    """The composed config checked as a whole (`extra_keys`: a command's own top-level settings), then the
+    seed, resume and device (which checks its keys first, like every group)."""
+    check_settings(cfg, extra_keys=extra_keys)
+    seed = top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
+    resume = top_level(lambda: check_bool("resume", cfg.resume))
+    return RunSettings(seed, resume, build("device", cfg.device))
 
 
 def check_override_syntax(args: list[str]) -> None:

@@ -10,12 +10,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.logging import RichHandler
 
-from nasrun.checks import UserError, check_bool, check_int
-from nasrun.commands.app import hydra_app, top_level
+from nasrun.checks import UserError, check_int
+from nasrun.commands.app import hydra_app, run_settings, top_level
 from nasrun.commands.console import print_job_line, print_top_trials, trial_progress
 from nasrun.commands.help import help_text
-from nasrun.config.groups import build
-from nasrun.config.validate import SEED_MAX, check_settings
 from nasrun.reports.episodes import write_episodes
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir
@@ -36,12 +34,10 @@ def search(cfg: DictConfig) -> dict:
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if sweep:
         _console_warnings_only()
-    check_settings(cfg)
-    seed = top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
-    resume = top_level(lambda: check_bool("resume", cfg.resume))
+    settings = run_settings(cfg)
+    seed, resume, device = settings.seed, settings.resume, settings.device
     episode_size = top_level(lambda: None if cfg.episode_size is None else
                              check_int("episode_size", cfg.episode_size, low=1))
-    device = build("device", cfg.device)  # checks its keys first, like every group
     log.info("device: %s, %d CPU threads", device, cpu_threads())
     overrides = list(hydra_cfg.overrides.task)
     with hold_run_dir(run_dir):  # one writer per run directory, from the first check to the last write

@@ -18,11 +18,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nasrun.checks import UserError, check_bool, check_int
-from nasrun.commands.app import hydra_app, top_level
+from nasrun.checks import UserError, check_bool
+from nasrun.commands.app import hydra_app, run_settings
 from nasrun.commands.console import print_training, trial_progress
 from nasrun.config.groups import build, check_keys, parameters
-from nasrun.config.validate import SEED_MAX, check_settings
 from nasrun.contracts import named_architectures
 from nasrun.rundir.best import load_best, read_best_json
 from nasrun.rundir.environment import record_start
@@ -159,10 +158,8 @@ def train(cfg: DictConfig) -> dict:
     if OmegaConf.is_missing(cfg, "arch"):
         raise UserError("arch: required; nasrun-train arch=ARCH trains a canonical string of the space, a named "
                         "architecture (nascnn15) or a run directory's best.json (nasrun-train --help)")
-    check_settings(cfg, extra_keys=TRAIN_KEYS)
-    seed = top_level(lambda: check_int("seed", cfg.seed, low=0, high=SEED_MAX))
-    resume = top_level(lambda: check_bool("resume", cfg.resume))
-    device = build("device", cfg.device)
+    settings = run_settings(cfg, extra_keys=TRAIN_KEYS)
+    seed, resume, device = settings.seed, settings.resume, settings.device
     with hold_run_dir(run_dir):
         result, exported = train_one(cfg, run_dir, seed, resume, device, list(hydra_cfg.overrides.task))
     if result.best is None and result.cancelled:

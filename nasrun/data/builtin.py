@@ -324,12 +324,12 @@ def _read_cifar10(root: Path, download: bool, verify: bool = False) -> tuple:
 
 def synthetic(num_train: int = 1024, num_test: int = 256, image_size: int = 16, channels: int = 1,
               num_classes: int = 4, fraction: float = 1.0, val_fraction: float = 0.1, batch_size: int = 32,
-              val_size: int | None = None, eval_batch_size: int = 128, *, seed: int = 0,
+              val_size: int | None = None, eval_batch_size: int = 128, rgb: bool = False, *, seed: int = 0,
               device="cpu") -> ImageData:
     """Small random images with a learnable signal, for smoke tests: each class brightens its own quadrant of
     the image over Gaussian noise. Any network that works learns that in one epoch (the smallest `custom`
     network reaches well above the 25 % chance level; a test holds it to that), so a smoke run near chance
-    means a broken trainer, not a weak network."""
+    means a broken trainer, not a weak network. `rgb` copies a grey channel into three, as for Fashion-MNIST."""
     check_int("num_train", num_train, low=4)
     check_int("num_test", num_test, low=1)
     check_int("image_size", image_size, low=16)
@@ -352,4 +352,4 @@ def synthetic(num_train: int = 1024, num_test: int = 256, image_size: int = 16, 
 
     return make_splits("synthetic", lambda: (*make(num_train), *make(num_test)), num_classes,
                        fraction=fraction, val_fraction=val_fraction, batch_size=batch_size, seed=seed, device=device,
-                       val_size=val_size, eval_batch_size=eval_batch_size)
+                       val_size=val_size, eval_batch_size=eval_batch_size, rgb=rgb)

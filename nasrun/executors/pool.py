@@ -125,7 +125,8 @@ class ProcessPool:
 
     def _start(self, env: dict) -> Worker:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=worker_main, args=(theirs, self.payload, env), daemon=True,
+        log_file = run_log_file()  # the run's nasrun.log, where a worker's warnings go too
+        process = self.context.Process(target=worker_main, args=(theirs, self.payload, env, log_file), daemon=True,
                                        name="nasrun-worker")
         process.start()
         theirs.close()
@@ -225,11 +226,34 @@ def death_cause(exitcode: int | None) -> str:
 STARTED = ("started",)  # a worker's message as it begins a trial
 
 
-def worker_main(conn, payload: bytes, env: dict) -> None:
+def run_log_file() -> str | None:
+    """The file this process logs to (Hydra's nasrun.log in the run directory; the latest file handler, should
+    an embedding program have its own too), or None."""
+    for handler in reversed(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def log_to_run_file(path: str | None) -> None:
+    """A worker's warnings (its own, and Python's `warnings`) go to the run's log file, marked with its pid: a
+    spawned process starts with no logging set up, and its stderr is the console's, not the run's."""
+    if path is None:
+        return
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] worker %(process)d: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def worker_main(conn, payload: bytes, env: dict, log_file: str | None = None) -> None:
     """A worker's life: take its device, build the evaluator once, then evaluate trials until told to stop."""
     os.environ.update(env)  # before torch is imported: CUDA reads CUDA_VISIBLE_DEVICES once
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it stops the workers
     die_with_parent()
+    log_to_run_file(log_file)
     import torch
 
     torch.set_num_threads(int(env["NASRUN_WORKER_THREADS"]))

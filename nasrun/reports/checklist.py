@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nasrun.reports.runs import Group
 from nasrun.rundir.atomic import write_text
 
 # What a configuration is compared on: the composed config's sections, and keys that change no result
@@ -51,15 +52,15 @@ def _section(run, group: str) -> dict:
     return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in NO_EFFECT}
 
 
-def differences(rows: list[dict], group: str) -> list[str]:
+def differences(groups: list[Group], group: str) -> list[str]:
     """Every key of `group` whose value differs between (or within) configurations, as readable lines."""
     values: dict[str, dict] = {}  # key -> value (as text) -> configuration labels
-    for row in rows:
-        for run in row["_runs"]:
+    for config in groups:
+        for run in config.runs:
             section = _section(run, group)
             for key in set(values) | set(section):
                 text = repr(section.get(key, "(unset)"))
-                values.setdefault(key, {}).setdefault(text, set()).add(_label(row))
+                values.setdefault(key, {}).setdefault(text, set()).add(_label(config.row))
     # A key absent from runs seen before it was added is unset there too.
     lines = []
     for key, by_value in sorted(values.items()):
@@ -79,15 +80,16 @@ def _cost(run) -> dict:
             "trials": len(trials)}
 
 
-def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
+def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
+    rows = [g.row for g in groups]
     lines = [f"# NAS best-practice checklist for {root}", "",
              "Lindauer & Hutter (2020), \"Best Practices for Scientific Research on Neural Architecture Search\": the "
              "items these runs' logs answer, with the evidence, then the questions only the author can answer.", "",
              "Configurations: " + "; ".join(f"**{_label(r)}** ({r['runs']} runs)" for r in rows), ""]
 
     lines += ["## Multiple runs and their seeds", ""]
-    for row in rows:
-        seeds = sorted(run.composed.get("seed") for run in row["_runs"])
+    for row, runs in ((g.row, g.runs) for g in groups):
+        seeds = sorted(int(run.composed.get("seed") or 0) for run in runs)
         unfinished = f", {row['unfinished']} unfinished" if row["unfinished"] else ""
         lines.append(f"- {_label(row)}: {len(seeds)} run(s){unfinished}, seeds {', '.join(map(str, seeds))}")
     if any(r["runs"] < 2 for r in rows):
@@ -96,7 +98,7 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
 
     lines += ["## Same evaluation protocol for every configuration", ""]
     for aspect, group in ASPECTS.items():
-        found = differences(rows, group)
+        found = differences(groups, group)
         if not found:
             lines.append(f"- {aspect} (`{group}`): the same in every run")
         else:
@@ -105,7 +107,7 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
     lines.append("")
 
     lines += ["## Comparison with random search", ""]
-    baselines = [r for r in rows if any(run.choices.get("strategy") == "random" for run in r["_runs"])]
+    baselines = [g.row for g in groups if any(run.choices.get("strategy") == "random" for run in g.runs)]
     if baselines:
         lines.append("- Yes: " + ", ".join(_label(r) for r in baselines) + " (strategy=random).")
     else:
@@ -116,8 +118,8 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
     lines += ["## Cost of the whole method", "",
               "| configuration | runs | wall s (mean) | simulated s (mean) | trainings (mean) | proxy evaluations "
               "(mean) | trials (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        costs = [_cost(run) for run in row["_runs"]]
+    for row, runs in ((g.row, g.runs) for g in groups):
+        costs = [_cost(run) for run in runs]
         mean = {k: sum(c[k] for c in costs) / len(costs) for k in costs[0]}
         lines.append(f"| {_label(row)} | {len(costs)} | {mean['wall']:.2f} | {mean['simulated']:.0f} | "
                      f"{mean['trained']:.1f} | {mean['proxy']:.1f} | {mean['trials']:.1f} |")
@@ -133,8 +135,8 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
     lines.append("")
 
     lines += ["## Hyper-parameters of each method", ""]
-    for row in rows:
-        run = row["_runs"][0]
+    for row, runs in ((g.row, g.runs) for g in groups):
+        run = runs[0]
         for group in ("strategy", "proxy"):
             flat = _flatten(run.composed.get(group) or {}, group)
             if not flat or flat == {group: None}:
@@ -148,8 +150,8 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
     lines += ["## Hardware and library versions", ""]
     seen: dict[tuple, list] = {}
     missing = []
-    for row in rows:
-        for run in row["_runs"]:
+    for config in groups:
+        for run in config.runs:
             if not run.starts:
                 missing.append(run.path.name)
             for start in run.starts:
@@ -169,6 +171,6 @@ def checklist(rows: list[dict], root: Path, anytime: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_checklist(rows: list[dict], root: Path, path: Path, anytime: Path | None = None) -> None:
+def write_checklist(groups: list[Group], root: Path, path: Path, anytime: Path | None = None) -> None:
     """Write checklist.md atomically, under a name unique to this process."""
-    write_text(path, checklist(rows, Path(root), anytime))
+    write_text(path, checklist(groups, Path(root), anytime))

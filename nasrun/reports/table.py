@@ -17,164 +17,24 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from nasrun.checks import UserError
 from nasrun.reports.checklist import write_checklist
+from nasrun.reports.runs import CONFIG_COLUMNS, Group, Run, find_runs, load_run
 from nasrun.rundir import atomic
 from nasrun.rundir.atomic import atomic_path
-from nasrun.rundir.best import read_best_json
-from nasrun.rundir.environment import read_starts
-from nasrun.rundir.lock import hold_run_dir
-from nasrun.rundir.records import best_of, reported_accuracy, running_best
-from nasrun.rundir.targets import upgrade_targets
-from nasrun.rundir.trial_log import read_trials, split_log
 
 log = logging.getLogger(__name__)
 
-CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
-GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
 
-
-@dataclass
-class Run:
-    path: Path
-    config: dict  # the columns of CONFIG_COLUMNS
-    records: list[dict]
-    published: dict | None
-    best: dict | None  # the trial the search selected (best validation accuracy)
-    finished: bool = True  # trials.jsonl ends with the runner's end record (else: still running, or killed)
-    table: bool = False  # the accuracies come from a benchmark table (NAS-Bench-201), not from training
-    composed: dict = field(default_factory=dict)  # the run's whole composed config (.hydra/config.yaml)
-    choices: dict = field(default_factory=dict)  # its group choices (strategy=evolution, ...)
-    end: dict | None = None  # the end record: stop reason and counts
-    starts: list = field(default_factory=list)  # run.json: versions and hardware at each start
-
-    @property
-    def reported(self) -> float | None:
-        """The best trial's figure in the metric the preset publishes (test_acc unless it says val_acc)."""
-        metric = (self.published or {}).get("metric", "test_acc")
-        return reported_accuracy(self.best) if metric == "test_acc" or self.best is None else \
-            self.best["metrics"].get(metric)
-
-    @property
-    def wall_seconds(self) -> float:
-        return self.records[-1].get("elapsed", 0.0) if self.records else 0.0
-
-    @property
-    def clock(self) -> str:
-        """The x axis of this run's anytime curve: simulated seconds for a benchmark table, else wall clock."""
-        return "simulated" if self.records and all("simulated" in r for r in self.records) else "elapsed"
-
-    def anytime(self) -> tuple[np.ndarray, np.ndarray]:
-        """(time, reported accuracy of the best trial so far) after each trial."""
-        xs, ys, clock = [], [], self.clock
-        for record, best in running_best(self.records):
-            xs.append(record.get(clock, 0.0))
-            reported = reported_accuracy(best)
-            ys.append(math.nan if reported is None else reported)
-        return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run directories under `root` (itself included): those holding a trials.jsonl, in natural order."""
-    if not root.is_dir():
-        raise UserError(f"{root}: no such directory; give a run directory or a multirun directory")
-    found = sorted((p.parent for p in root.rglob("trials.jsonl")), key=_natural)
-    if not found:
-        raise UserError(f"{root}: no trials.jsonl in it or below it; is this a nasrun output directory?")
-    return found
-
-
-def _natural(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def load_run(path: Path) -> Run:
-    hydra_dir = path / ".hydra"
-    if not (hydra_dir / "config.yaml").is_file():
-        raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
-    cfg = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
-    if not isinstance(cfg, dict):
-        raise UserError(f"{hydra_dir / 'config.yaml'} is not a nasrun config (not a mapping)",
-                        "remove that run from the folder, or restore its .hydra/", path=hydra_dir / "config.yaml")
-    choices: dict = {}
-    overrides: list = []
-    if (hydra_dir / "hydra.yaml").is_file():
-        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
-        choices = dict(OmegaConf.to_container(hydra_cfg.hydra.runtime.choices))  # type: ignore[arg-type]
-    if (hydra_dir / "overrides.yaml").is_file():
-        overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
-    logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
-    records, _, end = split_log(logged)
-    best = best_of(records)
-    # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
-    # else the dataset group's choice.
-    dataset = choices.get("dataset", "-")
-    info = {}
-    if best is not None:
-        # best.json is derived from trials.jsonl: the report reads only where the figures come from, and a
-        # damaged or missing one is rebuilt where that needs no data (a table run), else named in a warning.
-        try:
-            info = read_best_json(path)
-        except UserError as err:
-            info = rebuild_table_best(path, cfg, choices, best, end, err.problem)
-    dataset = info.get("dataset", dataset)
-    table = bool(info.get("table"))
-    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
-    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
-                and o.lstrip("+~").split("=")[0] not in GROUPS]
-    config = {name: choices.get(name) or "-" for name in GROUPS}
-    config.update(dataset=dataset, settings=" ".join(sorted(settings)))
-    config.pop("budget")
-
-    return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
-               choices=choices, end=end, starts=read_starts(path))
-
-
-def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: dict | None, problem: str) -> dict:
-    """best.json of a table run, rebuilt from trials.jsonl and the run's saved config: a table run's best.json
-    holds nothing else (no weights, no data statistics). Written under the run's lock, so never beside a live
-    search (which writes its own). A trained run's best.json needs the data and maybe a retraining: a resume
-    rebuilds it, and the report only says so."""
-    if not str((cfg.get("evaluator") or {}).get("_target_", "")).endswith(".TabularEvaluator"):
-        log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
-                    "it (retraining the best trial if best.pt is damaged too)", problem, path)
-        return {}
-    resolved: Any = cfg
-    try:  # the table's path as the run resolved it (NASRUN_DATA may differ now: the unresolved form then)
-        resolved = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=True)
-    except OmegaConfBaseException:
-        pass
-    evaluator = resolved["evaluator"]
-    info = {**best, "space": upgrade_targets(resolved["space"]), "space_name": choices.get("space", "nb201"),
-            "dataset": evaluator.get("benchmark", "cifar10"), "table": evaluator.get("table"), "weights": None,
-            "weights_sha256": None}
-    if end is not None:
-        info.update(counts={k: end[k] for k in ("trials", "trained", "proxy_evaluations") if k in end},
-                    stop_reason=end["stop_reason"])
-    try:
-        with hold_run_dir(path):
-            atomic.write_json(path / "best.json", info)
-    except UserError as err:  # a search holds the run (it writes best.json itself), or the folder is read-only
-        log.warning("%s; not rebuilt: %s", problem, err)
-        return info
-    log.warning("%s; rebuilt best.json from trials.jsonl (trial %d)", problem, best["trial"])
-    return info
-
-
-def summarize(runs: list[Run]) -> list[dict]:
+def summarize(runs: list[Run]) -> list[Group]:
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(run.config[c] for c in CONFIG_COLUMNS), []).append(run)
-    rows = []
+    summary = []
     for key, members in groups.items():
         values = np.array([r.reported for r in members if r.reported is not None], dtype=float)
         published = members[0].published or {}
@@ -197,13 +57,12 @@ def summarize(runs: list[Run]) -> list[dict]:
             source=published.get("source", ""),
             note=published.get("note", ""),
         )
-        row["_runs"] = members
-        rows.append(row)
-    return rows
+        summary.append(Group(row, members))
+    return summary
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    columns = [c for c in rows[0] if not c.startswith("_")]
+    columns = list(rows[0])
     blank = [{c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c])) else row[c]
               for c in columns} for row in rows]
     atomic.write_csv(path, blank, columns)
@@ -217,7 +76,8 @@ def _pm(mean, std) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def print_table(rows: list[dict], title: str) -> None:
+def print_table(groups: list[Group], title: str) -> None:
+    rows = [g.row for g in groups]
     from rich.console import Console
     from rich.table import Table
 
@@ -246,7 +106,7 @@ def print_table(rows: list[dict], title: str) -> None:
             label = r["experiment"] if r["experiment"] != "-" else r["strategy"]
             console.print(f"{label}: published: {r['source']}" + (f"; {r['note']}" if r["note"] else ""),
                           highlight=False, soft_wrap=True)
-    tables = any(run.table for r in rows for run in r["_runs"])
+    tables = any(run.table for g in groups for run in g.runs)
     console.print("test acc %: mean ± std over runs of the test accuracy of each run's trial with the best "
                   "validation accuracy" + (" (benchmark table: 200-epoch test, selected on 12-epoch validation)"
                                            if tables else ""), highlight=False, soft_wrap=True)
@@ -255,7 +115,7 @@ def print_table(rows: list[dict], title: str) -> None:
                       "figures are those of the trials so far", highlight=False, soft_wrap=True)
 
 
-def plot_anytime(rows: list[dict], path: Path) -> dict:
+def plot_anytime(groups: list[Group], path: Path) -> dict:
     """One panel per clock (simulated, wall); per configuration the mean best-so-far accuracy over its runs
     on a common time grid, a +-1 std band, and the published mean as a dashed line when the preset has one.
     Configurations with unfinished runs are drawn dotted and say so in the legend. Returns what was drawn:
@@ -265,14 +125,15 @@ def plot_anytime(rows: list[dict], path: Path) -> dict:
     matplotlib.use("Agg")  # files only: no display needed, none opened
     import matplotlib.pyplot as plt
 
-    clocks = sorted({run.clock for r in rows for run in r["_runs"]}, reverse=True)  # simulated first
+    clocks = sorted({run.clock for g in groups for run in g.runs}, reverse=True)  # simulated first
     fig, axes = plt.subplots(1, len(clocks), figsize=(6.5 * len(clocks), 4.5), squeeze=False)
     published_drawn = False
     drawn: dict = {"labels": [], "ylim": {}}
     for ax, clock in zip(axes[0], clocks):
         shown = []  # every value drawn (curves, bands, published lines): the y-axis spans them all
-        for i, r in enumerate(rows):
-            runs = [run for run in r["_runs"] if run.clock == clock and run.records]
+        for i, group in enumerate(groups):
+            r = group.row
+            runs = [run for run in group.runs if run.clock == clock and run.records]
             if not runs:
                 continue
             color = f"C{i % 10}"
@@ -324,7 +185,7 @@ def _step_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def report(root: Path, out_dir: Path | None = None) -> list[dict]:
     """Read every run under `root`, print the table, write report.csv, anytime.png and checklist.md to `out_dir`
-    (default `root`). Returns the rows (without the runs)."""
+    (default `root`). Returns the summary rows."""
     root = Path(root)
     out_dir = Path(out_dir) if out_dir else root
     runs = [load_run(p) for p in find_runs(root)]
@@ -332,13 +193,13 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"--out {out_dir}: cannot create it ({err.strerror}); choose another folder") from None
-    rows = summarize(runs)
-    print_table(rows, f"{len(runs)} runs in {root}")
-
+    groups = summarize(runs)
+    print_table(groups, f"{len(runs)} runs in {root}")
+    rows = [g.row for g in groups]
     try:
         write_csv(rows, out_dir / "report.csv")
-        plot_anytime(rows, out_dir / "anytime.png")
-        write_checklist(rows, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png")
+        plot_anytime(groups, out_dir / "anytime.png")
+        write_checklist(groups, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png")
     except OSError as err:
         raise UserError(f"cannot write into {out_dir} ({err.strerror})", "give a writable folder with --out DIR",
                         path=out_dir) from None
@@ -346,4 +207,4 @@ def report(root: Path, out_dir: Path | None = None) -> list[dict]:
 
     Console().print(f"wrote {out_dir / 'report.csv'}, {out_dir / 'anytime.png'} and {out_dir / 'checklist.md'}",
                     highlight=False, soft_wrap=True)
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    return rows

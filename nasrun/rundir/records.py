@@ -102,7 +102,7 @@ def fitness(record: dict) -> float | None:
 def ok_fitness(record: dict) -> float:
     """The fitness of an ok trial (the schema guarantees it is there and finite)."""
     metrics = record["metrics"]
-    return float(metrics["fitness"] if "fitness" in metrics else metrics["val_acc"])
+    return metrics["fitness"] if "fitness" in metrics else metrics["val_acc"]
 
 
 def better(record: dict, best: dict | None) -> bool:

@@ -1,0 +1,166 @@
+"""The runs under a folder, read back for the report: each run's config, group choices, trials and best (`Run`,
+`load_run`), the runs of one configuration together (`Group`), and a table run's best.json rebuilt when it is
+missing or damaged (it holds nothing the log and the saved config lack)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nasrun.checks import UserError
+from nasrun.rundir import atomic
+from nasrun.rundir.best import read_best_json
+from nasrun.rundir.environment import read_starts
+from nasrun.rundir.lock import hold_run_dir
+from nasrun.rundir.records import best_of, reported_accuracy, running_best
+from nasrun.rundir.targets import upgrade_targets
+from nasrun.rundir.trial_log import read_trials, split_log
+
+log = logging.getLogger(__name__)
+
+CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
+GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # the columns of CONFIG_COLUMNS
+    records: list[dict]
+    published: dict | None
+    best: dict | None  # the trial the search selected (best validation accuracy)
+    finished: bool = True  # trials.jsonl ends with the runner's end record (else: still running, or killed)
+    table: bool = False  # the accuracies come from a benchmark table (NAS-Bench-201), not from training
+    composed: dict = field(default_factory=dict)  # the run's whole composed config (.hydra/config.yaml)
+    choices: dict = field(default_factory=dict)  # its group choices (strategy=evolution, ...)
+    end: dict | None = None  # the end record: stop reason and counts
+    starts: list = field(default_factory=list)  # run.json: versions and hardware at each start
+
+    @property
+    def reported(self) -> float | None:
+        """The best trial's figure in the metric the preset publishes (test_acc unless it says val_acc)."""
+        metric = (self.published or {}).get("metric", "test_acc")
+        return reported_accuracy(self.best) if metric == "test_acc" or self.best is None else \
+            self.best["metrics"].get(metric)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.records[-1].get("elapsed", 0.0) if self.records else 0.0
+
+    @property
+    def clock(self) -> str:
+        """The x axis of this run's anytime curve: simulated seconds for a benchmark table, else wall clock."""
+        return "simulated" if self.records and all("simulated" in r for r in self.records) else "elapsed"
+
+    def anytime(self) -> tuple[np.ndarray, np.ndarray]:
+        """(time, reported accuracy of the best trial so far) after each trial."""
+        xs, ys, clock = [], [], self.clock
+        for record, best in running_best(self.records):
+            xs.append(record.get(clock, 0.0))
+            reported = reported_accuracy(best)
+            ys.append(math.nan if reported is None else reported)
+        return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories under `root` (itself included): those holding a trials.jsonl, in natural order."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory; give a run directory or a multirun directory")
+    found = sorted((p.parent for p in root.rglob("trials.jsonl")), key=_natural)
+    if not found:
+        raise UserError(f"{root}: no trials.jsonl in it or below it; is this a nasrun output directory?")
+    return found
+
+
+def _natural(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def load_run(path: Path) -> Run:
+    hydra_dir = path / ".hydra"
+    if not (hydra_dir / "config.yaml").is_file():
+        raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
+    cfg = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
+    if not isinstance(cfg, dict):
+        raise UserError(f"{hydra_dir / 'config.yaml'} is not a nasrun config (not a mapping)",
+                        "remove that run from the folder, or restore its .hydra/", path=hydra_dir / "config.yaml")
+    choices: dict = {}
+    overrides: list = []
+    if (hydra_dir / "hydra.yaml").is_file():
+        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+        choices = dict(OmegaConf.to_container(hydra_cfg.hydra.runtime.choices))  # type: ignore[arg-type]
+    if (hydra_dir / "overrides.yaml").is_file():
+        overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+    logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
+    records, _, end = split_log(logged)
+    best = best_of(records)
+    # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
+    # else the dataset group's choice.
+    dataset = choices.get("dataset", "-")
+    info = {}
+    if best is not None:
+        # best.json is derived from trials.jsonl: the report reads only where the figures come from, and a
+        # damaged or missing one is rebuilt where that needs no data (a table run), else named in a warning.
+        try:
+            info = read_best_json(path)
+        except UserError as err:
+            info = rebuild_table_best(path, cfg, choices, best, end, err.problem)
+    dataset = info.get("dataset", dataset)
+    table = bool(info.get("table"))
+    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
+    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
+                and o.lstrip("+~").split("=")[0] not in GROUPS]
+    config = {name: choices.get(name) or "-" for name in GROUPS}
+    config.update(dataset=dataset, settings=" ".join(sorted(settings)))
+    config.pop("budget")
+
+    return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
+               choices=choices, end=end, starts=read_starts(path))
+
+
+def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: dict | None, problem: str) -> dict:
+    """best.json of a table run, rebuilt from trials.jsonl and the run's saved config: a table run's best.json
+    holds nothing else (no weights, no data statistics). Written under the run's lock, so never beside a live
+    search (which writes its own). A trained run's best.json needs the data and maybe a retraining: a resume
+    rebuilds it, and the report only says so."""
+    if not str((cfg.get("evaluator") or {}).get("_target_", "")).endswith(".TabularEvaluator"):
+        log.warning("%s; the report reads trials.jsonl instead; `nasrun ... hydra.run.dir=%s resume=true` rebuilds "
+                    "it (retraining the best trial if best.pt is damaged too)", problem, path)
+        return {}
+    resolved: Any = cfg
+    try:  # the table's path as the run resolved it (NASRUN_DATA may differ now: the unresolved form then)
+        resolved = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=True)
+    except OmegaConfBaseException:
+        pass
+    evaluator = resolved["evaluator"]
+    info = {**best, "space": upgrade_targets(resolved["space"]), "space_name": choices.get("space", "nb201"),
+            "dataset": evaluator.get("benchmark", "cifar10"), "table": evaluator.get("table"), "weights": None,
+            "weights_sha256": None}
+    if end is not None:
+        info.update(counts={k: end[k] for k in ("trials", "trained", "proxy_evaluations") if k in end},
+                    stop_reason=end["stop_reason"])
+    try:
+        with hold_run_dir(path):
+            atomic.write_json(path / "best.json", info)
+    except UserError as err:  # a search holds the run (it writes best.json itself), or the folder is read-only
+        log.warning("%s; not rebuilt: %s", problem, err)
+        return info
+    log.warning("%s; rebuilt best.json from trials.jsonl (trial %d)", problem, best["trial"])
+    return info
+
+
+@dataclass
+class Group:
+    """The runs of one configuration (the seeds of one experiment, say) and their summary `row`: the columns
+    of report.csv and of the table."""
+
+    row: dict
+    runs: list[Run]
