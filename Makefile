@@ -1,4 +1,5 @@
-# The venv is created on first use and reused while pyproject.toml is unchanged.
+# The venv is created on first use and reused while pyproject.toml is unchanged. --no-compile: Python compiles
+# each module when it is first imported, not the thousands in torch and Ray that nasrun never imports (40 s).
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -18,9 +19,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(if $(TORCH_INDEX),$(PY) -m pip install -q torch torchvision --index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -e '.[test,ray,joblib]'
+	$(if $(TORCH_INDEX),$(PY) -m pip install -q --no-compile torch torchvision --index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q --no-compile -e '.[test,ray,joblib]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -31,8 +31,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check nasrun tests
 	$(VENV)/bin/mypy
 
+# One pytest worker per core (pytest-xdist), each pinned to its core by tests/conftest.py.
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist worksteal tests
 
 bench: $(STAMP)
 	$(PY) -m nasrun.bench $(ARGS)

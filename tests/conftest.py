@@ -16,6 +16,23 @@ CONF_DIR = str(REPO / "conf")
 IN_CI = os.environ.get("CI") == "true"
 
 
+def _one_core_per_worker() -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker and the processes it starts get a core of
+    their own: torch then runs one thread per worker (nasrun takes the cores it may use), where two workers of
+    two threads each on two cores would spin against each other."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None or not hasattr(os, "sched_getaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(cores) >= count > 1:
+        index = int(worker.removeprefix("gw"))
+        os.sched_setaffinity(0, cores[index::count])
+
+
+_one_core_per_worker()
+
+
 def real_data_root() -> Path:
     """Where the real datasets are: NASRUN_DATA, else ../shared/data beside the checkout.
 
