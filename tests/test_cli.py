@@ -277,3 +277,13 @@ def test_a_one_line_error_keeps_its_traceback_in_the_run_log(tmp_path):
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err
     log = (tmp_path / "run" / "nasrun.log").read_text()
     assert "Traceback (most recent call last)" in log and "missing.csv not found" in log
+
+
+@pytest.mark.parametrize("command", [["-m", "nasrun"], ["-c", "from nasrun.commands.train import main; main()"]])
+def test_help_piped_into_head_ends_quietly(command):
+    """`nasrun --help | head -1` (and nasrun-train's): the reader closes the pipe early; no BrokenPipeError.
+    Unbuffered output (PYTHONUNBUFFERED=1) makes the write after the first line hit the closed pipe."""
+    shell = f"{sys.executable} {' '.join(repr(a) for a in command)} --help | head -1"
+    proc = subprocess.run(shell, shell=True, capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout.startswith("usage: nasrun") and proc.stderr == ""

@@ -82,3 +82,15 @@ def test_arch_problem_checks_the_architecture_and_its_key_against_the_space():
     assert "'conv' is not an operation" in arch_problem({"arch": CELL.replace("none~2", "conv~2"), "key": CELL}, space)
     assert "is not the key of its arch" in arch_problem({"arch": CELL, "key": "other"}, space)
     assert "must be a dict or a canonical string" in arch_problem({"arch": 5, "key": CELL}, space)
+
+
+def test_a_bad_log_line_is_an_error_that_carries_its_file_and_line(tmp_path):
+    from nasrun.checks import UserError
+    from nasrun.rundir.trial_log import read_trials
+
+    log = tmp_path / "trials.jsonl"
+    log.write_text('{"status": "end", "stop_reason": "x"}\n{"status": "maybe"}\n{"status": "end", "stop_reason": "y"}\n')
+    with pytest.raises(UserError) as caught:
+        read_trials(log)
+    assert (caught.value.path, caught.value.line) == (log, 2) and caught.value.fix == "repair or remove that line"
+    assert str(caught.value) == f"{caught.value.problem}; {caught.value.fix}"

@@ -39,8 +39,8 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
     for number, record in decode_lines(lines):
         if record is UNREADABLE:
             if any(rest.strip() for rest in lines[number:]):
-                raise UserError(f"{path}:{number} is not valid JSON and is not the last line; "
-                                f"repair or remove it before resuming") from None
+                raise UserError(f"{path}:{number} is not valid JSON and is not the last line",
+                                "repair or remove it before resuming", path=path, line=number) from None
             torn = True
             if repair:
                 log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
@@ -53,8 +53,8 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
         if problem is None and space is not None and record["status"] != Status.END:
             problem = arch_problem(record, space)
         if problem is not None:
-            raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}; repair or remove "
-                            f"that line")
+            raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}",
+                            "repair or remove that line", path=path, line=number)
         records.append(record)
     if repair and not torn and lines[-1].strip():
         # A whole last record without its newline (a crash between the two): end it, or the next would glue on.
