@@ -89,7 +89,8 @@ def test_a_bad_log_line_is_an_error_that_carries_its_file_and_line(tmp_path):
     from nasrun.rundir.trial_log import read_trials
 
     log = tmp_path / "trials.jsonl"
-    log.write_text('{"status": "end", "stop_reason": "x"}\n{"status": "maybe"}\n{"status": "end", "stop_reason": "y"}\n')
+    log.write_text('{"status": "end", "stop_reason": "x"}\n{"status": "maybe"}\n'
+                   '{"status": "end", "stop_reason": "y"}\n')
     with pytest.raises(UserError) as caught:
         read_trials(log)
     assert (caught.value.path, caught.value.line) == (log, 2) and caught.value.fix == "repair or remove that line"
