@@ -94,7 +94,6 @@ def _print(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-
     console = Console()
     for key in ("throughput", "nb201_throughput", "nascnn15_throughput"):
         if key not in results:

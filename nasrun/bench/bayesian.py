@@ -40,7 +40,6 @@ def overhead(root: str, histories=(50, 200), asks: int = 5) -> dict:
     import numpy as np
     import torch
 
-
     search = build_search(compose_config(["+experiment=nb201_bayesian", f"dataset.root={root}"]), 0,
                           torch.device("cpu"))
 
@@ -54,7 +53,6 @@ def overhead(root: str, histories=(50, 200), asks: int = 5) -> dict:
 
 def _ask_seconds(space, score, histories, asks: int) -> dict:
     import numpy as np
-
 
     out = {}
     for size in histories:
@@ -78,7 +76,6 @@ def inheritance(root: str, fraction: float = 0.05, seed: int = 0) -> dict:
     their parent's weights (the resnet seed, trained one epoch first): seconds per trial (the handing-over
     included) and validation accuracy, one child per kind of morphism, the two runs of each side by side."""
     import numpy as np
-
 
     space = MorphSpace("resnet")
     data = fashion_mnist(root=root, download=False, fraction=fraction, val_size=1000, batch_size=64, seed=seed)
@@ -136,7 +133,6 @@ def morph_search(root: str, seeds: int = 3, trials: int = 8, fraction: float = 0
     1,000 to validate, one epoch per trial): the best-by-validation trial's test accuracy and the seconds per trial, for
     Bayesian optimisation with and without weight inheritance, random search and regularized evolution."""
     import tempfile
-
 
     variants = {
         "bayesian, inheriting": (10, lambda space, s: _bayesian(space, s)),

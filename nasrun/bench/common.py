@@ -18,7 +18,6 @@ def model(case: str, seed: int = 0):
     """The bench network, initialised from `seed` without touching torch's global generator (forked)."""
     import torch
 
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if case == "nb201":

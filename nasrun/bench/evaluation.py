@@ -60,7 +60,6 @@ def _minimal_eval(model, data, batch_size: int, bf16: bool) -> int:
 def evaluation(root: str, rounds: int = 3, images: int = 1000) -> dict:
     import torch
 
-
     data = fashion_mnist(root=root, download=False, fraction=0.02, val_size=2000, seed=0)
     data.test_x, data.test_y = data.test_x[:images], data.test_y[:images]
     model = bench_model("custom").to(memory_format=torch.channels_last).eval()

@@ -32,7 +32,6 @@ def _search(run_dir: Path, overrides: list[str], seed: int = 0):
     """One search as the `nasrun` command builds it, without Hydra's run directory; (result, seconds)."""
     import torch
 
-
     cfg = preset(*overrides, f"seed={seed}")
     device = torch.device("cpu")
     began = time.perf_counter()

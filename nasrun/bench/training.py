@@ -32,7 +32,6 @@ def nasrun_train_command(data, images: int) -> float:
     the call to its return, less the validation pass: model building, the steps and the checkpoint."""
     import tempfile
 
-
     subset = _subset(data, images, augment=False)
     space = MacroSpace(15)
     with tempfile.TemporaryDirectory() as folder:
@@ -57,7 +56,6 @@ def minimal_loop(data, images: int, case: str, fast: bool) -> float:
     """What a user writes by hand: pre-normalised float tensors, a permutation, slices, Adam."""
     import torch
     import torch.nn.functional as F
-
 
     x_all = data.normalize(data.train_x[:images])
     y_all = data.train_y[:images]
@@ -109,7 +107,6 @@ def matos_pipeline(root: str, images: int) -> float:
 
 def throughput(root: str, images: int, rounds: int, case: str = "custom") -> dict:
     import torch
-
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if case in ("nb201", "nascnn15"):
@@ -165,7 +162,6 @@ def default_search(root: str, out: Path) -> dict:
     if proc.returncode:
         raise SystemExit(f"default search failed:\n{proc.stderr[-2000:]}")
     from omegaconf import OmegaConf
-
 
     best = json.loads((run_dir / "best.json").read_text())
     trials, cancelled, end = split_log(read_trials(run_dir / "trials.jsonl", repair=False))

@@ -16,7 +16,6 @@ from nasrun.proxies import correlation
 def main(argv: list[str] | None = None) -> None:
     """`nasrun-score`: zero-cost proxy scores of sampled architectures and their rank correlations."""
 
-
     parser = argparse.ArgumentParser(prog="nasrun-score", description=correlation.__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--proxies", default=",".join(correlation.SIX),

@@ -217,7 +217,6 @@ def _write_cache(path: Path, content: dict) -> None:
     """Atomically, under a name unique to this process: a killed or failing write leaves no partial cache."""
     import torch
 
-
     try:
         with atomic_path(path) as tmp:
             torch.save(content, tmp)

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 def describe(device, overrides: list[str] | None = None) -> dict:
     import torch
 
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

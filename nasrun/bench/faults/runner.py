@@ -155,7 +155,6 @@ def result_of(run_dir: Path) -> dict:
 
     import torch
 
-
     trials, _, _ = split_log(read_trials(run_dir / "trials.jsonl", repair=False))
     best = json.loads((run_dir / "best.json").read_text())
     weights = torch.load(run_dir / "best.pt") if (run_dir / "best.pt").is_file() else None
@@ -245,7 +244,6 @@ def bench(out: Path, data: Path, trials: int = 10_000, rounds: int = 5) -> dict:
     beside the whole resume command, measured side by side (medians of `rounds`)."""
     import json
     import statistics
-
 
     root = out / "faults"
     rows = run_all(root, data)
