@@ -74,6 +74,27 @@ def test_missing_files_give_one_line_naming_folder_files_and_fix(tmp_path):
         cifar10(root=str(tmp_path), download=False)
 
 
+@pytest.mark.parametrize("dataset,folder,gone", [
+    ("cifar10", "cifar-10-batches-bin", ["data_batch_3.bin"]),
+    ("fashion_mnist", "FashionMNIST/raw", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"]),
+])
+def test_a_folder_missing_some_files_names_just_those_first(data_root, tmp_path, dataset, folder, gone):
+    """One batch file of six gone: the line names that file (not all six), how many are there, and the fix."""
+    (tmp_path / folder).mkdir(parents=True)
+    for real in (data_root / folder).iterdir():
+        if real.is_file() and real.name not in gone:
+            (tmp_path / folder / real.name).symlink_to(real)
+    load = {"cifar10": cifar10, "fashion_mnist": fashion_mnist}[dataset]
+    with pytest.raises(UserError) as caught:
+        load(root=str(tmp_path), download=False)
+    message = str(caught.value)
+    total = 6 if dataset == "cifar10" else 4
+    assert message.startswith(f"{'CIFAR-10' if dataset == 'cifar10' else 'FashionMNIST'}: {tmp_path / folder} lacks "
+                              f"{', '.join(sorted(gone, key=message.index))} ({total - len(gone)} of {total} files")
+    assert "copy " in message and "dataset.root=DIR" in message and "\n" not in message
+    assert len(message.replace(str(tmp_path), "")) < 260  # short enough to read: not all the file names
+
+
 def test_cifar10_binary_layout_from_shared_data(data_root):
     folder = data_root / "cifar-10-batches-bin"
     train_x, train_y, test_x, test_y = read_cifar10_binary(folder)

@@ -163,6 +163,38 @@ def test_damage_before_the_last_line_stops_the_resume(tmp_path):
         read_trials(path)
 
 
+def test_a_trial_logged_twice_to_the_letter_is_dropped_with_a_warning_and_cut_from_the_log(tmp_path, caplog):
+    """A double append (or a careless copy) of one record: dropped, or the run would hold an architecture twice
+    and one trial too many against its budget."""
+    straight = run_search(SPACE, evolution(seed=6), CountingEvaluator(), Budget(trials=8), tmp_path / "straight")
+    run_search(SPACE, evolution(seed=6), CountingEvaluator(), Budget(trials=5), tmp_path / "run")
+    path = tmp_path / "run" / "trials.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [lines[2]] + lines[3:]) + "\n")  # line 4 repeats line 3
+    ev = CountingEvaluator()
+    result = run_search(SPACE, evolution(seed=6), ev, Budget(trials=8), tmp_path / "run", resume=True)
+    assert "trials.jsonl:4 repeats line 3 (trial 2) exactly; removed it" in caplog.text
+    assert len(ev.calls) == 3 and result.replayed == 5  # the budget counts the trial once
+    assert [r["key"] for r in result.records] == [r["key"] for r in straight.records]
+    assert [r["trial"] for r in trials_of(path)] == list(range(8))
+
+
+def test_two_different_records_of_one_trial_stop_the_resume_naming_both_lines(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_trial(path, record(0))
+    append_trial(path, record(1))
+    append_trial(path, record(1, metrics={"val_acc": 2.0}))
+    with pytest.raises(UserError, match=r"trials.jsonl:3 and line 2 both hold trial 1, with different records; "
+                                        r"keep the line that belongs to this run and remove the other"):
+        read_trials(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n")
+    append_trial(path, {**record(2), "status": "cancelled", "error": "budget.seconds reached"})
+    append_trial(path, record(2))  # a cancelled trial's number comes again: it ran again on resume
+    assert [(r["trial"], r["status"]) for r in read_trials(path)] == [(0, "ok"), (1, "ok"), (2, "cancelled"),
+                                                                         (2, "ok")]
+
+
 def test_a_resume_that_diverges_keeps_every_recorded_trial(tmp_path, caplog):
     run_search(SPACE, RandomSearch(SPACE, seed=1), CountingEvaluator(), Budget(trials=6), tmp_path)
     recorded = {r["key"] for r in trials_of(tmp_path / "trials.jsonl")}

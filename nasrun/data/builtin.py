@@ -173,12 +173,19 @@ def channel_stats(x, chunk: int = 4096):
 
 def _missing(name: str, folder: Path, files: list[str], err: Exception, download: bool,
              hint: str = "") -> UserError:
+    """The dataset is not there: the files that are missing named first (all of them, or the few of a folder
+    that holds the rest), then why no download replaced them, then the fix."""
     why = "download failed: " + str(err).splitlines()[0] if download else "dataset.download=false"
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing and len(missing) < len(files):  # a folder with a file or two gone: name just those
+        return UserError(f"{name}: {folder} lacks {', '.join(missing)} ({len(files) - len(missing)} of "
+                         f"{len(files)} files are there; {why})",
+                         f"copy {'it' if len(missing) == 1 else 'them'} there from the official archive, or set "
+                         f"dataset.root=DIR (or NASRUN_DATA=DIR) to a folder with all {len(files)}", path=folder)
     return UserError(
-        f"{name} not found: expected {', '.join(files)} in {folder} ({why}{hint}); put those files there, or set "
-        f"dataset.root=DIR or NASRUN_DATA=DIR to the folder that holds them, or dataset.download=true with "
-        f"internet access"
-    )
+        f"{name} not found: expected {', '.join(files)} in {folder} ({why}{hint})",
+        "put those files there, or set dataset.root=DIR or NASRUN_DATA=DIR to the folder that holds them, or "
+        "dataset.download=true with internet access", path=folder)
 
 
 @contextmanager

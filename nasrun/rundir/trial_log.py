@@ -29,22 +29,25 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
     """Every record in `path`, each checked against the trial schema (`nasrun.rundir.records.record_problem`) and,
     given the run's `space`, its architecture against the space. A torn last line (cut JSON or cut UTF-8) is
     dropped with a warning; with `repair` (a resume) it is also cut from the file so new records start on a
-    fresh line. Readers of a run that may still be writing (the report) pass repair=False and leave the file
-    alone. Any other bad line raises a UserError naming the file, the line and what is wrong."""
+    fresh line. A finished trial logged twice to the letter (a double append, a careless copy) is dropped with a
+    warning naming the line, and with `repair` cut from the file: counted twice, it would take one trial too
+    many from the budget. Readers of a run that may still be writing (the report) pass repair=False and leave
+    the file alone. Any other bad line, two different records of one trial among them, raises a UserError
+    naming the file, the line and what is wrong."""
     if not path.exists():
         return []
     lines = path.read_bytes().split(b"\n")
     records = []
-    torn = False
+    finished: dict[int, tuple[int, dict]] = {}  # trial number -> (its line, its record), for finished trials
+    left_out: set[int] = set()  # lines not kept: a torn last line, exact repeats of an earlier line
     for number, record in decode_lines(lines):
         if record is UNREADABLE:
             if any(rest.strip() for rest in lines[number:]):
                 raise UserError(f"{path}:{number} is not valid JSON and is not the last line",
                                 "repair or remove it before resuming", path=path, line=number) from None
-            torn = True
+            left_out.add(number)
             if repair:
                 log.warning("%s: dropped a torn last line (the run was killed while writing it)", path)
-                _rewrite_ended(path, b"\n".join(lines[:number - 1]))
             else:
                 log.warning("%s: ignored a torn last line (the run was killed while writing it, or is writing "
                             "it now)", path)
@@ -55,10 +58,23 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
         if problem is not None:
             raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}",
                             "repair or remove that line", path=path, line=number)
+        if record["status"] in COUNTED:
+            earlier = finished.setdefault(record["trial"], (number, record))
+            if earlier[0] != number:
+                if earlier[1] != record:
+                    raise UserError(f"{path}:{number} and line {earlier[0]} both hold trial {record['trial']}, with "
+                                    f"different records", "keep the line that belongs to this run and remove the "
+                                    "other", path=path, line=number)
+                log.warning("%s:%d repeats line %d (trial %d) exactly; %s", path, number, earlier[0],
+                            record["trial"], "removed it" if repair else "ignored it")
+                left_out.add(number)
+                continue
         records.append(record)
-    if repair and not torn and lines[-1].strip():
-        # A whole last record without its newline (a crash between the two): end it, or the next would glue on.
-        _rewrite_ended(path, b"\n".join(lines))
+    # Rewritten without the lines left out, and ended by a newline: a whole last record without its newline (a
+    # crash between the two) would have the next record glued on.
+    if repair and (left_out or lines[-1].strip()):
+        kept = [line for number, line in enumerate(lines, start=1) if number not in left_out and line.strip()]
+        _rewrite_ended(path, b"\n".join(kept))
     return records
 
 

@@ -75,6 +75,16 @@ def edit_line(number: int, change, name: str = LOG, glob: str | None = None):
     return damage
 
 
+def repeat_line(number: int):
+    """Line `number` written twice (a double append, a careless copy of the log)."""
+    def damage(run, env):
+        path = run / LOG
+        lines = path.read_bytes().splitlines()
+        path.write_bytes(b"\n".join(lines[:number] + [lines[number - 1]] + lines[number:]) + b"\n")
+        return []
+    return damage
+
+
 def without(record: dict, key: str) -> dict:
     return {k: v for k, v in record.items() if k != key}
 
@@ -123,14 +133,15 @@ def nan_in_row(lines):
 
 
 def dataset_copy(folder: str, name: str, change, dataset: str):
-    """A dataset root of links to the shared files, with `name` a damaged copy."""
+    """A dataset root of links to the shared files, with `name` a damaged copy (change=None: `name` missing)."""
     def damage(run, env):
         root = env.root / f"data-{run.name}"
         (root / folder).mkdir(parents=True)
         for source in (env.data / folder).iterdir():
             target = root / folder / source.name
             if source.name == name:
-                target.write_bytes(change(source.read_bytes()))
+                if change is not None:
+                    target.write_bytes(change(source.read_bytes()))
             else:
                 target.symlink_to(source)
         return [f"dataset={dataset}", f"dataset.root={root}", "dataset.download=false", "dataset.fraction=0.01"]
@@ -261,6 +272,8 @@ CASES = [
     Case("trials.jsonl: line 5 an architecture the space rejects", "table",
          edit_line(5, lambda r: {**r, "arch": r["arch"].replace("~0|", "_9x9~0|", 1)}), ONE_LINE,
          (f"{LOG}:5 ", "is not an operation")),
+    Case("trials.jsonl: line 3 written twice", "table", repeat_line(3), RECOVERED,
+         (f"{LOG}:4 repeats line 3 (trial 2) exactly; removed it",)),
     Case("trials.jsonl: deleted", "table", delete(LOG), ONE_LINE, ("resume=true", "holds no trials", "missing")),
     Case("trials.jsonl: emptied", "table", replace(LOG, b""), ONE_LINE, ("holds no trials", "empty")),
     # best.json: derived from trials.jsonl, so rebuilt
@@ -295,6 +308,9 @@ CASES = [
     Case("CIFAR-10 data_batch_3.bin: one record short", "data",
          dataset_copy("cifar-10-batches-bin", "data_batch_3.bin", one_record_short, "cifar10"), ONE_LINE,
          ("data_batch_3.bin: 30,726,927 bytes, but the published file has 30,730,000",), part=False),
+    Case("CIFAR-10 data_batch_3.bin: missing", "data",
+         dataset_copy("cifar-10-batches-bin", "data_batch_3.bin", None, "cifar10"), ONE_LINE,
+         ("lacks data_batch_3.bin (5 of 6 files are there",), part=False),
     Case("Fashion-MNIST t10k-images: a byte flipped", "data",
          dataset_copy("FashionMNIST/raw", "t10k-images-idx3-ubyte", flipped_middle, "fashion_mnist"), ONE_LINE,
          ("t10k-images-idx3-ubyte: md5", "(damaged)"), part=False),
