@@ -37,7 +37,8 @@ class SeededEvaluator:
 def search(run_dir, trials, resume=False):
     evaluator = SeededEvaluator()
     run_search(SPACE, RandomSearch(SPACE, seed=0), evaluator, Budget(trials=trials), run_dir, resume=resume,
-               model_info={"space": {"_target_": "nasrun.spaces.custom.CustomSpace"}})
+               model_info={"space": {"_target_": "nasrun.spaces.custom.CustomSpace"}, "in_channels": 1,
+                           "image_size": 28, "num_classes": 10})
     return evaluator
 
 

@@ -110,6 +110,8 @@ def test_the_readme_example_searches_resumes_and_loads_from_a_folder_of_its_own(
     assert len(trials) == 4 and len({r["key"] for r in trials}) == 4
     assert all(re.fullmatch(r"width=\d+,depth=\d,kernel=\d,activation=(relu|gelu)", r["key"]) for r in trials)
     monkeypatch.syspath_prepend(str(tmp_path))
-    model, info = load_best(tmp_path / "run")
+    with pytest.raises(UserError, match="space.builder='tinyconv.build' names code that nasrun does not ship"):
+        load_best(tmp_path / "run")  # the run names it; the reader has not
+    model, info = load_best(tmp_path / "run", builders=("tinyconv.build",))
     assert info["space_name"] == "tinyconv" and info["key"] in {r["key"] for r in trials}
     assert model(torch.zeros(4, 1, 28, 28)).shape == (4, 10)

@@ -19,20 +19,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError, check_bool
-from nasrun.commands.app import hydra_app, run_settings
+from nasrun.commands.app import hydra_app, run_settings, top_level
 from nasrun.commands.console import print_training, trial_progress
 from nasrun.config.groups import build, check_keys, parameters
 from nasrun.contracts import named_architectures
 from nasrun.rundir.best import load_best, read_best_json
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir
-from nasrun.rundir.targets import upgrade_targets
+from nasrun.rundir.targets import refuse_foreign, upgrade_targets
 from nasrun.search.loop import check_resumable, run_search
 from nasrun.training.export import export_model
 
 log = logging.getLogger(__name__)
 
-TRAIN_KEYS = ("arch", "export")  # nasrun-train's top-level settings (conf/train.yaml), beside nasrun's
+TRAIN_KEYS = ("arch", "export", "trust_run")  # nasrun-train's top-level settings (conf/train.yaml), beside nasrun's
 
 
 class OneArchitecture:
@@ -60,6 +60,12 @@ def architecture_source(cfg: DictConfig) -> tuple[DictConfig, object, dict | Non
         if not isinstance(info.get("space"), dict) or "_target_" not in info["space"]:
             raise UserError(f"{folder / 'best.json'} does not say which space its architecture is in (no 'space'); "
                             f"give the architecture string and space=... instead")
+        # The run directory is data: its space must be nasrun's own, or use the builder the user names here.
+        own = OmegaConf.to_container(cfg.space, resolve=True)
+        builders = [own["builder"]] if isinstance(own, dict) and isinstance(own.get("builder"), str) else []
+        trust = top_level(lambda: check_bool("trust_run", cfg.trust_run))
+        refuse_foreign(info["space"], folder / "best.json", "trust_run=true", allowed=builders, trust=trust,
+                       prefix="space")
         log.info("training trial %s of %s (space %s)", info["trial"], folder, info.get("space_name"))
         return OmegaConf.create(upgrade_targets(info["space"])), info["arch"], info
     if "/" in text and "<" not in text and "|" not in text:

@@ -21,7 +21,7 @@ from nasrun.rundir.best import read_best_json
 from nasrun.rundir.environment import read_starts
 from nasrun.rundir.lock import hold_run_dir
 from nasrun.rundir.records import best_of, reported_accuracy, running_best
-from nasrun.rundir.targets import upgrade_targets
+from nasrun.rundir.targets import refuse_foreign, upgrade_targets
 from nasrun.rundir.trial_log import read_trials, split_log
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,10 @@ def _natural(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, trust: bool = False) -> Run:
+    """One run read back. Its saved config is data: a `_target_` that nasrun's config groups do not name stops
+    the report in one line (trust=True, `nasrun-report --trust`: logged instead), since a table run's best.json
+    is rebuilt from that config and whatever it names would be imported when the run is loaded."""
     hydra_dir = path / ".hydra"
     if not (hydra_dir / "config.yaml").is_file():
         raise UserError(f"{path}: no .hydra/config.yaml; nasrun-report reads the config Hydra saves with each run")
@@ -92,6 +95,7 @@ def load_run(path: Path) -> Run:
     if not isinstance(cfg, dict):
         raise UserError(f"{hydra_dir / 'config.yaml'} is not a nasrun config (not a mapping)",
                         "remove that run from the folder, or restore its .hydra/", path=hydra_dir / "config.yaml")
+    refuse_foreign(cfg, hydra_dir / "config.yaml", "--trust to nasrun-report", trust=trust, keys=("_target_",))
     choices: dict = {}
     overrides: list = []
     if (hydra_dir / "hydra.yaml").is_file():

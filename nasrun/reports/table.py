@@ -183,12 +183,13 @@ def _step_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
 
 
-def report(root: Path, out_dir: Path | None = None) -> list[dict]:
+def report(root: Path, out_dir: Path | None = None, trust: bool = False) -> list[dict]:
     """Read every run under `root`, print the table, write report.csv, anytime.png and checklist.md to `out_dir`
-    (default `root`). Returns the summary rows."""
+    (default `root`). Returns the summary rows. trust: read runs whose saved configs name code nasrun does not
+    ship (`nasrun.rundir.targets`)."""
     root = Path(root)
     out_dir = Path(out_dir) if out_dir else root
-    runs = [load_run(p) for p in find_runs(root)]
+    runs = [load_run(p, trust) for p in find_runs(root)]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

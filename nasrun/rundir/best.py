@@ -12,9 +12,12 @@ import json
 import logging
 from pathlib import Path
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
 from nasrun.checks import UserError
 from nasrun.rundir.atomic import atomic_path, write_json
-from nasrun.rundir.targets import upgrade_targets
+from nasrun.rundir.targets import refuse_foreign, upgrade_targets
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,27 @@ def read_best_json(run_dir) -> dict:
     return info
 
 
+def weights_path(run_dir, info: dict) -> Path:
+    """The weights file best.json names, which must be a plain file of the run directory: no folder, no `..`,
+    no absolute path, no link (a path out of the run directory is refused, never followed)."""
+    name = info.get("weights")
+    where = Path(run_dir) / "best.json"
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise UserError(f"{where}: weights={name!r} is not a file name in the run directory",
+                        "restore the run's own best.json (resume=true rebuilds it)", path=where, key="weights")
+    path = Path(run_dir) / name
+    if path.is_symlink():
+        raise UserError(f"{path} is a link (to {path.readlink()}); nasrun reads no file outside the run directory",
+                        "replace it by the run's own weights file (resume=true retrains it)", path=path)
+    return path
+
+
 def weights_problem(run_dir, info: dict) -> str | None:
     """What is wrong with the weights best.json names (missing, damaged, replaced), or None when they are its
     own. Runs without weights (a table) and best.json files from before checksums have nothing to check."""
     if not info.get("weights"):
         return None
-    path = Path(run_dir) / info["weights"]
+    path = weights_path(run_dir, info)
     if not path.is_file():
         return f"{path} is missing"
     expected = info.get("weights_sha256")
@@ -108,7 +126,12 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
     save_best(run_dir, best, None if model is None else cpu_weights(model), model_info)
 
 
-def load_best(run_dir, device: str = "cpu"):
+# What best.json may ask for before anything is built: no network of nasrun's needs more, and a hostile file
+# must not make the reader allocate memory it never had.
+SHAPE_LIMITS = {"in_channels": (1, 64), "image_size": (1, 4096), "num_classes": (2, 100_000)}
+
+
+def load_best(run_dir, device: str = "cpu", *, trust: bool = False, builders: tuple[str, ...] = ()):
     """Return `(model, info)` for the best trial of the run in `run_dir`.
 
     `model` is the trained network in eval mode, built from `best.json` (space config, architecture, input
@@ -116,9 +139,13 @@ def load_best(run_dir, device: str = "cpu"):
     normalised as in training: `(x - mean) / std` per channel on the 0-255 pixel scale (`normalize` below);
     `info` is best.json's content (metrics included), so `info["metrics"]["test_acc"]` is what the run measured
     on the test set.
+
+    The run directory is data: its space must be one of nasrun's config groups (`builders`: the dotted paths
+    of your own space builders it may name; `trust=True` imports whatever it names, for a run you trust), its
+    shapes within `SHAPE_LIMITS`, and its weights a file of the run directory itself, no larger than the
+    network they are for.
     """
     import torch
-    from hydra.utils import instantiate
 
     run_dir = Path(run_dir)
     info = read_best_json(run_dir)
@@ -127,13 +154,33 @@ def load_best(run_dir, device: str = "cpu"):
     if "space" not in info:
         raise UserError(f"{run_dir / 'best.json'} does not say how to rebuild the network (no 'space'); it was "
                         f"written by run_search without model_info, not by the nasrun command")
-    problem = weights_problem(run_dir, info)
+    where = run_dir / "best.json"
+    refuse_foreign(info["space"], where, "trust=True (load_best)", allowed=builders, trust=trust, prefix="space")
+    for key, (low, high) in SHAPE_LIMITS.items():
+        value = info.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UserError(f"{where}: {key}={value!r} is not a network nasrun builds (an integer in [{low}, "
+                            f"{high}])", "restore the run's own best.json (resume=true rebuilds it)", path=where,
+                            key=key)
+    weights = weights_path(run_dir, info)
+    if not weights.is_file():
+        raise UserError(f"{weights} is missing", "resume the run (resume=true) to retrain the best trial",
+                        path=weights)
+    try:
+        space = instantiate(upgrade_targets(info["space"]))
+        arch = space.from_json(info["arch"])
+    except (InstantiationException, ValueError, TypeError) as err:
+        raise UserError(f"{where}: its space or arch cannot be rebuilt ({str(err).splitlines()[0][:200]})",
+                        "restore the run's own best.json (resume=true rebuilds it)", path=where) from None
+    model = space.build(arch, info["in_channels"], info["image_size"], info["num_classes"])
+    expected = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if weights.stat().st_size > 2 * expected + (1 << 20):  # a state dict's file is its tensors and a little more
+        raise UserError(f"{weights}: {weights.stat().st_size:,} bytes, but the network it is for holds "
+                        f"{expected:,}", "restore the run's own best.pt (resume=true retrains it)", path=weights)
+    problem = weights_problem(run_dir, info)  # its checksum: read only once its size is known to be sane
     if problem:
         raise UserError(f"{problem}; resume the run (resume=true) to retrain the best trial")
-    space = instantiate(upgrade_targets(info["space"]))
-    arch = space.from_json(info["arch"])
-    model = space.build(arch, info["in_channels"], info["image_size"], info["num_classes"])
-    state = torch.load(run_dir / info["weights"], map_location=device, weights_only=True)
+    state = torch.load(weights, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), info
 

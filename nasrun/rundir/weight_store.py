@@ -29,7 +29,8 @@ class WeightStore:
         """On resume: the weights already on disk, for the trials the log says are ok."""
 
         for record in records:
-            if is_ok(record) and self.path(record["key"]).is_file():
+            path = self.path(record["key"])
+            if is_ok(record) and path.is_file() and not path.is_symlink():  # a link could lead out of the run
                 self.fitness[record["key"]] = ok_fitness(record)
 
     def path(self, key: str) -> Path:
@@ -55,7 +56,7 @@ class WeightStore:
         import torch
 
         path = self.path(key)
-        if key not in self.fitness or not path.is_file():
+        if key not in self.fitness or not path.is_file() or path.is_symlink():
             return None
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
