@@ -36,6 +36,9 @@ by side in one process.
    equal samples, one epoch of the same morphed networks with and without inherited weights, and a small
    Fashion-MNIST search on space=morph against random search and evolution (3 seeds, 8 trials, 5 % of the data).
    (Its 30-seed nb201_bayesian sweep is one of `sweeps`.)
+11. `soak` (`nasrun.bench.soak`, only with `--only soak`: minutes per executor): a long synthetic search with
+   each executor, the growth per 1,000 trials of resident memory (the process and its workers), open file
+   descriptors and threads.
 
 Results go to outputs/bench-DATE-TIME/bench.json under the working directory.
 

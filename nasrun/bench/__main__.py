@@ -16,6 +16,7 @@ from nasrun.bench import (
     folder,
     proxies,
     reinforce,
+    soak,
     tabular,
     training,
 )
@@ -28,13 +29,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
-                                           "nascnn15", "bayesian"])
+                                           "nascnn15", "bayesian", "soak"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=30, help="seeds per NAS-Bench-201 sweep")
     parser.add_argument("--cells", type=int, default=500, help="NAS-Bench-201 cells scored for the correlations")
     parser.add_argument("--root", default=os.environ.get("NASRUN_DATA", "data"), help="dataset folder")
+    parser.add_argument("--soak-seconds", type=float, default=600.0,
+                        help="--only soak: wall-clock seconds per executor (default 600)")
+    parser.add_argument("--soak-trials", type=int, default=2000, help="--only soak: trials per executor at most")
+    parser.add_argument("--soak-every", type=int, default=100, help="--only soak: trials between samples")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, as device.threads (default: the cores this process may use)")
     args = parser.parse_args()
@@ -81,6 +86,8 @@ def main() -> None:
     if wanted("reinforce"):
         results["reinforce_toy"] = reinforce.toy()
         results["reinforce_overhead"] = reinforce.overhead()
+    if args.only == "soak":  # tens of minutes: only when asked for
+        results["soak"] = soak.soak(args.soak_trials, args.soak_seconds, args.soak_every)
     if wanted("bayesian"):
         results["bayesian_overhead"] = bayesian.overhead(args.root)
         results["bayesian_toy"] = bayesian.toy()
@@ -118,6 +125,7 @@ def _print(results: dict, out: Path) -> None:
     folder.print_results(results, console)
     faults.print_results(results, console)
     executors.print_results(results, console)
+    soak.print_results(results, console)
     reinforce.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
