@@ -16,6 +16,7 @@ from nasrun.bench import (
     folder,
     proxies,
     reinforce,
+    shared_cache,
     soak,
     tabular,
     training,
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
-                                           "nascnn15", "bayesian", "soak"])
+                                           "nascnn15", "bayesian", "soak", "shared_cache"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -88,6 +89,8 @@ def main() -> None:
         results["reinforce_overhead"] = reinforce.overhead()
     if args.only == "soak":  # tens of minutes: only when asked for
         results["soak"] = soak.soak(args.soak_trials, args.soak_seconds, args.soak_every)
+    if args.only == "shared_cache":  # minutes of eight concurrent jobs: only when asked for
+        results["shared_cache"] = shared_cache.shared_cache(args.root)
     if wanted("bayesian"):
         results["bayesian_overhead"] = bayesian.overhead(args.root)
         results["bayesian_toy"] = bayesian.toy()
@@ -126,6 +129,7 @@ def _print(results: dict, out: Path) -> None:
     faults.print_results(results, console)
     executors.print_results(results, console)
     soak.print_results(results, console)
+    shared_cache.print_results(results, console)
     reinforce.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
