@@ -2,8 +2,9 @@
 search keeps: the resident memory of its process and its workers, its open file descriptors and its threads.
 
 Peers' users report memory that grows trial after trial until the search dies, and file handles that leak
-under process pools. Each executor runs one search on `dataset=synthetic` (real trainings, seconds each) for
-`trials` trials or `seconds` of wall clock, whichever comes first; the process tree is sampled every `every`
+under process pools. Each executor runs one search on `dataset=synthetic` (real trainings of small cells) for
+`trials` trials or `seconds` of wall clock, whichever comes first (the simulated executor, which needs a
+benchmark's costs, looks cells up in the NAS-Bench-201 table instead); the process tree is sampled every `every`
 trials. Growth is the least-squares slope after the first fifth of the samples (warm-up: imports, the
 allocator's pools, the first workers), per 1,000 trials. Targets: under 20 MB per 1,000 trials, and no growth
 in descriptors or threads.
@@ -24,9 +25,12 @@ from nasrun.bench.common import preset
 from nasrun.search.assembly import build_executor, build_search
 from nasrun.search.loop import run_search
 
-EXECUTORS = {"inline": [], "pool": ["executor=pool", "executor.workers=2"], "ray": ["executor=ray"]}
 SEARCH = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_test=32", "budget=smoke", "strategy=random",
           "space=nb201", "space.channels=8", "space.cells_per_stage=1", "budget.seconds=null"]
+# The simulated executor needs a benchmark's costs: its search looks cells up in the NAS-Bench-201 table.
+TABLE = ["space=nb201", "evaluator=tabular", "strategy=random", "budget.seconds=null", "budget.simulated_seconds=null"]
+EXECUTORS = {"inline": SEARCH, "pool": [*SEARCH, "executor=pool", "executor.workers=2"],
+             "ray": [*SEARCH, "executor=ray"], "simulated": [*TABLE, "executor=simulated", "executor.workers=4"]}
 
 
 def _children(pid: int) -> list[int]:
@@ -88,9 +92,10 @@ def soak(trials: int = 2000, seconds: float = 600.0, every: int = 100, executors
          ) -> dict[str, Any]:
     import torch
 
-    out: dict[str, Any] = {"trials": trials, "seconds": seconds, "every": every, "search": " ".join(SEARCH)}
+    out: dict[str, Any] = {"trials": trials, "seconds": seconds, "every": every, "search": " ".join(SEARCH),
+                           "table_search": " ".join(TABLE)}
     for name in executors:
-        cfg = preset(*SEARCH, *EXECUTORS[name], f"budget.trials={trials}", "seed=0")
+        cfg = preset(*EXECUTORS[name], f"budget.trials={trials}", "seed=0")
         device = torch.device("cpu")
         sampler = Sampler(every)
         with tempfile.TemporaryDirectory() as tmp:
