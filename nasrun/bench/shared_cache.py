@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nasrun.proxies.scorer import _entry_problem
+from nasrun.proxies.scorer import entry_problem
 from nasrun.rundir.jsonl import decode_lines
 
 SWEEP = {"seed": ["0", "1"], "strategy.S": ["2", "3", "4", "5"]}
@@ -46,7 +46,7 @@ def _cache(folder: Path) -> dict[str, Any]:
     for path in files:
         for _, entry in decode_lines(path.read_bytes().splitlines()):
             lines += 1
-            if _entry_problem(entry):
+            if entry_problem(entry):
                 bad += 1
             else:
                 keys.append(entry["key"])

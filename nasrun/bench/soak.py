@@ -23,12 +23,11 @@ import numpy as np
 
 from nasrun.bench.common import preset
 from nasrun.search.assembly import build_executor, build_search
-from nasrun.search.loop import run_search
 
 SEARCH = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_test=32", "budget=smoke", "strategy=random",
-          "space=nb201", "space.channels=8", "space.cells_per_stage=1", "budget.seconds=null"]
+          "space=nb201", "space.channels=8", "space.cells_per_stage=1"]
 # The simulated executor needs a benchmark's costs: its search looks cells up in the NAS-Bench-201 table.
-TABLE = ["space=nb201", "evaluator=tabular", "strategy=random", "budget.seconds=null", "budget.simulated_seconds=null"]
+TABLE = ["space=nb201", "evaluator=tabular", "strategy=random", "budget.simulated_seconds=null"]
 EXECUTORS = {"inline": SEARCH, "pool": [*SEARCH, "executor=pool", "executor.workers=2"],
              "ray": [*SEARCH, "executor=ray"], "simulated": [*TABLE, "executor=simulated", "executor.workers=4"]}
 
@@ -95,17 +94,15 @@ def soak(trials: int = 2000, seconds: float = 600.0, every: int = 100, executors
     out: dict[str, Any] = {"trials": trials, "seconds": seconds, "every": every, "search": " ".join(SEARCH),
                            "table_search": " ".join(TABLE)}
     for name in executors:
-        cfg = preset(*EXECUTORS[name], f"budget.trials={trials}", "seed=0")
+        # The wall-clock cap is the runner's own budget: trials in flight then finish or are cancelled.
+        cfg = preset(*EXECUTORS[name], f"budget.trials={trials}", f"budget.seconds={seconds}", "seed=0")
         device = torch.device("cpu")
         sampler = Sampler(every)
         with tempfile.TemporaryDirectory() as tmp:
             search = build_search(cfg, 0, device)
             executor = build_executor(cfg, search, 0, device)
             began = time.perf_counter()
-            # The wall-clock cap as the budget the runner keeps: trials in flight then finish or are cancelled.
-            budget = type(search.budget)(trials=trials, epochs=search.budget.epochs, seconds=seconds)
-            result = run_search(search.space, search.strategy, search.evaluator, budget, Path(tmp) / "run",
-                                executor=executor, on_trial=sampler)
+            result = search.run(Path(tmp) / "run", executor=executor, on_trial=sampler)
             wall = time.perf_counter() - began
         after = sample()  # the executor closed: what is left behind
         counts, samples = sampler.at, sampler.samples

@@ -117,7 +117,7 @@ class ProxyScorer:
         self._offset += len(complete)
         bad = 0
         for _, entry in decode_lines(complete.splitlines()):
-            if _entry_problem(entry):  # UNREADABLE too: cut JSON, or bytes that are not UTF-8
+            if entry_problem(entry):  # UNREADABLE too: cut JSON, or bytes that are not UTF-8
                 bad += 1
                 continue
             self.entries[entry.pop("key")] = entry
@@ -199,7 +199,7 @@ def append_line(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
-def _entry_problem(entry) -> bool:
+def entry_problem(entry) -> bool:
     """Whether a cache line is not an entry: {"key": str, "score": finite number or null, "seconds": >= 0}."""
     if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
         return True

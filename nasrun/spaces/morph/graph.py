@@ -158,8 +158,11 @@ def canonical(nodes) -> tuple[tuple[Node, ...], list[int]]:
     def take(pick: int, new: dict, waiting: list, ready: list) -> None:
         # Kahn's algorithm with the ready nodes in a heap: a node's sort key is fixed once it is ready, because
         # all its inputs have their new indices by then.
-        ready.remove(next(entry for entry in ready if entry[2] == pick))
-        heapq.heapify(ready)
+        if ready[0][2] == pick:  # the usual case: the least ready node
+            heapq.heappop(ready)
+        else:  # one of several tied nodes, picked by refinement or a branch
+            ready.remove(next(entry for entry in ready if entry[2] == pick))
+            heapq.heapify(ready)
         new[pick] = len(new)
         for reader in sorted(set(readers.get(pick, ()))):
             waiting[reader - 1] -= 1
