@@ -15,10 +15,13 @@ from typing import (
     Callable,
     Mapping,
     Protocol,
+    Sequence,
     runtime_checkable,
 )
 
 import numpy as np
+
+from nasrun.checks import TextEnum
 
 
 class Architecture(Protocol):
@@ -103,6 +106,8 @@ class Trial:
     attempt: int = 0
     inherit: tuple | None = field(default=None, repr=False)
     keep_weights: bool = False
+    until: int | None = None  # under a scheduler: train up to this epoch (a segment), else the whole training
+    resume: dict | None = field(default=None, repr=False)  # the segment's starting checkpoint (None: epoch 0)
 
 
 @dataclass
@@ -113,6 +118,7 @@ class Outcome:
     trial: Trial
     record: dict
     weights: dict | None = field(default=None, repr=False)
+    state: dict | None = field(default=None, repr=False)  # a segment's checkpoint after its last epoch, on the CPU
 
 
 @runtime_checkable
@@ -137,6 +143,49 @@ class Executor(Protocol):
     def __enter__(self) -> Executor: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class Decision(TextEnum):
+    """A scheduler's word on a trial after a segment (the value is what rung and final records hold)."""
+
+    CONTINUE = "continue"  # train on to the next decision point now
+    PAUSE = "pause"  # wait at this rung; a later promotion goes on from its checkpoint
+    STOP = "stop"  # the trial ends here
+    FINISHED = "finished"  # it reached max_epochs (or its own early stopping ended it)
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """How far each trial trains (`nasrun.search.asha`, `nasrun.search.stopping`): the runner trains a trial in
+    segments, from one decision point to the next, and asks after each. `start(key)`: a new trial, and the
+    epoch its first segment ends at. `report(key, curve)`: its fitness after every epoch so far; the decision
+    and the epoch the next segment ends at. `promotion()`: a paused trial to go on now, and to which epoch (None:
+    none is due). `occupancy()`: rung (epochs) -> trials that reached it. Pure bookkeeping: no clock, no
+    files; replaying the same calls rebuilds the same state (resume)."""
+
+    max_epochs: int
+
+    def start(self, key: str) -> int: ...
+
+    def report(self, key: str, curve: Sequence[float]) -> tuple[Decision, int]: ...
+
+    def promotion(self) -> tuple[str, int] | None: ...
+
+    def occupancy(self) -> dict[int, int]: ...
+
+
+def trains_in_segments(evaluator) -> bool:
+    """Whether the evaluator trains part of a schedule and goes on from a checkpoint (`train_segment`): what a
+    scheduler needs."""
+    return callable(getattr(evaluator, "train_segment", None))
+
+
+def hears_rungs(strategy) -> bool:
+    """Whether the strategy's `tell` takes `rungs` (epochs -> fitness at each decision point the trial reached),
+    to compare results at the same fidelity (evolution) or model the highest one (bayesian, as BOHB)."""
+    import inspect
+
+    return "rungs" in inspect.signature(strategy.tell).parameters
 
 
 def trains(evaluator) -> bool:

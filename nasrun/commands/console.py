@@ -39,16 +39,29 @@ when the search ends (a sweep's jobs leave one line each instead), and is not dr
                   disable=transient and not Console().is_terminal) as progress:
         task = progress.add_task(label, total=budget.simulated_seconds if simulated else budget.trials, best="")
 
+        reached: dict[int, int] = {}  # under a scheduler: trial -> the epochs it reached
+
         def on_trial(record: dict) -> None:
             if better(record, best[0]):
                 best[0] = record
             shown = "" if best[0] is None else _best_label(best[0]["metrics"])
-            if simulated:
+            if "epochs" in record:  # a scheduled trial's segment: the bar counts trials, the rungs their epochs
+                new = record["trial"] not in reached
+                reached[record["trial"]] = record["epochs"]
+                shown = f"{_rungs(reached)} {shown}"
+                progress.update(task, advance=1 if new else 0, best=shown)
+            elif simulated:
                 progress.update(task, completed=record.get("simulated", 0.0), best=shown)
             else:
                 progress.update(task, advance=1, best=shown)
 
         yield on_trial
+
+
+def _rungs(reached: dict[int, int]) -> str:
+    """Rung occupancy: how many trials reached each number of epochs (`rungs 1:27 3:9 9:3`)."""
+    levels = sorted(set(reached.values()))
+    return "rungs " + " ".join(f"{e}:{sum(1 for r in reached.values() if r >= e)}" for e in levels)
 
 
 def _best_label(metrics: dict) -> str:

@@ -45,10 +45,15 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
     error) makes a failed record, the deadline a cancelled one: a failing trial never ends the search."""
     began = time.perf_counter()
     record = {"arch": trial.arch.to_json(), "key": trial.arch.key}
-    model = None
+    model = state = None
     try:
         extra = {} if trial.inherit is None else {"inherit": trial.inherit}
-        metrics, model = evaluator(trial.arch, deadline=deadline, **extra)
+        if trial.until is not None:  # a scheduler's segment: up to that epoch, from the trial's checkpoint
+            metrics, model, state = evaluator.train_segment(trial.arch, trial.until, trial.resume,
+                                                            deadline=deadline, **extra)
+            record["epochs"] = metrics["epochs_run"]
+        else:
+            metrics, model = evaluator(trial.arch, deadline=deadline, **extra)
         record.update(status=Status.OK, metrics=metrics, seconds=0.0)
         problem = record_problem({"trial": 0, **record})
         if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
@@ -58,11 +63,11 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:
         record.update(status=Status.CANCELLED, metrics={}, error=str(err))
-        model = None
+        model = state = None
     except Exception as err:  # a failing trial must not end the search; the record keeps the error
         log.debug("".join(traceback.format_exception(err)))
         record.update(status=Status.FAILED, metrics={}, error=f"{type(err).__name__}: {err}")
-        model = None
+        model = state = None
     record["seconds"] = time.perf_counter() - began
     if record["status"] == Status.FAILED:
         # After the except block: its traceback held the failed trial's tensors, which only now can be freed.
@@ -70,7 +75,7 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
     weights = None
     if model is not None and (trial.keep_weights or better(record, trial.best)):
         weights = cpu_weights(model)
-    return Outcome(trial, record, weights)
+    return Outcome(trial, record, weights, state)
 
 
 def failed_outcome(trial: Trial, error: str, seconds: float, status: str = Status.FAILED) -> Outcome:

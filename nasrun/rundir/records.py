@@ -20,11 +20,13 @@ class Status(TextEnum):
     OK = "ok"  # a finished trial with its metrics
     FAILED = "failed"  # a finished trial that raised: its error, no metrics
     CANCELLED = "cancelled"  # cut short by the wall-clock budget: recorded, and run again on resume
+    RUNG = "rung"  # a scheduled trial's result at a rung it goes on from (continue) or waits at (pause)
     END = "end"  # not a trial: the run ended, with its stop reason and counts
 
 
 STATUSES = tuple(s.value for s in Status)
 COUNTED = (Status.OK, Status.FAILED)  # trials that count against the budget; a cancelled one runs again
+DECISIONS = ("continue", "pause", "stop", "finished")  # a scheduler's `decision` on a rung or final record
 
 
 # Numbers that are never negative: durations, the simulated clock and a benchmark's training time (its cost).
@@ -54,11 +56,18 @@ def record_problem(record) -> str | None:
         return "no 'arch' field (a trial record needs trial, key, arch, status, metrics)"
     if record["trial"] < 0:
         return f"trial={record['trial']}: must be >= 0"
+    if "epochs" in record and (not isinstance(record["epochs"], int) or isinstance(record["epochs"], bool)
+                               or record["epochs"] < 1):
+        return f"epochs={record['epochs']!r}: must be an integer >= 1 (the epochs the trial has trained)"
+    if "decision" in record and record["decision"] not in DECISIONS:
+        return f"decision={record['decision']!r}: must be one of {', '.join(DECISIONS)}"
+    if status == Status.RUNG and ("epochs" not in record or record.get("decision") not in ("continue", "pause")):
+        return "a rung record needs epochs and decision=continue or pause"
     metrics = record["metrics"]
     for name in NON_NEGATIVE_METRICS:
         if metrics.get(name) is not None and not _non_negative(metrics[name]):
             return f"metrics.{name}={metrics[name]!r}: must be a finite number >= 0"
-    if status == Status.OK:
+    if status in (Status.OK, Status.RUNG):
         name = "fitness" if "fitness" in metrics else "val_acc"
         value = metrics.get(name)
         if not _number(value) or not math.isfinite(value):
@@ -88,7 +97,8 @@ def _non_negative(value) -> bool:
 
 
 def is_ok(record: dict) -> bool:
-    return record["status"] == Status.OK
+    """A result with metrics: a finished trial, or a scheduled one's result at a rung."""
+    return record["status"] in (Status.OK, Status.RUNG)
 
 
 def fitness(record: dict) -> float | None:
@@ -106,8 +116,14 @@ def ok_fitness(record: dict) -> float:
 
 
 def better(record: dict, best: dict | None) -> bool:
-    """Strictly higher fitness wins; ties keep the earlier trial."""
-    return is_ok(record) and (best is None or ok_fitness(record) > ok_fitness(best))
+    """At the higher fidelity (`epochs`, when a scheduler ran trials to different lengths), else strictly higher
+    fitness wins; ties keep the earlier trial. Without a scheduler every record has the same epochs (or none)."""
+    if not is_ok(record):
+        return False
+    if best is None:
+        return True
+    mine, theirs = record.get("epochs", 0), best.get("epochs", 0)
+    return mine > theirs or (mine == theirs and ok_fitness(record) > ok_fitness(best))
 
 
 def running_best(records: Iterable[dict]) -> Iterator[tuple[dict, dict | None]]:

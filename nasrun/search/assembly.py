@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrun.checks import UserError
 from nasrun.config.groups import build, check_keys, parameters, proxy_options
-from nasrun.contracts import Evaluator, Space, Strategy
+from nasrun.contracts import Evaluator, Scheduler, Space, Strategy, trains_in_segments
 from nasrun.search.budget import Budget
 from nasrun.search.loop import SearchResult, run_search
 
@@ -33,11 +33,12 @@ class SearchSetup:
     model_info: dict[str, Any]  # what best.json needs besides the trial: the space's config, the data's shape
     scorer: ProxyScorer | None  # the proxy= option's scorer, or None
     data: ImageData | None  # the dataset, when the evaluator or the proxy reads one (else None)
+    scheduler: Scheduler | None = None  # the scheduler= option (how far each trial trains), or None
 
     def run(self, run_dir: Path, **options: Any) -> SearchResult:
         """`run_search` on these pieces; `options` are its keyword options (resume, executor, on_trial, ...)."""
         return run_search(self.space, self.strategy, self.evaluator, self.budget, run_dir,
-                          model_info=self.model_info, scorer=self.scorer, **options)
+                          model_info=self.model_info, scorer=self.scorer, scheduler=self.scheduler, **options)
 
 
 def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
@@ -47,6 +48,8 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
+    if cfg.get("scheduler") is not None:
+        groups["scheduler"] = cfg.scheduler
     unread = {"dataset": cfg.dataset, **({"executor": cfg.executor} if cfg.get("executor") is not None else {})}
     for group, node in {**groups, **unread}.items():  # the dataset's too, even when not read
         check_keys(group, node)
@@ -60,7 +63,10 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
         if cfg.proxy is None and scorer_param is not None and scorer_param.default is inspect.Parameter.empty:
             raise UserError(f"{group}: {cfg[group]._target_.rsplit('.', 1)[-1]} ranks architectures with a "
                             f"zero-cost proxy; choose one with proxy=NAME ({', '.join(proxy_options())})")
-    runtime = {"space": space, "epochs": budget.epochs, "seed": seed,
+    scheduler = build("scheduler", cfg.scheduler) if "scheduler" in groups else None
+    # Under a scheduler a trial trains up to its max_epochs, and the learning-rate schedule spans them.
+    epochs = budget.epochs if scheduler is None else scheduler.max_epochs
+    runtime = {"space": space, "epochs": epochs, "seed": seed,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
     if any("data" in params for params in wants.values()):
         runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=seed,
@@ -73,12 +79,16 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
         raise UserError(f"budget.simulated_seconds={budget.simulated_seconds}: this evaluator reports no cost to "
                         f"simulate (only evaluator=tabular with benchmark=cifar10 does); budget by budget.trials "
                         f"or budget.seconds instead")
+    if scheduler is not None and not trains_in_segments(evaluator):
+        raise UserError(f"scheduler: {cfg.scheduler._target_.rsplit('.', 1)[-1]} decides how many epochs each "
+                        f"trial trains, and evaluator={cfg.evaluator._target_.rsplit('.', 1)[-1]} trains none; "
+                        f"use evaluator=train, or scheduler=none")
     # What best.json needs besides the trial: the space to rebuild it, and where its figures came from.
     model_info = {"space": runtime["space_config"], "space_name": space.name, **evaluator.describe()}
     scorer = runtime.get("scorer")
     if scorer is not None:
         model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
-    return SearchSetup(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"))
+    return SearchSetup(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"), scheduler)
 
 
 def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):

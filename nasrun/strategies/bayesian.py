@@ -47,6 +47,7 @@ class BayesianOptimization:
         self.max_neighbours = None if max_neighbours is None else check_int("max_neighbours", max_neighbours, low=1)
         self.rng = np.random.default_rng(seed)
         self.observed: dict = {}  # key -> (arch, cost)
+        self.levels: dict[int, dict] = {}  # under a scheduler: epochs -> key -> (arch, cost) measured there
         self.pending: dict = {}  # key -> arch, asked and not yet told
         self.failed: set = set()  # keys whose trial failed: never asked again
         self.lineages: dict = {}  # key -> (observed ancestor, [Morph, ...]) for proposals on a morphism space
@@ -63,12 +64,26 @@ class BayesianOptimization:
         self.pending[arch.key] = arch
         return arch
 
-    def tell(self, arch, fitness: float | None) -> None:
+    def tell(self, arch, fitness: float | None, rungs: dict[int, float] | None = None) -> None:
+        """rungs: under a scheduler, epochs -> fitness at each decision point the trial reached."""
         self.pending.pop(arch.key, None)
         if fitness is None:
             self.failed.add(arch.key)
         else:
             self.observed[arch.key] = (arch, 1.0 - float(fitness) / 100.0)
+            for epochs, value in (rungs or {}).items():
+                self.levels.setdefault(epochs, {})[arch.key] = (arch, 1.0 - float(value) / 100.0)
+
+    def modelled(self) -> dict:
+        """The observations the GP is fitted on. Under a scheduler, as BOHB does (Falkner et al. 2018): those of
+        the highest fidelity with at least `initial` of them, where the ranking is the one a full training
+        would give, else of the lowest (which every trial reached). Otherwise every observation."""
+        if not self.levels:
+            return self.observed
+        for epochs in sorted(self.levels, reverse=True):
+            if len(self.levels[epochs]) >= self.initial:
+                return self.levels[epochs]
+        return self.levels[min(self.levels)]
 
     # ----- the model ----------------------------------------------------------------------------------------
 
@@ -82,7 +97,7 @@ class BayesianOptimization:
         """The unseen architecture of least α found by the annealing tree search (a random unseen one if the
         search found none)."""
         model = self.fit()
-        history = [arch for arch, _ in self.observed.values()]
+        history = [arch for arch, _ in self.modelled().values()]
         morphs = morphisms(self.space)
         came_from = {}  # on a morphism space: key -> (parent, the Morph that made it)
         queue = [(a, i, arch) for i, (a, arch) in enumerate(zip(model.acquisition(history), history))]
@@ -127,8 +142,8 @@ class BayesianOptimization:
 
     def fit(self) -> "EmbeddedGP":
         """The GP on the observed costs, then on those plus the pending architectures believed at its mean."""
-        archs = [arch for arch, _ in self.observed.values()]
-        costs = np.array([cost for _, cost in self.observed.values()])
+        archs = [arch for arch, _ in self.modelled().values()]
+        costs = np.array([cost for _, cost in self.modelled().values()])
         anchors = bourgain_subsets(len(archs), self.rng)
         model = EmbeddedGP(self.space, archs, anchors, self.beta)
         model.fit(costs, restarts=self.restarts, seed=int(self.rng.integers(2**31)))

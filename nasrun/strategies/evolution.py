@@ -15,9 +15,12 @@ from nasrun.checks import check_bool, check_float, check_int
 
 
 class AgingPopulation:
-    """The population of aging evolution (Real et al.'s queue): (arch, fitness) pairs, oldest first, at most
-    `size`; a result joins at the young end and pushes the oldest out. It also counts the asks still owed an
-    answer, so parallel asks do not overfill the random phase. Both evolutions keep one (their `tell`)."""
+    """The population of aging evolution (Real et al.'s queue): (arch, fitness, epochs) members, oldest first, at
+    most `size`; a result joins at the young end and pushes the oldest out. It also counts the asks still owed
+    an answer, so parallel asks do not overfill the random phase. Both evolutions keep one (their `tell`).
+
+    `epochs` is the fidelity a result was measured at (under a scheduler; 0 otherwise). A trial told again at a
+    higher fidelity (promoted from a rung) replaces its own earlier entry and rejoins at the young end."""
 
     def __init__(self, size: int):
         self.size = size
@@ -27,12 +30,15 @@ class AgingPopulation:
     def asked(self) -> None:
         self.outstanding += 1
 
-    def told(self, arch, fitness: float | None) -> None:
+    def told(self, arch, fitness: float | None, epochs: int | None = None) -> None:
         """A result, asked for or not (an unasked one is information too); a failed trial (None) never joins."""
         self.outstanding = max(0, self.outstanding - 1)
         if fitness is None:
             return
-        self.members.append((arch, float(fitness)))
+        if epochs is not None:  # a scheduled trial: one entry per architecture, at its latest fidelity
+            for member in [m for m in self.members if m[0] == arch]:
+                self.members.remove(member)
+        self.members.append((arch, float(fitness), epochs or 0))
         if len(self.members) > self.size:
             self.members.popleft()
 
@@ -51,10 +57,15 @@ class AgingPopulation:
 
 
 def tournament(population, size: int, rng):
-    """The fittest of `size` members of a (arch, fitness) population drawn uniformly *with* replacement, as in
-    Real et al.'s Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins)."""
+    """The fittest of `size` members of a (arch, fitness[, epochs]) population drawn uniformly *with*
+    replacement, as in Real et al.'s Algorithm 1 and NAS-Bench-201's implementation (ties: the younger wins).
+
+    Under a scheduler members were measured at different epochs, and accuracies after 1 and 9 epochs are not
+    comparable: the sample is compared at the highest fidelity any of its members reached, among the members
+    measured there. A member a scheduler stopped earlier has already lost a comparison at its rung, so it can
+    only win a sample in which no member went further."""
     picks = rng.integers(len(population), size=size)
-    best = max(picks, key=lambda i: (population[i][1], i))
+    best = max(picks, key=lambda i: (population[i][2] if len(population[i]) > 2 else 0, population[i][1], i))
     return population[best][0]
 
 
@@ -92,8 +103,9 @@ class RegularizedEvolution:
         second = tournament(self.population, self.sample_size, self.rng) if self.crossover else first
         return self._child(first, second)
 
-    def tell(self, arch, fitness: float | None) -> None:
-        self.population.told(arch, fitness)
+    def tell(self, arch, fitness: float | None, rungs: dict[int, float] | None = None) -> None:
+        """rungs: under a scheduler, epochs -> fitness at each decision point the trial reached."""
+        self.population.told(arch, fitness, max(rungs) if rungs else None)
 
     def _child(self, first, second):
         parents = {first, second}

@@ -30,7 +30,7 @@ def save_checkpoint(path: Path, state: dict, ident: dict) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **ident, "state": state}, tmp)
+        torch.save(checkpoint_payload(state, ident), tmp)
 
 
 def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
@@ -48,6 +48,13 @@ def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
         saved = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise UserError(f"{path} cannot be read ({str(err).splitlines()[0][:120]}); {fix}") from None
+    return check_saved(saved, ident, path, fix, restart)
+
+
+def check_saved(saved, ident: dict, where, fix: str, restart: str) -> dict:
+    """The training state in a checkpoint read back (`saved`), checked against `ident`; a UserError naming
+    `where` (the file) and the fix when it is not a nasrun training state of this architecture and setting."""
+    path = where
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("state"), dict):
         raise UserError(f"{path} is not a nasrun training state; {fix}")
     if saved.get("version") != VERSION:
@@ -66,3 +73,26 @@ def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
                 raise UserError(f"{where}.{name}={value}: the training in {path} used {before}; resume with the "
                                 f"same setting, or {restart}")
     return saved["state"]
+
+
+def checkpoint_payload(state: dict, ident: dict) -> dict:
+    """What a checkpoint file holds: the training state beside what it must agree on to be continued."""
+    return {"format": FORMAT, "version": VERSION, **ident, "state": state}
+
+
+def read_payload(path: Path) -> dict:
+    """A segment checkpoint written by the runner, read back with weights_only=True (no pickled code runs);
+    the worker that continues it checks it against its own training (`check_saved`)."""
+    import pickle
+
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        raise UserError(f"{path} cannot be read ({str(err).splitlines()[0][:120]})",
+                        "delete it (the trial then trains again from its first epoch) or choose a new "
+                        "hydra.run.dir", path=path) from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} is not a nasrun training state", "delete it", path=path)
+    return saved

@@ -165,8 +165,8 @@ def evaluate(model, data, split: str, bf16: bool = False, deadline: float | None
     return 100.0 * correct.item() / count, loss_sum.item() / count
 
 
-def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch=None, resume: dict | None = None
-          ) -> dict:
+def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch=None, resume: dict | None = None,
+          until: int | None = None) -> dict:
     """Train `model` in place on `data` and return its metrics (validation after each epoch; the test split is
     the evaluator's business: `evaluate(model, data, "test")`).
 
@@ -175,6 +175,8 @@ def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch
     on_epoch: called after each epoch with the training state (`training_state`), e.g. to save a checkpoint.
     resume: such a state; training goes on after its epoch, with the same weights, optimizer, data order and
     random streams, so it ends where an uninterrupted run would.
+    until: stop after this epoch (a scheduler's segment); the schedule still spans `cfg.epochs`, so segments
+    1-3, 4-9 end with exactly the weights and metrics of 9 epochs straight.
 
     The caller seeds the model's initialisation; the shuffling order and the augmentation come from
     `cfg.seed`. Dropout draws from torch's default generator, so callers that need exact repeats run this
@@ -192,7 +194,8 @@ def train(model, data, cfg: TrainConfig, deadline: float | None = None, on_epoch
     history = run.history
     steps = max(1, math.ceil(len(data.train_x) / data.batch_size))
     began = time.perf_counter() - run.train_seconds - run.val_seconds
-    for epoch in range(run.epoch + 1, cfg.epochs + 1):
+    last = cfg.epochs if until is None else min(until, cfg.epochs)
+    for epoch in range(run.epoch + 1, last + 1):
         if run.stopped:
             break
         model.train()
