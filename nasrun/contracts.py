@@ -108,6 +108,7 @@ class Trial:
     keep_weights: bool = False
     until: int | None = None  # under a scheduler: train up to this epoch (a segment), else the whole training
     resume: dict | None = field(default=None, repr=False)  # the segment's starting checkpoint (None: epoch 0)
+    measure_test: bool = True  # a segment short of max_epochs is not measured on the test split, even as the best
 
 
 @dataclass

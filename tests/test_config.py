@@ -13,7 +13,7 @@ from nasrun.checks import UserError
 from nasrun.commands.train import build_training
 from nasrun.config.groups import build, parameters
 from nasrun.config.validate import check_settings
-from nasrun.contracts import Trial
+from nasrun.contracts import Decision, Scheduler, Trial
 from nasrun.data.builtin import ImageData, synthetic
 from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer
@@ -49,6 +49,7 @@ def runtime_values(group, option):
         "strategy": dict(space=space, seed=0, scorer=scorer),
         "proxy": dict(space=small, data=rgb, seed=0, space_config={"channels": 4}),
         "budget": {},
+        "scheduler": {},
         "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer),
         "device": {},
         "executor": dict(evaluator=CostlyToy(), make_evaluator=Toy(), device=torch.device("cpu")),
@@ -95,6 +96,8 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
             overrides += ["dataset.download=false", "dataset.fraction=0.01"]
     if group == "proxy" and option != "none":
         overrides.append("proxy.cache_dir=null")  # no score files in the repository's outputs/
+    if group == "scheduler":
+        overrides.append("budget.epochs=9")  # a scheduler needs epochs to cut short (max_epochs follows)
     cfg = compose(*overrides)
     node = cfg[group]
     if node is None:  # `proxy=none` is the absence of a proxy
@@ -126,6 +129,12 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
     if group == "evaluator":
         metrics, _ = built(runtime["space"].sample(np.random.default_rng(0)))
         assert 0 <= metrics["val_acc"] <= 100 if "fitness" not in metrics else np.isfinite(metrics["fitness"])
+    if group == "scheduler":  # one trial's first decision
+        assert isinstance(built, Scheduler) and built.max_epochs == 9
+        first = built.start("a")
+        assert 1 <= first < 9
+        decision, until = built.report("a", [50.0] * first)
+        assert decision in (Decision.PAUSE, Decision.CONTINUE) and until >= first
     if group == "proxy":
         assert isinstance(built, ProxyScorer) and built.name == option and built.cache_path is None
         score = built(runtime["space"].sample(np.random.default_rng(1)))

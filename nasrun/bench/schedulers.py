@@ -17,6 +17,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -56,14 +57,16 @@ def run_one(name: str, seed: int, seconds: float, core: int, folder: Path, data:
 
 def decision_cost(repeats: int = 200) -> dict:
     """Milliseconds per scheduler decision, on a hand-made state of 100 trials (the curve rule fits curves)."""
-    from nasrun.contracts import Decision
+    from nasrun.contracts import Decision, Scheduler
     from nasrun.search.asha import ASHA, Hyperband
     from nasrun.search.stopping import CurveStopping, MedianStopping
 
     rng = np.random.default_rng(0)
     out = {}
-    for name, make in {"asha": lambda: ASHA(9), "hyperband": lambda: Hyperband(9),
-                       "median": lambda: MedianStopping(9), "curve": lambda: CurveStopping(9)}.items():
+    makers: dict[str, Callable[[], Scheduler]] = {
+        "asha": lambda: ASHA(9), "hyperband": lambda: Hyperband(9), "median": lambda: MedianStopping(9),
+        "curve": lambda: CurveStopping(9)}
+    for name, make in makers.items():
         scheduler = make()
         curves = [np.sort(rng.uniform(50, 90, 9)).tolist() for _ in range(100)]
         for i, curve in enumerate(curves[:20]):  # finished trials to compare with

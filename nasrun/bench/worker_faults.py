@@ -74,3 +74,58 @@ class ToyEvaluator:
 def toy_accuracy(key: str) -> float:
     """A fixed accuracy in [50, 100) per architecture key."""
     return 50 + int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") % 5000 / 100
+
+
+@dataclass(frozen=True)
+class SegmentToy:
+    """A picklable `make_evaluator(device)` whose evaluator trains in segments as a scheduler needs
+    (`train_segment`), instantly: a trial's accuracy after epoch e is a fixed curve per key rising to
+    `toy_accuracy(key)`. It sleeps `delay` seconds per epoch, SIGKILLs its own process when it trains past
+    (key, epoch) in `kill_at` (once per marker file when `marker_dir` is set), and fails (raises) on the epochs
+    in `fail_at`. Its checkpoint names the epoch it holds, and every segment reports the epoch it went on from
+    (`resumed_from`), so a test sees that a promotion never trains from scratch."""
+
+    delay: float = 0.0
+    kill_at: tuple = ()
+    fail_at: tuple = ()
+    marker_dir: str | None = None
+    max_epochs: int = 9
+
+    def __call__(self, device=None):
+        return SegmentToyEvaluator(self)
+
+
+class SegmentToyEvaluator(ToyEvaluator):
+    trains = True
+    plan: SegmentToy  # type: ignore[assignment]  # the segment toy's plan, not Toy's
+
+    def __init__(self, plan: SegmentToy):
+        self.plan = plan
+        self.pid = os.getpid()
+
+    def __call__(self, arch, deadline: float | None = None):
+        metrics, model, _ = self.train_segment(arch, self.plan.max_epochs, None, deadline)
+        return metrics, model
+
+    def train_segment(self, arch, until: int, resume: dict | None, deadline: float | None = None):
+        plan = self.plan
+        start = 0 if resume is None else int(resume["epoch"])
+        if resume is not None and resume.get("key") != arch.key:
+            raise ValueError(f"the checkpoint holds {resume.get('key')}, not {arch.key}")
+        history = []
+        for epoch in range(start + 1, until + 1):
+            if (arch.key, epoch) in plan.kill_at and self._first_time(f"{arch.key}:{epoch}"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if (arch.key, epoch) in plan.fail_at:
+                raise RuntimeError(f"epoch {epoch} failed")
+            time.sleep(plan.delay)
+            history.append({"epoch": epoch, "val_acc": toy_curve(arch.key, epoch, plan.max_epochs)})
+        metrics = {"val_acc": history[-1]["val_acc"], "epochs_run": until, "history": history,
+                   "resumed_from": start, "stopped_early": False}
+        return metrics, None, {"epoch": until, "key": arch.key}
+
+
+def toy_curve(key: str, epoch: int, max_epochs: int) -> float:
+    """A learning curve per key: rising from 10 % towards toy_accuracy(key) at max_epochs."""
+    final = toy_accuracy(key)
+    return 10 + (final - 10) * (1 - 0.5 ** epoch) / (1 - 0.5 ** max_epochs)

@@ -59,7 +59,8 @@ def run_trial(evaluator, trial: Trial, deadline: float | None = None) -> Outcome
         if problem is not None:  # never log what a resume could not read back: a NaN accuracy, a negative cost
             raise ValueError(f"the evaluator returned {problem}")
         wins = better(record, trial.best)
-        if wins and "test_acc" not in metrics and measures_test_apart(evaluator) and model is not None:
+        if wins and trial.measure_test and "test_acc" not in metrics and measures_test_apart(evaluator) and \
+                model is not None:
             metrics.update(evaluator.test(model, deadline=deadline))
     except TrialCancelled as err:
         record.update(status=Status.CANCELLED, metrics={}, error=str(err))

@@ -120,7 +120,10 @@ class ASHA:
         return self.bracket_of[key].report(key, len(curve), float(curve[-1]))
 
     def promotion(self) -> tuple[str, int] | None:
-        """The promotion due now: across brackets, the one to the highest rung (ties: the first bracket)."""
+        """The promotion due now: across brackets, the one to the highest rung (ties: the first bracket). In
+        stop mode nothing waits, so nothing is promoted."""
+        if self.mode == "stop":
+            return None
         chosen, to = None, 0
         for bracket in self.brackets:
             found = bracket.promotable()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -231,12 +231,10 @@ class LogReplay:
         return records, held
 
 
-def segment_trial(number: int, arch, best, deadline, scheduled: Scheduled, state: dict | None,
-                  inherit=None, keep_weights: bool = False) -> Trial:
-    """The submission of a trial's next segment: up to its target epoch, from `state`."""
+def segment_trial(number: int, arch, best, deadline, scheduled: Scheduled, max_epochs: int, inherit=None,
+                  keep_weights: bool = False) -> Trial:
+    """The submission of a trial's next segment, up to its target epoch (its checkpoint is added when it is
+    sent). The test split is measured only for a new best at max_epochs: the fidelity every selection ends at."""
     return Trial(number, arch, best, deadline, inherit=inherit if not scheduled.curve else None,
-                 keep_weights=keep_weights, until=scheduled.target, resume=state)
+                 keep_weights=keep_weights, until=scheduled.target, measure_test=scheduled.target >= max_epochs)
 
-
-def with_state(trial: Trial, state: dict | None) -> Trial:
-    return replace(trial, resume=state)

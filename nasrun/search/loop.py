@@ -226,7 +226,8 @@ class Search:
                 # Not evaluated again (and free on the simulated clock); a trial under way answers with its
                 # latest result.
                 self.counts["repeats"] += 1
-                self.strategy.tell(arch, fitness(self.done[key]) if key in self.done else self.fidelity.latest(key))
+                latest = fitness(self.done[key]) if key in self.done else self.fidelity.latest(key)  # type: ignore[union-attr]
+                self.strategy.tell(arch, latest)
                 streak += 1
                 if streak >= MAX_REPEATS:
                     return Stop(StopReason.STUCK,
@@ -256,8 +257,8 @@ class Search:
         deadline = self.deadline if self.executor.on_budget == "cancel" else None
         inherit = self.store.inheritance(self.strategy, scheduled.arch) if self.store is not None and \
             not scheduled.curve else None
-        trial = segment_trial(self.submitted, scheduled.arch, self.best, deadline, scheduled, None, inherit,
-                              self.store is not None)
+        trial = segment_trial(self.submitted, scheduled.arch, self.best, deadline, scheduled,
+                              self.fidelity.scheduler.max_epochs, inherit, self.store is not None)
         self.submitted += 1
         self.in_flight[key] = trial
         if self.replaying is not None and self.replaying.answers(key):
@@ -426,16 +427,19 @@ class Search:
 
     def end(self, reason: Stop) -> SearchResult:
         counts = self.counts
+        # Under a scheduler, trials waiting at a rung stand at their latest result (and may go on on resume).
+        records = self.records + (self.fidelity.standing() if self.fidelity is not None else [])
         log.info("search stopped: %s (%d trials, %d evaluated now, %d replayed, %d repeats answered from records)",
-                 reason, len(self.records), counts["evaluated"], counts["replayed"], counts["repeats"])
-        records = self.records
+                 reason, len(records), counts["evaluated"], counts["replayed"], counts["repeats"])
         if self.fidelity is not None:
-            # Trials waiting at a rung stand at their latest result (and may go on when the run is resumed).
-            records = self.records + self.fidelity.standing()
             files, size = self.fidelity.kept()
             log.info("scheduler: trials per rung reached %s; %d epochs trained; %d checkpoints kept (%.1f MB) for "
                      "trials paused at a rung", self.fidelity.scheduler.occupancy(), self.fidelity.epochs, files,
                      size / 1e6)
+            if self.best is not None and self.best.get("epochs", 0) < self.fidelity.scheduler.max_epochs:
+                log.warning("the best trial reached %d of %d epochs, so its test accuracy was not measured; resume "
+                            "with a larger budget to train it on", self.best["epochs"],
+                            self.fidelity.scheduler.max_epochs)
         result = SearchResult(records, self.best, reason, counts["evaluated"], counts["replayed"],
                               counts["repeats"], self.scorer.evaluations if self.scorer is not None else 0,
                               self.cancelled)

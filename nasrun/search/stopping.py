@@ -21,7 +21,10 @@ class EveryEpoch:
     trials' curves (in the order they finished)."""
 
     def __init__(self, max_epochs: int, first: int):
-        self.max_epochs = check_int("max_epochs", max_epochs, low=2)
+        self.max_epochs = check_int("max_epochs", max_epochs, low=1)
+        if max_epochs < 2:
+            raise ValueError(f"max_epochs={max_epochs}: one epoch leaves nothing to cut short; raise budget.epochs "
+                             f"(for example budget.epochs=9)")
         self.first = min(first, self.max_epochs)
         self.finished: list[list[float]] = []
         self.reached: dict[str, int] = {}
