@@ -9,7 +9,7 @@ import torch
 from nasrun.checks import UserError
 from nasrun.rundir.best import load_best, read_best_json, sha256_of
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
 

@@ -251,6 +251,12 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["space=nb201", "evaluator=tabular", "evaluator.table=/nowhere/nb.csv"], ["/nowhere/nb.csv", "not found"]),
     (["space=nb201", "space.channels=0"], ["space.channels=0", ">= 1"]),
     (["+experiment=nope"], ["experiment=nope", "nb201_rea"]),
+    (["scheduler=asha"], ["scheduler.min_epochs=1: must be below max_epochs (1)", "raise budget.epochs"]),
+    (["scheduler=median"], ["scheduler.max_epochs=1", "raise budget.epochs"]),
+    (["scheduler=asha", "budget.epochs=9", "scheduler.mode=halve"], ["scheduler.mode='halve'", "promote, stop"]),
+    (["scheduler=hyperband", "budget.epochs=9", "scheduler.brackets=7"], ["scheduler.brackets=7", "in [1, 3]"]),
+    (["space=nb201", "evaluator=tabular", "scheduler=asha", "budget.epochs=9"],
+     ["scheduler: ASHA decides how many epochs", "evaluator=train"]),
 ])
 def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path, monkeypatch, data_root):
     from nasrun.bench.faults.runner import invoke

@@ -12,7 +12,7 @@ from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.search.assembly import build_search
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random import RandomSearch
 

@@ -7,7 +7,7 @@ import pytest
 from nasrun.checks import UserError
 from nasrun.evaluators.tabular import TabularEvaluator
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Arch, NB201Space
 from nasrun.strategies.random import RandomSearch

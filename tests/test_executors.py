@@ -13,7 +13,7 @@ from nasrun.executors.simulated import SimulatedExecutor
 from nasrun.rundir.trial_log import read_trials
 from nasrun.search.assembly import build_executor, build_search
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch

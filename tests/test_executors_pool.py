@@ -15,7 +15,7 @@ from nasrun.executors.pool import ProcessPool
 from nasrun.rundir.trial_log import read_trials
 from nasrun.search.assembly import build_executor, build_search
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
 
@@ -93,7 +93,7 @@ KILLED_RUN = textwrap.dedent("""
     from nasrun.bench.worker_faults import Toy
     from nasrun.executors.pool import ProcessPool
     from nasrun.search.budget import Budget
-    from nasrun.search.loop import run_search
+    from nasrun.search.runner import run_search
     from nasrun.spaces.custom import CustomSpace
     from nasrun.strategies.evolution import RegularizedEvolution
 

@@ -8,7 +8,7 @@ from nasrun.bench.worker_faults import Toy
 from nasrun.checks import UserError
 from nasrun.executors.ray_tasks import RayExecutor
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
@@ -47,3 +47,17 @@ def test_without_ray_executor_ray_says_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as it does without the extra
     with pytest.raises(UserError, match=r"executor=ray needs Ray, an optional extra: pip install 'nasrun\[ray\]'"):
         RayExecutor(Toy())  # at construction: before the run directory is touched
+
+
+def test_asha_under_ray_promotes_from_checkpoints(tmp_path, ray):
+    """Promotions are new Ray tasks that carry the trial's checkpoint: every result is the trial's curve at the
+    epochs it reached, and every promotion goes on from the rung below, never from scratch."""
+    from nasrun.bench.worker_faults import SegmentToy, toy_curve
+    from nasrun.search.asha import ASHA
+
+    result = run_search(SPACE, RandomSearch(SPACE, 3), None, Budget(trials=9), tmp_path / "ray",
+                        executor=RayExecutor(SegmentToy(delay=0.01)), scheduler=ASHA(9, 1, 3))
+    assert len(result.records) == 9 and max(r["epochs"] for r in result.records) == 9
+    for record in result.records:
+        assert record["metrics"]["val_acc"] == toy_curve(record["key"], record["epochs"], 9)
+        assert record["metrics"]["resumed_from"] == (0 if record["epochs"] == 1 else record["epochs"] // 3)

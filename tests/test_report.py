@@ -52,8 +52,9 @@ def test_checklist_of_rea_against_random_search_with_the_same_protocol(paired):
     assert "`anytime.png`" in text and (paired / "anytime.png").is_file()
     # The whole method's cost: simulated seconds within the 12000 s budget, and table lookups counted.
     row = next(line for line in text.splitlines() if line.startswith("| nb201_rea |"))
-    runs, wall, simulated, trained, proxy, trials = row.split("|")[2:8]
+    runs, wall, simulated, trained, epochs, proxy, trials = row.split("|")[2:9]
     assert int(runs) == 3 and 11000 < float(simulated) <= 12000 and float(trained) == float(trials) > 50
+    assert float(epochs) == 0 and float(proxy) == 0  # table lookups train no epochs here
     assert "`RegularizedEvolution`: `population_size=10`, `sample_size=3`, `mutation_prob=None`" in text
     import torch
 

@@ -7,7 +7,7 @@ import pytest
 from nasrun.checks import UserError
 from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch

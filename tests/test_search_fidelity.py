@@ -20,7 +20,7 @@ from nasrun.rundir.trial_log import read_trials
 from nasrun.search.asha import ASHA, Hyperband
 from nasrun.search.budget import Budget
 from nasrun.search.fidelity import Fidelity
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.search.stopping import MedianStopping
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
@@ -144,7 +144,7 @@ from nasrun.bench.worker_faults import SegmentToy
 from nasrun.executors.pool import ProcessPool
 from nasrun.search.asha import ASHA
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.random import RandomSearch
 space = CustomSpace()
@@ -217,3 +217,28 @@ def test_pool_kill_mid_promotion_then_resume_loses_nothing_finished(tmp_path):
     assert len(trials) == 12 and after[-1]["status"] == "end"
     numbers = [r["trial"] for r in after if r["status"] == "ok"]
     assert len(numbers) == len(set(numbers))
+
+
+def test_the_cli_runs_reports_and_resumes_a_scheduled_search(tmp_path):
+    from conftest import run_cli
+    from nasrun.reports.table import report
+
+    run_dir = tmp_path / "run"
+    args = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_test=32", "strategy=random",
+            "scheduler=asha", "budget.epochs=3", "budget.seconds=null", f"hydra.run.dir={run_dir}"]
+    first = run_cli(*args, "budget.trials=6", new_process=True)  # a process of its own: the progress line
+    assert first.returncode == 0, first.stderr
+    logged = lines(run_dir)
+    promoted = sum(1 for r in logged if r.get("epochs") == 3)
+    assert f"rungs 1:6 3:{promoted}" in first.stdout  # the progress line's rung occupancy
+    assert sum(1 for r in logged if r["status"] == "rung") == 6 and logged[-1]["epochs_trained"] == 6 + 2 * promoted
+    assert len(list((run_dir / "checkpoints").glob("*.pt"))) == 6 - sum(1 for r in logged if r["status"] == "ok")
+    # A larger budget goes on: paused trials are promoted from their checkpoints, new ones start.
+    again = run_cli(*args, "budget.trials=9", "resume=true")
+    assert again.returncode == 0, again.stderr
+    more = lines(run_dir)[len(logged):]
+    assert {r["trial"] for r in more if r["status"] != "end"} >= {6, 7, 8}
+    assert all(r["metrics"].get("val_acc") is not None for r in more if r["status"] in ("ok", "rung"))
+    rows = report(run_dir, tmp_path / "report")
+    assert rows[0]["mean_epochs"] == lines(run_dir)[-1]["epochs_trained"] and rows[0]["mean_trials"] == 9
+    assert "| epochs trained (mean) |" in (tmp_path / "report" / "checklist.md").read_text()

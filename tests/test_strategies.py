@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CHOICES, CustomSpace
 from nasrun.spaces.generic import ChoiceArch
 from nasrun.strategies.evolution import RegularizedEvolution

@@ -6,7 +6,7 @@ import pytest
 
 from nasrun.bench.reinforce import toy_reward
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.bayesian import (

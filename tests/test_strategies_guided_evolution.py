@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.guided_evolution import GuidedEvolution
 

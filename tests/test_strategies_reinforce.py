@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from nasrun.config.groups import build, parameters
 from nasrun.contracts import Strategy
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.nb201 import NB201Space
 
 from conftest import compose

@@ -9,7 +9,7 @@ from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.morph.space import MorphSpace
 from nasrun.strategies.bayesian import BayesianOptimization
 

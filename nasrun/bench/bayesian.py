@@ -21,7 +21,7 @@ from nasrun.data.builtin import fashion_mnist
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.search.assembly import build_search
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.custom import CustomSpace
 from nasrun.spaces.morph.distance import layers_and_skips
 from nasrun.spaces.morph.graph import parse

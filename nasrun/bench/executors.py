@@ -22,7 +22,7 @@ from typing import Any
 from nasrun.bench.common import preset
 from nasrun.rundir.records import running_best
 from nasrun.search.assembly import build_executor, build_search
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 
 EXECUTORS = {"inline": [], "pool": ["executor=pool", "executor.workers=2"], "ray": ["executor=ray"]}
 TARGET = 94.0  # % test accuracy (200 epochs) of NAS-Bench-201's CIFAR-10, the level the time-to-target is taken at

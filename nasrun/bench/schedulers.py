@@ -21,6 +21,10 @@ from typing import Callable
 
 import numpy as np
 
+from nasrun.contracts import Decision, Scheduler
+from nasrun.search.asha import ASHA, Hyperband
+from nasrun.search.stopping import CurveStopping, MedianStopping
+
 CONFIGS = {
     "random (9 epochs)": ["strategy=random"],
     "random + asha": ["strategy=random", "scheduler=asha"],
@@ -57,10 +61,6 @@ def run_one(name: str, seed: int, seconds: float, core: int, folder: Path, data:
 
 def decision_cost(repeats: int = 200) -> dict:
     """Milliseconds per scheduler decision, on a hand-made state of 100 trials (the curve rule fits curves)."""
-    from nasrun.contracts import Decision, Scheduler
-    from nasrun.search.asha import ASHA, Hyperband
-    from nasrun.search.stopping import CurveStopping, MedianStopping
-
     rng = np.random.default_rng(0)
     out = {}
     makers: dict[str, Callable[[], Scheduler]] = {
@@ -94,7 +94,7 @@ def decision_cost(repeats: int = 200) -> dict:
     return out
 
 
-def bench(seconds: float = 180.0, seeds: int = 3, fraction: float = 0.01, val_size: int = 500,
+def bench(seconds: float = 300.0, seeds: int = 3, fraction: float = 0.02, val_size: int = 500,
           folder: str | None = None) -> dict:
     folder_path = Path(folder or tempfile.mkdtemp(prefix="nasrun-sched-"))
     data = [f"dataset.fraction={fraction}", f"dataset.val_size={val_size}"]
@@ -146,10 +146,11 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--fraction", type=float, default=0.02)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    outcome = bench(args.seconds, args.seeds, folder=args.out)
+    outcome = bench(args.seconds, args.seeds, args.fraction, folder=args.out)
     Path(outcome["folder"], "result.json").write_text(json.dumps(outcome))
     print_results(outcome)

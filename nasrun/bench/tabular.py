@@ -24,7 +24,7 @@ from nasrun.evaluators.tabular import TabularEvaluator
 from nasrun.reports.runs import load_run
 from nasrun.reports.table import summarize
 from nasrun.search.budget import Budget
-from nasrun.search.loop import run_search
+from nasrun.search.runner import run_search
 from nasrun.spaces.nb201 import NB201Space
 
 EXPERIMENTS = ("nb201_rea", "nb201_random", "nb201_reinforce", "nb201_bayesian")

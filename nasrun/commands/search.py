@@ -21,7 +21,8 @@ from nasrun.rundir.records import best_of, is_ok, reported_accuracy
 from nasrun.rundir.sweep_resume import JobState, job_state
 from nasrun.rundir.trial_log import split_log
 from nasrun.search.assembly import build_executor, build_search
-from nasrun.search.loop import SearchResult, check_resumable
+from nasrun.search.loop import SearchResult
+from nasrun.search.runner import check_resumable
 from nasrun.training.device import cpu_threads
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from nasrun.rundir.best import load_best, read_best_json
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir
 from nasrun.rundir.targets import refuse_foreign, upgrade_targets
-from nasrun.search.loop import check_resumable, run_search
+from nasrun.search.runner import check_resumable, run_search
 from nasrun.training.export import export_model
 
 log = logging.getLogger(__name__)

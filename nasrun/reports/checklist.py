@@ -77,7 +77,7 @@ def _cost(run) -> dict:
     return {"wall": run.wall_seconds, "simulated": simulated,
             "trained": end.get("trained", sum(1 for r in trials if r["status"] == "ok")),
             "proxy": end.get("proxy_evaluations", max((r.get("proxy_evaluations", 0) for r in trials), default=0)),
-            "trials": len(trials)}
+            "trials": len(trials), "epochs": run.epochs_trained}
 
 
 def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
@@ -116,15 +116,17 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
     lines.append("")
 
     lines += ["## Cost of the whole method", "",
-              "| configuration | runs | wall s (mean) | simulated s (mean) | trainings (mean) | proxy evaluations "
-              "(mean) | trials (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| configuration | runs | wall s (mean) | simulated s (mean) | trainings (mean) | epochs trained (mean) "
+              "| proxy evaluations (mean) | trials (mean) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row, runs in ((g.row, g.runs) for g in groups):
         costs = [_cost(run) for run in runs]
         mean = {k: sum(c[k] for c in costs) / len(costs) for k in costs[0]}
         lines.append(f"| {_label(row)} | {len(costs)} | {mean['wall']:.2f} | {mean['simulated']:.0f} | "
-                     f"{mean['trained']:.1f} | {mean['proxy']:.1f} | {mean['trials']:.1f} |")
+                     f"{mean['trained']:.1f} | {mean['epochs']:.1f} | {mean['proxy']:.1f} | {mean['trials']:.1f} |")
     lines += ["", "Wall seconds are the search's own (trials.jsonl's elapsed), data loading and start-up excluded; "
-              "simulated seconds are a benchmark table's training times; a table lookup counts as a training.", ""]
+              "simulated seconds are a benchmark table's training times; a table lookup counts as a training. Epochs "
+              "trained count every epoch of every trial (under a scheduler, a trial stopped or paused at a rung "
+              "counts the epochs it reached).", ""]
 
     lines += ["## Performance over time", ""]
     if anytime is not None and anytime.is_file():

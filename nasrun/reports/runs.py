@@ -20,7 +20,7 @@ from nasrun.rundir import atomic
 from nasrun.rundir.best import read_best_json
 from nasrun.rundir.environment import read_starts
 from nasrun.rundir.lock import hold_run_dir
-from nasrun.rundir.records import best_of, reported_accuracy, running_best
+from nasrun.rundir.records import Status, best_of, reported_accuracy, running_best
 from nasrun.rundir.targets import refuse_foreign, upgrade_targets
 from nasrun.rundir.trial_log import read_trials, split_log
 
@@ -34,7 +34,7 @@ GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "b
 class Run:
     path: Path
     config: dict  # the columns of CONFIG_COLUMNS
-    records: list[dict]
+    records: list[dict]  # one per trial: its final record (under a scheduler, a waiting trial's latest result)
     published: dict | None
     best: dict | None  # the trial the search selected (best validation accuracy)
     finished: bool = True  # trials.jsonl ends with the runner's end record (else: still running, or killed)
@@ -43,6 +43,14 @@ class Run:
     choices: dict = field(default_factory=dict)  # its group choices (strategy=evolution, ...)
     end: dict | None = None  # the end record: stop reason and counts
     starts: list = field(default_factory=list)  # run.json: versions and hardware at each start
+    results: list[dict] = field(default_factory=list)  # every result in log order (under a scheduler, each rung's)
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs trained in the whole run: the end record's count under a scheduler, else every trial's."""
+        if self.end is not None and "epochs_trained" in self.end:
+            return int(self.end["epochs_trained"])
+        return sum(len(r["metrics"].get("history", [])) for r in (self.results or self.records))
 
     @property
     def reported(self) -> float | None:
@@ -53,7 +61,7 @@ class Run:
 
     @property
     def wall_seconds(self) -> float:
-        return self.records[-1].get("elapsed", 0.0) if self.records else 0.0
+        return max((r.get("elapsed", 0.0) for r in (self.results or self.records)), default=0.0)
 
     @property
     def clock(self) -> str:
@@ -61,9 +69,10 @@ class Run:
         return "simulated" if self.records and all("simulated" in r for r in self.records) else "elapsed"
 
     def anytime(self) -> tuple[np.ndarray, np.ndarray]:
-        """(time, reported accuracy of the best trial so far) after each trial."""
+        """(time, reported accuracy of the best trial so far) after each trial (each rung result, under a
+        scheduler: every epoch trained counts)."""
         xs, ys, clock = [], [], self.clock
-        for record, best in running_best(self.records):
+        for record, best in running_best(self.results or self.records):
             xs.append(record.get(clock, 0.0))
             reported = reported_accuracy(best)
             ys.append(math.nan if reported is None else reported)
@@ -104,8 +113,11 @@ def load_run(path: Path, trust: bool = False) -> Run:
     if (hydra_dir / "overrides.yaml").is_file():
         overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
     logged = read_trials(path / "trials.jsonl", repair=False)  # the run may still be writing: read only
-    records, _, end = split_log(logged)
-    best = best_of(records)
+    _, _, end = split_log(logged)
+    results = [r for r in logged if r["status"] in (Status.OK, Status.FAILED, Status.RUNG)]
+    latest = {r["trial"]: r for r in results}  # a trial's last result stands for it (one per trial unscheduled)
+    records = sorted(latest.values(), key=lambda r: r["trial"]) if len(latest) < len(results) else results
+    best = best_of(results)
     # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
     # else the dataset group's choice.
     dataset = choices.get("dataset", "-")
@@ -127,7 +139,7 @@ def load_run(path: Path, trust: bool = False) -> Run:
     config.pop("budget")
 
     return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
-               choices=choices, end=end, starts=read_starts(path))
+               choices=choices, end=end, starts=read_starts(path), results=results)
 
 
 def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: dict | None, problem: str) -> dict:

@@ -47,6 +47,7 @@ def summarize(runs: list[Run]) -> list[Group]:
             mean=mean,
             std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             mean_trials=float(np.mean([len(r.records) for r in members])),
+            mean_epochs=float(np.mean([r.epochs_trained for r in members])),  # every epoch, rung segments too
             # Zero-cost proxy runs: distinct cells scored, counted apart from the trials (trainings).
             mean_proxy_evaluations=float(np.mean([max((t.get("proxy_evaluations", 0) for t in r.records), default=0)
                                                   for r in members])),
@@ -86,8 +87,9 @@ def print_table(groups: list[Group], title: str) -> None:
     for column in shown:
         table.add_column(column, overflow="fold")
     scored = any(r["mean_proxy_evaluations"] for r in rows)
-    for column in ("runs", "test acc %", "trials") + (("proxy evals",) if scored else ()) + \
-            ("wall s", "published", "diff"):
+    epochs = any(r["mean_epochs"] for r in rows)
+    for column in ("runs", "test acc %", "trials") + (("epochs",) if epochs else ()) + \
+            (("proxy evals",) if scored else ()) + ("wall s", "published", "diff"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         runs = str(r["runs"]) if r["ok_runs"] == r["runs"] else f"{r['ok_runs']}/{r['runs']} ok"
@@ -95,7 +97,9 @@ def print_table(groups: list[Group], title: str) -> None:
             runs += f" ({r['unfinished']} unfinished)"
         diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
         proxy = (f"{r['mean_proxy_evaluations']:.1f}",) if scored else ()
-        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *proxy,
+        trained = (f"{r['mean_epochs']:.1f}",) if epochs else ()
+        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *trained,
+                      *proxy,
                       f"{r['mean_wall_s']:.2f}", _pm(r["published"], r["published_std"]), diff)
     console = Console()
     if not console.is_terminal:  # piped or redirected: no terminal width to respect, keep rows on one line

@@ -15,7 +15,8 @@ from nasrun.checks import UserError
 from nasrun.config.groups import build, check_keys, parameters, proxy_options
 from nasrun.contracts import Evaluator, Scheduler, Space, Strategy, trains_in_segments
 from nasrun.search.budget import Budget
-from nasrun.search.loop import SearchResult, run_search
+from nasrun.search.loop import SearchResult
+from nasrun.search.runner import run_search
 
 if TYPE_CHECKING:  # torch comes with these: imported for the types only, so `nasrun --help` stays quick
     from nasrun.data.builtin import ImageData
