@@ -57,6 +57,12 @@ GOOD = {"trial": 3, "key": "k", "arch": "k", "status": "ok", "metrics": {"val_ac
     ({"elapsed": "soon"}, "elapsed='soon'"),
     ({"simulated": math.inf}, "simulated=inf"),
     ({"status": "failed"}, "needs an error string"),
+    ({"epochs": 0}, "epochs=0: must be an integer >= 1"),
+    ({"epochs": 2.5}, "epochs=2.5"),
+    ({"decision": "maybe"}, "decision='maybe': must be one of continue, pause, stop, finished"),
+    ({"status": "rung"}, "a rung record needs epochs and decision=continue or pause"),
+    ({"status": "rung", "epochs": 3, "decision": "stop"}, "decision=continue or pause"),
+    ({"status": "rung", "epochs": 3, "decision": "pause", "metrics": {"val_acc": None}}, "metrics.val_acc=None"),
 ])
 def test_record_problem_names_the_bad_field(change, problem):
     assert record_problem(GOOD) is None
@@ -66,6 +72,16 @@ def test_record_problem_names_the_bad_field(change, problem):
 @pytest.mark.parametrize("missing", ["trial", "key", "arch", "metrics"])
 def test_record_problem_names_a_missing_field(missing):
     assert f"no '{missing}' field" in record_problem({k: v for k, v in GOOD.items() if k != missing})
+
+
+def test_scheduled_records_compare_at_the_highest_fidelity_first():
+    """Under a scheduler the best is the best at the most epochs any result reached: 60 % after 9 epochs beats
+    80 % after 1 (which says less), and rung records are results like finished ones."""
+    low = {**GOOD, "trial": 0, "status": "rung", "epochs": 1, "decision": "pause", "metrics": {"val_acc": 80.0}}
+    high = {**GOOD, "trial": 1, "epochs": 9, "decision": "finished", "metrics": {"val_acc": 60.0}}
+    assert record_problem(low) is None and record_problem(high) is None
+    assert better(low, None) and better(high, low) and not better(low, high)
+    assert best_of([low, high])["trial"] == 1 and fitness(low) == 80.0
 
 
 def test_other_records_and_end_records():

@@ -15,6 +15,7 @@ from nasrun.bench.worker_faults import SegmentToy, toy_curve
 from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.executors.pool import ProcessPool
+from nasrun.reports.table import report
 from nasrun.rundir.records import Status
 from nasrun.rundir.trial_log import read_trials
 from nasrun.search.asha import ASHA, Hyperband
@@ -26,6 +27,8 @@ from nasrun.spaces.custom import CustomSpace
 from nasrun.strategies.evolution import RegularizedEvolution
 from nasrun.strategies.random import RandomSearch
 from nasrun.training.checkpoint import read_payload
+
+from conftest import run_cli
 
 SPACE = CustomSpace()
 
@@ -220,9 +223,6 @@ def test_pool_kill_mid_promotion_then_resume_loses_nothing_finished(tmp_path):
 
 
 def test_the_cli_runs_reports_and_resumes_a_scheduled_search(tmp_path):
-    from conftest import run_cli
-    from nasrun.reports.table import report
-
     run_dir = tmp_path / "run"
     args = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_test=32", "strategy=random",
             "scheduler=asha", "budget.epochs=3", "budget.seconds=null", f"hydra.run.dir={run_dir}"]
@@ -230,7 +230,7 @@ def test_the_cli_runs_reports_and_resumes_a_scheduled_search(tmp_path):
     assert first.returncode == 0, first.stderr
     logged = lines(run_dir)
     promoted = sum(1 for r in logged if r.get("epochs") == 3)
-    assert f"rungs 1:6 3:{promoted}" in first.stdout  # the progress line's rung occupancy
+    assert f"rungs 1:{6 - promoted} 3:{promoted}" in first.stdout  # the progress line: trials at each rung
     assert sum(1 for r in logged if r["status"] == "rung") == 6 and logged[-1]["epochs_trained"] == 6 + 2 * promoted
     assert len(list((run_dir / "checkpoints").glob("*.pt"))) == 6 - sum(1 for r in logged if r["status"] == "ok")
     # A larger budget goes on: paused trials are promoted from their checkpoints, new ones start.

@@ -125,3 +125,19 @@ def test_every_strategy_takes_tells_out_of_order_and_tells_it_never_asked_for(in
         assert len(strategy.population) <= 4
     for arch in [strategy.ask() for _ in range(6)]:  # and it goes on proposing valid architectures
         assert space.from_json(arch.to_json()) == arch
+
+
+def test_evolution_compares_a_sample_at_the_highest_fidelity_it_reached():
+    """Under a scheduler, members carry the epochs they were measured at: a tournament picks among the ones
+    measured furthest (70 % after 9 epochs beats 90 % after 1), and a promoted trial replaces its own entry."""
+    from nasrun.strategies.evolution import AgingPopulation, tournament
+
+    population = AgingPopulation(5)
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]
+    population.told(archs[0], 90.0, 1)  # high accuracy after one epoch
+    population.told(archs[1], 70.0, 9)  # lower, after all nine
+    population.told(archs[2], 50.0, 3)
+    rng = np.random.default_rng(0)
+    assert all(tournament(population, 50, rng) == archs[1] for _ in range(10))  # 50 draws: every member in
+    population.told(archs[0], 95.0, 9)  # promoted to 9 epochs: one entry, at its new fidelity, now the youngest
+    assert [m[0] for m in population] == [archs[1], archs[2], archs[0]] and population[2][1:] == (95.0, 9)

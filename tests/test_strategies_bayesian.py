@@ -126,3 +126,20 @@ def test_resume_reaches_the_uninterrupted_state(tmp_path):
 def test_bad_options_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=f"^{key}="):
         BayesianOptimization(NB201, 0, **kwargs)
+
+
+def test_under_hyperband_the_model_is_fitted_on_the_highest_rung_with_enough_observations():
+    """BOHB's rule (Falkner et al. 2018): every rung's results are kept apart, and the GP models the highest
+    fidelity holding at least `initial` observations, else the lowest."""
+    space = CustomSpace()
+    strategy = BayesianOptimization(space, seed=0, initial=3)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(5)]
+    for i, arch in enumerate(archs):
+        rungs = {1: 40.0 + i} if i < 3 else {1: 40.0 + i, 3: 60.0 + i}
+        strategy.tell(arch, rungs[max(rungs)], rungs=rungs)
+    assert set(strategy.modelled()) == {a.key for a in archs}  # 2 results at 3 epochs: too few, the lowest rung
+    extra = space.sample(np.random.default_rng(9))
+    strategy.tell(extra, 70.0, rungs={1: 45.0, 3: 70.0})
+    assert set(strategy.modelled()) == {archs[3].key, archs[4].key, extra.key}  # 3 at 3 epochs: modelled there
+    assert strategy.modelled()[extra.key][1] == pytest.approx(0.3)  # cost = 1 - accuracy
+    assert strategy.ask().key not in strategy.observed  # the model proposes an unseen architecture

@@ -59,9 +59,9 @@ when the search ends (a sweep's jobs leave one line each instead), and is not dr
 
 
 def _rungs(reached: dict[int, int]) -> str:
-    """Rung occupancy: how many trials reached each number of epochs (`rungs 1:27 3:9 9:3`)."""
+    """Rung occupancy: how many trials stand at each number of epochs now (`rungs 1:18 3:6 9:3`)."""
     levels = sorted(set(reached.values()))
-    return "rungs " + " ".join(f"{e}:{sum(1 for r in reached.values() if r >= e)}" for e in levels)
+    return "rungs " + " ".join(f"{e}:{sum(1 for r in reached.values() if r == e)}" for e in levels)
 
 
 def _best_label(metrics: dict) -> str:

@@ -16,6 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from nasrun.checks import UserError
+from nasrun.contracts import trains_in_segments
 from nasrun.rundir.atomic import atomic_path, write_json
 from nasrun.rundir.targets import refuse_foreign, upgrade_targets
 
@@ -117,7 +118,11 @@ def ensure_best_weights(run_dir: Path, best: dict, evaluator, space, model_info:
         log.warning("%s; restored best.pt from the kept weights of trial %d", problem, best["trial"])
         save_best(run_dir, best, weights, model_info)
         return
-    metrics, model = evaluator(space.from_json(best["arch"]))
+    arch = space.from_json(best["arch"])
+    if "epochs" in best and trains_in_segments(evaluator):  # a scheduler's best: to the epochs it reached
+        metrics, model, _ = evaluator.train_segment(arch, best["epochs"], None)
+    else:
+        metrics, model = evaluator(arch)
     if model is None:
         log.warning("%s; rewrote best.json from trials.jsonl (trial %d)", problem, best["trial"])
     else:

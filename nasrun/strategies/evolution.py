@@ -15,12 +15,12 @@ from nasrun.checks import check_bool, check_float, check_int
 
 
 class AgingPopulation:
-    """The population of aging evolution (Real et al.'s queue): (arch, fitness, epochs) members, oldest first, at
-    most `size`; a result joins at the young end and pushes the oldest out. It also counts the asks still owed
+    """The population of aging evolution (Real et al.'s queue): (arch, fitness) members, oldest first, at most
+    `size`; a result joins at the young end and pushes the oldest out. It also counts the asks still owed
     an answer, so parallel asks do not overfill the random phase. Both evolutions keep one (their `tell`).
 
-    `epochs` is the fidelity a result was measured at (under a scheduler; 0 otherwise). A trial told again at a
-    higher fidelity (promoted from a rung) replaces its own earlier entry and rejoins at the young end."""
+    Under a scheduler a member is (arch, fitness, epochs): the fidelity it was measured at. A trial told again at
+    a higher fidelity (promoted from a rung) replaces its own earlier entry and rejoins at the young end."""
 
     def __init__(self, size: int):
         self.size = size
@@ -38,7 +38,7 @@ class AgingPopulation:
         if epochs is not None:  # a scheduled trial: one entry per architecture, at its latest fidelity
             for member in [m for m in self.members if m[0] == arch]:
                 self.members.remove(member)
-        self.members.append((arch, float(fitness), epochs or 0))
+        self.members.append((arch, float(fitness)) if epochs is None else (arch, float(fitness), epochs))
         if len(self.members) > self.size:
             self.members.popleft()
 
