@@ -9,9 +9,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from nasrun.bench.worker_faults import SegmentToy, toy_curve
+from nasrun.checks import UserError
 from nasrun.data.builtin import synthetic
 from nasrun.evaluators.train import TrainingEvaluator
 from nasrun.executors.pool import ProcessPool
@@ -242,3 +244,12 @@ def test_the_cli_runs_reports_and_resumes_a_scheduled_search(tmp_path):
     rows = report(run_dir, tmp_path / "report")
     assert rows[0]["mean_epochs"] == lines(run_dir)[-1]["epochs_trained"] and rows[0]["mean_trials"] == 9
     assert "| epochs trained (mean) |" in (tmp_path / "report" / "checklist.md").read_text()
+
+
+def test_a_run_resumes_only_as_it_was_started(tmp_path):
+    search(tmp_path / "scheduled", ASHA(9, 1, 3), trials=4)
+    with pytest.raises(UserError, match="was searched with a scheduler.*same scheduler=NAME"):
+        search(tmp_path / "scheduled", None, trials=6, resume=True)
+    run_search(SPACE, RandomSearch(SPACE, seed=3), SegmentToy()(), Budget(trials=3), tmp_path / "plain")
+    with pytest.raises(UserError, match="was searched without a scheduler.*scheduler=none"):
+        search(tmp_path / "plain", ASHA(9, 1, 3), trials=6, resume=True)

@@ -3,6 +3,7 @@ rule, the curve rule."""
 
 import pytest
 
+from nasrun.checks import UserError
 from nasrun.contracts import Decision, Scheduler
 from nasrun.search.asha import ASHA, Hyperband, bracket_count, rung_levels
 from nasrun.search.curves import probability_above
@@ -131,3 +132,14 @@ def test_curve_rule_stops_a_flat_curve_and_keeps_a_rising_one():
     assert rule.report("rising", [30.0, 50.0, 60.0, 68.0])[0] is Decision.CONTINUE
     # The same curve always gives the same answer (no sampling): a replay decides alike.
     assert probability_above([0.3, 0.5, 0.6], 9, 0.7) == probability_above([0.3, 0.5, 0.6], 9, 0.7)
+
+
+def test_a_replayed_trial_keeps_the_bracket_its_log_shows_and_foreign_rungs_are_refused():
+    hb = Hyperband(9, 1, 3)
+    assert hb.start("a") == 1  # the round robin puts it in the first bracket...
+    assert hb.report("a", [50.0, 55.0, 60.0]) == (Decision.PAUSE, 3)  # ...but its log starts it at 3 epochs
+    assert hb.bracket_of["a"] is hb.brackets[1] and hb.occupancy()[3] == 1
+    asha = ASHA(9, 1, 3)
+    asha.start("b")
+    with pytest.raises(UserError, match="2 epochs, which is not a rung of this scheduler \\(1, 3, 9\\)"):
+        asha.report("b", [50.0, 51.0])

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nasrun.checks import check_choice, check_int
+from nasrun.checks import UserError, check_choice, check_int
 from nasrun.contracts import Decision
 
 MODES = ("promote", "stop")
@@ -64,6 +64,10 @@ class Bracket:
         self.promoted: list[set[str]] = [set() for _ in levels]  # rung -> keys that went on to the next rung
 
     def report(self, key: str, epochs: int, value: float) -> tuple[Decision, int]:
+        if epochs not in self.levels:
+            raise UserError(f"a trial reached {epochs} epochs, which is not a rung of this scheduler "
+                            f"({', '.join(map(str, self.levels))}): the run's log was written with other "
+                            f"scheduler settings; resume with those, or start a new hydra.run.dir")
         rung = self.levels.index(epochs)
         self.results[rung][key] = value
         if rung > 0:
@@ -117,7 +121,13 @@ class ASHA:
         return 0
 
     def report(self, key: str, curve: Sequence[float]) -> tuple[Decision, int]:
-        return self.bracket_of[key].report(key, len(curve), float(curve[-1]))
+        bracket = self.bracket_of[key]
+        if not any(key in results for results in bracket.results) and len(curve) != bracket.levels[0]:
+            # Its first result sits at another bracket's first rung: a resumed parallel run whose trials started
+            # in another order than the log's. The log says which bracket the trial was in.
+            bracket = next((b for b in self.brackets if b.levels[0] == len(curve)), bracket)
+            self.bracket_of[key] = bracket
+        return bracket.report(key, len(curve), float(curve[-1]))
 
     def promotion(self) -> tuple[str, int] | None:
         """The promotion due now: across brackets, the one to the highest rung (ties: the first bracket). In

@@ -156,7 +156,7 @@ class Search:
             known = self.known(key)
             if known is not None:  # not evaluated again (and free on the simulated clock)
                 self.counts["repeats"] += 1
-                self.strategy.tell(arch, known[0])
+                self.tell(arch, *known)
                 streak += 1
                 if streak >= MAX_REPEATS:
                     return Stop(StopReason.STUCK,
@@ -173,9 +173,10 @@ class Search:
         """Submit a trial already under way, when one is due; whether one was."""
         return False
 
-    def known(self, key: str) -> tuple[float | None] | None:
-        """(its fitness,) for an architecture already evaluated, answered from its record; None for a new one."""
-        return (fitness(self.done[key]),) if key in self.done else None
+    def known(self, key: str) -> tuple | None:
+        """(its fitness, the fidelities it was measured at or None) for an architecture already evaluated,
+        answered from its record; None for a new one."""
+        return (fitness(self.done[key]), None) if key in self.done else None
 
     def submit(self, arch) -> None:
         """Start a new trial of `arch`."""

@@ -14,7 +14,7 @@ from nasrun.contracts import Evaluator, Executor, Scheduler, Space, Strategy, ke
 from nasrun.executors.inline import InlineExecutor
 from nasrun.rundir.best import ensure_best_weights
 from nasrun.rundir.lock import hold_run_dir
-from nasrun.rundir.records import best_of
+from nasrun.rundir.records import Status, best_of
 from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log
 from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget
@@ -48,6 +48,7 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
     runs_on: Executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
         previous, offset, logged = read_log(run_dir, space, resume)
+        check_same_scheduling(logged, scheduler, run_dir)
         with runs_on:  # entered before anything is written: joining a Ray cluster that is not there changes nothing
             if on_start is not None:
                 on_start()
@@ -83,6 +84,19 @@ def read_log(run_dir: Path, space, resume: bool) -> tuple[list[dict], float, lis
     if resume:
         log.info("resuming %s: %d recorded trials", run_dir, len(previous))
     return previous, logged[-1].get("elapsed", 0.0) if logged else 0.0, logged
+
+
+def check_same_scheduling(logged: list[dict], scheduler: Scheduler | None, run_dir: Path) -> None:
+    """A run resumes as it was started: with a scheduler (its records carry `epochs`) or without one. Replayed
+    the other way, trials waiting at a rung would be lost or full trainings taken for first rungs."""
+    trials = [r for r in logged if r["status"] in (Status.OK, Status.FAILED, Status.RUNG)]
+    scheduled = [r for r in trials if "decision" in r]
+    if scheduler is None and scheduled:
+        raise UserError(f"resume=true: {run_dir} was searched with a scheduler (its trials.jsonl has rung "
+                        f"records); resume it with the same scheduler=NAME, or start a new hydra.run.dir")
+    if scheduler is not None and len(scheduled) < len(trials):
+        raise UserError(f"resume=true: {run_dir} was searched without a scheduler; resume it with "
+                        f"scheduler=none, or start a new hydra.run.dir for a scheduled search")
 
 
 def check_resumable(run_dir: Path) -> None:

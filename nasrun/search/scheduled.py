@@ -61,10 +61,14 @@ class ScheduledSearch(Search):
         self.submit_segment(scheduled)
         return True
 
-    def known(self, key: str) -> tuple[float | None] | None:
-        """A finished trial answers with its record; one waiting at a rung with its latest result."""
+    def known(self, key: str) -> tuple | None:
+        """A finished trial answers with its record, one waiting at a rung with its latest result: each at the
+        epochs it reached."""
         if key in self.fidelity.trials and key not in self.in_flight and key not in self.done:
-            return (self.fidelity.latest(key),)
+            return self.fidelity.latest(key), dict(self.fidelity.trials[key].rungs)
+        if key in self.done and "epochs" in self.done[key]:
+            record = self.done[key]
+            return fitness(record), {record["epochs"]: fitness(record)} if is_ok(record) else None
         return super().known(key)
 
     def submit(self, arch) -> None:
