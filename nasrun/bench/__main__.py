@@ -16,6 +16,7 @@ from nasrun.bench import (
     folder,
     proxies,
     reinforce,
+    schedulers,
     shared_cache,
     soak,
     tabular,
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
-                                           "nascnn15", "bayesian", "soak", "shared_cache"])
+                                           "nascnn15", "bayesian", "soak", "shared_cache", "schedulers"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -41,6 +42,8 @@ def main() -> None:
                         help="--only soak: wall-clock seconds per executor (default 600)")
     parser.add_argument("--soak-trials", type=int, default=2000, help="--only soak: trials per executor at most")
     parser.add_argument("--soak-every", type=int, default=100, help="--only soak: trials between samples")
+    parser.add_argument("--scheduler-seconds", type=float, default=300.0,
+                        help="--only schedulers: wall-clock seconds per run (default 300)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, as device.threads (default: the cores this process may use)")
     args = parser.parse_args()
@@ -91,6 +94,8 @@ def main() -> None:
         results["soak"] = soak.soak(args.soak_trials, args.soak_seconds, args.soak_every)
     if args.only == "shared_cache":  # minutes of eight concurrent jobs: only when asked for
         results["shared_cache"] = shared_cache.shared_cache(args.root)
+    if args.only == "schedulers":  # 7 configurations x 3 seeds of --scheduler-seconds: only when asked for
+        results["schedulers"] = schedulers.bench(args.scheduler_seconds, seeds=3, folder=str(out / "schedulers"))
     if wanted("bayesian"):
         results["bayesian_overhead"] = bayesian.overhead(args.root)
         results["bayesian_toy"] = bayesian.toy()
@@ -130,6 +135,8 @@ def _print(results: dict, out: Path) -> None:
     executors.print_results(results, console)
     soak.print_results(results, console)
     shared_cache.print_results(results, console)
+    if "schedulers" in results:
+        schedulers.print_results(results["schedulers"])
     reinforce.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
