@@ -253,3 +253,17 @@ def test_a_run_resumes_only_as_it_was_started(tmp_path):
     run_search(SPACE, RandomSearch(SPACE, seed=3), SegmentToy()(), Budget(trials=3), tmp_path / "plain")
     with pytest.raises(UserError, match="was searched without a scheduler.*scheduler=none"):
         search(tmp_path / "plain", ASHA(9, 1, 3), trials=6, resume=True)
+
+
+def test_real_trainings_under_asha_give_the_same_results_inline_and_in_a_pool(tmp_path):
+    """Checkpoints with real tensors travel to pool workers and back: every architecture's result at every
+    rung is the inline run's (one thread each, so the arithmetic is the same)."""
+    args = ["dataset=synthetic", "dataset.num_train=128", "dataset.num_test=32", "strategy=random",
+            "scheduler=asha", "budget.epochs=3", "budget.trials=6", "budget.seconds=null", "device.threads=1"]
+    results = []
+    for name, extra in {"inline": [], "pool": ["executor=pool", "executor.workers=2"]}.items():
+        done = run_cli(*args, *extra, f"hydra.run.dir={tmp_path / name}")
+        assert done.returncode == 0, done.stderr
+        results.append(sorted((r["key"], r["epochs"], r["metrics"]["val_acc"]) for r in lines(tmp_path / name)
+                              if r["status"] in ("ok", "rung")))
+    assert results[0] == results[1] and any(epochs == 3 for _, epochs, _ in results[0])
