@@ -95,10 +95,10 @@ def decision_cost(repeats: int = 200) -> dict:
 
 
 def bench(seconds: float = 300.0, seeds: int = 3, fraction: float = 0.02, val_size: int = 500,
-          folder: str | None = None) -> dict:
+          folder: str | None = None, names: list[str] | None = None) -> dict:
     folder_path = Path(folder or tempfile.mkdtemp(prefix="nasrun-sched-"))
     data = [f"dataset.fraction={fraction}", f"dataset.val_size={val_size}"]
-    jobs = [(name, seed) for seed in range(seeds) for name in CONFIGS]
+    jobs = [(name, seed) for seed in range(seeds) for name in (names or CONFIGS)]
     cores = os.cpu_count() or 1
     with ThreadPoolExecutor(cores) as pool:
         futures = [pool.submit(run_one, name, seed, seconds, i % cores, folder_path, data)
@@ -150,7 +150,8 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fraction", type=float, default=0.02)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=None)
     args = parser.parse_args()
-    outcome = bench(args.seconds, args.seeds, args.fraction, folder=args.out)
+    outcome = bench(args.seconds, args.seeds, args.fraction, folder=args.out, names=args.configs)
     Path(outcome["folder"], "result.json").write_text(json.dumps(outcome))
     print_results(outcome)
