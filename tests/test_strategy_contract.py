@@ -139,3 +139,23 @@ def test_a_seed_decides_every_proposal(name):
     keys = [a.key for a in cycles(first, 10)]
     assert keys == [a.key for a in cycles(second, 10)]
     assert keys != [a.key for a in cycles(other, 10)]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("scheduler", ["asha", "hyperband"])
+def test_every_strategy_searches_under_a_scheduler_and_resumes_exactly(name, scheduler, tmp_path):
+    """Every strategy proposes and the scheduler decides how far each trains: tells come at pauses and ends,
+    again at a higher fidelity after a promotion; a resume replays to the uninterrupted run."""
+    from nasrun.bench.worker_faults import SegmentToy
+    from nasrun.search.asha import ASHA, Hyperband
+
+    def run(run_dir, trials, resume=False):
+        return run_search(SPACE, make(name, seed=2), SegmentToy()(), Budget(trials=trials), run_dir,
+                          scheduler=ASHA(9, 1, 3) if scheduler == "asha" else Hyperband(9, 1, 3), resume=resume)
+
+    whole = run(tmp_path / "whole", 14)
+    assert len(whole.records) == 14 and max(r["epochs"] for r in whole.records) == 9
+    run(tmp_path / "part", 8)
+    resumed = run(tmp_path / "part", 14, resume=True)
+    assert [(r["trial"], r["key"], r["epochs"]) for r in resumed.records] == \
+        [(r["trial"], r["key"], r["epochs"]) for r in whole.records]
