@@ -162,8 +162,7 @@ class Fidelity:
 
         if state is None:
             raise RuntimeError("the evaluator sent no checkpoint for a segment")
-        self.folder.mkdir(exist_ok=True)
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:  # makes the folder; a full or read-only disk is a one-line error
             torch.save(state, tmp)
 
     def end(self, trial: Scheduled) -> None:
