@@ -82,7 +82,9 @@ def read_log(run_dir: Path, space, resume: bool) -> tuple[list[dict], float, lis
         check_resumable(run_dir)
     previous, _, _ = split_log(logged)
     if resume:
-        log.info("resuming %s: %d recorded trials", run_dir, len(previous))
+        rungs = {r["trial"] for r in logged if r["status"] == Status.RUNG} - {r["trial"] for r in previous}
+        log.info("resuming %s: %d recorded trials%s", run_dir, len(previous),
+                 f", {len(rungs)} more under way at a rung" if rungs else "")
     return previous, logged[-1].get("elapsed", 0.0) if logged else 0.0, logged
 
 
