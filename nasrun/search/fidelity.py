@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from nasrun.contracts import Decision, Outcome, Scheduler, Trial
-from nasrun.rundir.atomic import atomic_path
 from nasrun.rundir.records import Status, is_ok, ok_fitness
 
 log = logging.getLogger(__name__)
@@ -158,12 +157,11 @@ class Fidelity:
         return record, trial, previous if previous != trial.checkpoint and not replayed and not ends else None
 
     def save(self, path: Path, state: dict | None) -> None:
-        import torch
+        from nasrun.training.checkpoint import save_payload  # torch-heavy: only once a segment comes back
 
         if state is None:
             raise RuntimeError("the evaluator sent no checkpoint for a segment")
-        with atomic_path(path) as tmp:  # makes the folder; a full or read-only disk is a one-line error
-            torch.save(state, tmp)
+        save_payload(path, state)
 
     def end(self, trial: Scheduled) -> None:
         """A trial ended (stopped, finished or failed): its checkpoints go now."""

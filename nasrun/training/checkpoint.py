@@ -27,10 +27,16 @@ def identity(key: str, config, data) -> dict:
 
 
 def save_checkpoint(path: Path, state: dict, ident: dict) -> None:
+    save_payload(path, checkpoint_payload(state, ident))
+
+
+def save_payload(path: Path, payload: dict) -> None:
+    """Write a checkpoint file atomically (a kill mid-write leaves the previous one); a full or read-only disk
+    is a one-line error."""
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(checkpoint_payload(state, ident), tmp)
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, ident: dict, device) -> dict | None:
