@@ -54,13 +54,13 @@ def timing(root: str, cells: int = 10, rounds: int = 3, seed: int = 0, device: s
         for _ in range(rounds):
             for name in per_round:
                 # A fresh scorer without a disk cache: every call computes (build, initialise, score).
-                scorer = ProxyScorer(getattr(proxies, name), space, data, seed=seed, batch_size=64)
+                scorer = ProxyScorer(getattr(proxies, name), space, data, run_seed=seed, batch_size=64)
                 began = time.perf_counter()
                 for arch in archs:
                     scorer.entry(arch)
                 per_round[name].append((time.perf_counter() - began) / len(archs))
             # The six as nasrun-score computes them: the five gradient proxies in one shared pass, then synflow.
-            scorers = [ProxyScorer(getattr(proxies, name), space, data, seed=seed, batch_size=64) for name in SIX]
+            scorers = [ProxyScorer(getattr(proxies, name), space, data, run_seed=seed, batch_size=64) for name in SIX]
             began = time.perf_counter()
             for arch in archs:
                 score_together(scorers, arch)

@@ -99,7 +99,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     space_config = OmegaConf.to_container(cfg.space, resolve=True)
     scorers: dict[str, ProxyScorer] = {}
     for name in proxies:
-        scorers[name] = build("proxy", configs[name].proxy, space=space, data=data, seed=cfg.seed,
+        scorers[name] = build("proxy", configs[name].proxy, space=space, data=data, run_seed=cfg.seed,
                               space_config=space_config)
     table = table_rows(cfg, space)
     target = target or (f"{data.name}_test_acc200" if table is not None else None)

@@ -1,10 +1,16 @@
 """`ProxyScorer`: a zero-cost proxy applied to architectures of a space, with an on-disk cache.
 
 A proxy (`nasrun.proxies.zero_cost`) is a function of (model, batch). The scorer supplies both: the network built for
-the architecture and freshly initialised from (run seed, architecture), and one fixed minibatch of training
-images chosen by the run seed. Scores are cached in a JSON-lines file per (space config, dataset and the exact
-batch, proxy and its options, batch size, seed), one line per architecture, so repeated searches and sweeps
-never compute a score twice and an interrupted scoring run resumes where it stopped. The device is not part of
+the architecture and freshly initialised from (seed, architecture), and one fixed minibatch of training images
+chosen by the seed. The seed is the run's own (`proxy.seed: null`), or `proxy.seed` when set: then every run
+scores a cell alike, so runs that differ only in the search's seed share their scores (the protocol of
+Abdelfattah et al.'s reference code, which scores each NAS-Bench-201 cell once with one seed).
+
+Scores are cached in a JSON-lines file per (space config, dataset and the exact batch, proxy and its options,
+batch size, seed), one line per architecture, so repeated searches and sweeps never compute a score twice and an
+interrupted scoring run resumes where it stopped. The five gradient proxies share one forward and backward
+pass: whichever of them scores a cell writes all five scores, each to its own proxy's file, so a jacob_cov
+search leaves grad_norm, snip, grasp and fisher computed for every cell it visited. The device is not part of
 the key: a cache filled on a GPU serves a CPU run (scores agree to float rounding).
 """
 
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -44,6 +51,21 @@ def _proxy_options(proxy) -> dict:
     return options
 
 
+def _keyed_options(proxy) -> dict:
+    """The options that key the cache: the function's keyword defaults overlaid with those bound, so a proxy
+    built with its default written out (jacob_cov's config sets eps=1e-5) and one built without it (a gradient
+    pass filling jacob_cov's cache for grad_norm) name the same file."""
+    options = _proxy_options(proxy)
+    while isinstance(proxy, partial):
+        proxy = proxy.func
+    try:
+        signature = inspect.signature(proxy)
+    except (TypeError, ValueError):  # a builtin or C function: no defaults to read
+        return options
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+    return {**defaults, **options}
+
+
 # A proxy whose definition changed gets a new number here, so caches of its old scores are never read back
 # (version 1, the first, is left out of the key, so the caches of unchanged proxies stay valid).
 DEFINITION_VERSIONS = {"fisher": 2, "flops": 2}  # 2: the reference's fan-in weighting; the benchmark's count
@@ -56,23 +78,29 @@ class ProxyScoreError(ValueError):
 class ProxyScorer:
     """score(arch) -> float; raises ProxyScoreError when the proxy fails for that architecture.
 
-    proxy: a function (model, batch) -> float from nasrun.proxies.zero_cost. batch_size: training images in the batch,
-    chosen by `seed`. cache_dir: where the score files live (null: no disk cache; scores are still memoised).
-    `evaluations` counts the distinct architectures scored in this process, `computed` those that missed the
-    disk cache and were actually run.
+    proxy: a function (model, batch) -> float from nasrun.proxies.zero_cost. run_seed: the run's seed (given by
+    the runner). seed: `proxy.seed`, the seed of every network's initialisation and of the batch (null: the
+    run's). batch_size: training images in the batch. cache_dir: where the score files live (null: no disk
+    cache; scores are still memoised). `evaluations` counts the distinct architectures scored in this process,
+    `computed` those that missed the disk cache and were actually run.
     """
 
-    def __init__(self, proxy, space, data, seed: int, batch_size: int = 64, cache_dir: str | None = None,
-                 space_config: dict | None = None):
+    def __init__(self, proxy, space, data, run_seed: int | None = None, batch_size: int = 64,
+                 cache_dir: str | None = None, seed: int | None = None, space_config: dict | None = None):
         import torch
 
+        if seed is None and run_seed is None:
+            raise ValueError("ProxyScorer needs the run's seed (run_seed) or its own (seed)")
         self.proxy = proxy
         self.name = proxy_name(proxy)
         self.space = space
         self.data = data
-        self.seed = seed
+        self.shared_seed = seed is not None  # the protocol: one score per cell for every run (see the module)
+        self.seed = check_int("proxy.seed", seed, low=0) if seed is not None else run_seed
         self.batch_size = check_int("batch_size", batch_size, low=2, high=len(data.train_x))
-        pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:batch_size]
+        self._arguments = dict(space=space, data=data, batch_size=batch_size, cache_dir=cache_dir, seed=self.seed,
+                               space_config=space_config)  # what a sibling scorer (same batch, other proxy) needs
+        pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(self.seed))[:batch_size]
         images, labels = data.train_x[pick.to(data.device)], data.train_y[pick.to(data.device)]
         self.batch = (data.normalize(images), labels)
         self.computed = 0
@@ -80,13 +108,15 @@ class ProxyScorer:
         # change that alters the images scored gives another cache file.
         batch_hash = hashlib.sha256(images.cpu().numpy().tobytes() + labels.cpu().numpy().tobytes()).hexdigest()
         identity = {"space": space_config or repr(space), "dataset": data.name, "batch": batch_hash,
-                    "proxy": self.name, "options": _proxy_options(proxy), "batch_size": batch_size, "seed": seed}
+                    "proxy": self.name, "options": _keyed_options(proxy), "batch_size": batch_size,
+                    "seed": self.seed}
         if DEFINITION_VERSIONS.get(self.name, 1) > 1:
             identity["definition"] = DEFINITION_VERSIONS[self.name]
         named = json.dumps(identity, sort_keys=True, default=str)
         self.cache_key = hashlib.sha256(named.encode()).hexdigest()[:16]
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
+        self._siblings: dict[str, ProxyScorer] | None = None  # the other gradient proxies, built when first needed
         self.cache_path = None
         self._offset = 0  # bytes of the cache file read so far
         if cache_dir is not None:
@@ -174,6 +204,8 @@ class ProxyScorer:
             self._to_memory(err)
 
     def _compute(self, arch) -> dict:
+        if self._fills_siblings():
+            return self._compute_gradient_pass(arch)
         began = time.perf_counter()
         try:
             score = float(self.proxy(self.build(arch), self.batch))
@@ -183,6 +215,43 @@ class ProxyScorer:
             log.debug("proxy %s failed for %s: %s", self.name, arch.key, err)
             return {"score": None, "seconds": _since(began, self.data.device), "error": str(err)}
         return {"score": score, "seconds": _since(began, self.data.device)}
+
+    def _fills_siblings(self) -> bool:
+        """Whether this scorer computes the five gradient proxies in one pass and caches them all: it is one of
+        nasrun's own gradient proxies (not a user's function of the same name), and there is a disk cache for
+        the other four to go to."""
+        from nasrun.proxies import zero_cost  # torch: imported when scoring
+
+        function = self.proxy
+        while isinstance(function, partial):
+            function = function.func
+        return self.cache_path is not None and self.name in zero_cost.GRADIENT_PROXIES and \
+            function is getattr(zero_cost, self.name)
+
+    def _compute_gradient_pass(self, arch) -> dict:
+        """This proxy's entry, from a gradient pass that scores all five gradient proxies; the four others' go to
+        their own cache files (unless already there). Each entry records its own seconds apart from the pass
+        they share (`shared_seconds`, split `shared` ways), as `score_together` does."""
+        from nasrun.proxies import zero_cost  # torch: imported when scoring
+
+        if self._siblings is None:
+            self._siblings = {name: ProxyScorer(getattr(zero_cost, name), **self._arguments)
+                              for name in zero_cost.GRADIENT_PROXIES if name != self.name}
+        eps = _keyed_options(self.proxy if self.name == "jacob_cov" else zero_cost.jacob_cov)["eps"]
+        began = time.perf_counter()
+        model = self.build(arch)
+        seconds = {"shared": _since(began, self.data.device)}
+        scores = zero_cost.gradient_proxies(model, self.batch, zero_cost.GRADIENT_PROXIES, eps=eps, seconds=seconds)
+        entries = {}
+        for name, value in scores.items():
+            entry = {"score": None, "error": str(value)} if isinstance(value, ValueError) else {"score": value}
+            entries[name] = {**entry, "seconds": seconds.get(name, 0.0), "shared_seconds": seconds["shared"],
+                             "shared": len(scores)}
+        for name, sibling in self._siblings.items():
+            sibling._read_new()
+            if arch.key not in sibling.entries:
+                sibling.store(arch, entries[name])
+        return entries[self.name]
 
 
 def append_line(path: Path, line: bytes) -> None:
@@ -222,7 +291,9 @@ def _since(began: float, device) -> float:
 
 def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
     """Each scorer's entry for `arch` (as `scorer.entry`), computing the gradient proxies among them that share
-    a network and a batch in one pass (`proxies.gradient_proxies`) rather than one pass each. Entries computed
+    a network and a batch in one pass (`proxies.gradient_proxies`) rather than one pass each. With a disk cache
+    the first gradient proxy's pass fills the others' files (`ProxyScorer._compute_gradient_pass`), which they
+    read back; without one, the pass here scores the gradient proxies asked for together. Entries computed
     together record their own seconds apart from the pass they share: `seconds` is the proxy's own work,
     `shared_seconds` the network build, forward and backward that all of them used (the same figure in each;
     count it once), and `shared` how many proxies split it."""
@@ -230,6 +301,7 @@ def score_together(scorers: list[ProxyScorer], arch) -> list[dict]:
 
     first = scorers[0]
     together = [s for s in scorers if arch.key not in s.entries and s.name in GRADIENT_PROXIES
+                and s.cache_path is None
                 and (s.space, s.data, s.seed, s.batch_size) == (first.space, first.data, first.seed, first.batch_size)]
     if len(together) >= 2:
         options = {k: v for s in together for k, v in _proxy_options(s.proxy).items()}

@@ -67,13 +67,13 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
     scheduler = build("scheduler", cfg.scheduler) if "scheduler" in groups else None
     # Under a scheduler a trial trains up to its max_epochs, and the learning-rate schedule spans them.
     epochs = budget.epochs if scheduler is None else scheduler.max_epochs
-    runtime = {"space": space, "epochs": epochs, "seed": seed,
+    runtime = {"space": space, "epochs": epochs, "seed": seed, "run_seed": seed,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
     if any("data" in params for params in wants.values()):
         runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=seed,
                                                                          device=device)
     if cfg.proxy is not None:
-        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"]))
+        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"], cfg.proxy))
     strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
     evaluator = build("evaluator", cfg.evaluator, **_wanted(runtime, wants["evaluator"]))
     if budget.simulated_seconds is not None and not evaluator.reports_cost:
@@ -104,8 +104,10 @@ def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):
     return build("executor", cfg.executor, **_wanted(runtime, params))
 
 
-def _wanted(runtime: dict, params: dict) -> dict:
-    return {k: v for k, v in runtime.items() if k in params}
+def _wanted(runtime: dict, params: dict, node=None) -> dict:
+    """The runtime values a constructor takes, except those its config sets itself: `proxy.seed` is an option
+    of the proxy, and the run's seed reaches the scorer as `run_seed`."""
+    return {k: v for k, v in runtime.items() if k in params and (node is None or k not in node)}
 
 
 

@@ -12,6 +12,7 @@ module (`nb201` imports this one when it builds a network, never the other way r
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -33,9 +34,28 @@ def make_operation(name: str, channels: int) -> nn.Module | None:
     if name == "nor_conv_3x3":
         return ReLUConvBN(channels, channels, 3)
     if name == "avg_pool_3x3":
-        # The benchmark averages over the valid pixels only at the border.
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return BorderAvgPool3x3()
     raise ValueError(f"unknown NAS-Bench-201 operation {name!r}")
+
+
+class BorderAvgPool3x3(nn.Module):
+    """The benchmark's 3x3 average pooling (stride 1, padding 1, averaging over the valid pixels only at the
+    border: `nn.AvgPool2d(3, 1, 1, count_include_pad=False)`), computed as a depthwise convolution with a
+    kernel of ones divided by each pixel's count of valid neighbours. Same values (the same sums divided by
+    the same counts), but PyTorch's CPU kernel for that pooling and its backward take 3 ms per call on a
+    64-image batch where the convolution takes 0.3 ms: it was a third of a zero-cost proxy's time per cell.
+    No parameters and no buffers, so state dicts are those of the pooling layer it replaces."""
+
+    def forward(self, x):
+        channels, height, width = x.shape[-3:]
+        kernel = x.new_ones((channels, 1, 3, 3))
+        return F.conv2d(x, kernel, padding=1, groups=channels) / (_valid(height, x)[:, None] * _valid(width, x))
+
+
+def _valid(size: int, x) -> torch.Tensor:
+    """Per position along one axis, how many of the 3 window positions centred on it fall inside [0, size)."""
+    index = torch.arange(size, device=x.device)
+    return ((index + 1).clamp(max=size - 1) - (index - 1).clamp(min=0) + 1).to(x.dtype)
 
 
 class Cell(nn.Module):
