@@ -93,7 +93,9 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     cfg = configs[proxies[0]]
     device = build("device", cfg.device)
     space = build("space", cfg.space)
-    data = build("dataset", cfg.dataset, seed=cfg.seed, device=device)
+    # proxy.seed set: the images its searches score (the split of that seed; see nasrun.search.assembly).
+    split_seed = cfg.proxy.seed if cfg.proxy.get("seed") is not None else cfg.seed
+    data = build("dataset", cfg.dataset, seed=split_seed, device=device)
     from omegaconf import OmegaConf
 
     space_config = OmegaConf.to_container(cfg.space, resolve=True)

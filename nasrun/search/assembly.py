@@ -69,11 +69,19 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
     epochs = budget.epochs if scheduler is None else scheduler.max_epochs
     runtime = {"space": space, "epochs": epochs, "seed": seed, "run_seed": seed,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
-    if any("data" in params for params in wants.values()):
-        runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=seed,
+    # With `proxy.seed` set, every run must score the same images normalised alike (so runs share scores):
+    # the proxy reads the training split its own seed makes, not the run's.
+    proxy_seed = cfg.proxy.get("seed") if cfg.proxy is not None else None
+    readers = [group for group, params in wants.items() if "data" in params]
+    split_seed = proxy_seed if readers == ["proxy"] and proxy_seed is not None else seed
+    if readers:
+        runtime["data"] = data.to(device) if data is not None else build("dataset", cfg.dataset, seed=split_seed,
                                                                          device=device)
     if cfg.proxy is not None:
-        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(runtime, wants["proxy"], cfg.proxy))
+        proxy_runtime = runtime
+        if proxy_seed is not None and split_seed != proxy_seed and "data" in wants["proxy"]:
+            proxy_runtime = {**runtime, "data": build("dataset", cfg.dataset, seed=proxy_seed, device=device)}
+        runtime["scorer"] = build("proxy", cfg.proxy, **_wanted(proxy_runtime, wants["proxy"], cfg.proxy))
     strategy = build("strategy", cfg.strategy, **_wanted(runtime, wants["strategy"]))
     evaluator = build("evaluator", cfg.evaluator, **_wanted(runtime, wants["evaluator"]))
     if budget.simulated_seconds is not None and not evaluator.reports_cost:
