@@ -214,3 +214,47 @@ def test_three_seed_nb201_reinforce_sweep_is_reported_beside_the_published_figur
     assert (row["experiment"], row["strategy"], row["runs"]) == ("nb201_reinforce", "reinforce", 3)
     assert (row["published"], row["published_std"]) == (93.85, 0.37)
     assert 92.5 < row["mean"] <= 94.37 and row["mean_trials"] > 50
+
+
+def test_convergence_and_significance_of_a_two_group_sweep(paired, tmp_path):
+    from nasrun.reports.convergence import curves, plot_convergence
+    from nasrun.reports.runs import find_runs, load_run
+    from nasrun.reports.table import summarize
+
+    report(paired)
+    png = (paired / "convergence.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    groups = summarize([load_run(p) for p in find_runs(paired)])
+    drawn = plot_convergence(groups, tmp_path / "convergence.png")
+    assert sorted(drawn["labels"]) == ["nb201_random (3 runs)", "nb201_rea (3 runs)"]
+    for g in groups:
+        values = curves(g)
+        assert values.shape[0] == 3 and values.shape[1] == max(len(run.records) for run in g.runs)
+        # Each run's curve ends at its reported figure (the best is chosen on validation, so its test accuracy
+        # may fall on the way), and a shorter run keeps that figure to the end.
+        assert sorted(values[:, -1]) == pytest.approx(sorted(run.reported for run in g.runs))
+        assert drawn["final"][g.label] == pytest.approx(g.row["mean"])  # where each run ends: its reported figure
+    with open(paired / "significance.csv", newline="") as f:
+        tests = list(csv.DictReader(f))
+    assert [t["test"] for t in tests] == ["anova", "tukey_hsd", "welch"]
+    assert (tests[2]["a"], tests[2]["b"]) == ("nb201_rea", "nb201_random")  # against the random baseline
+    for t in tests:
+        assert 0 <= float(t["p"]) <= 1
+    text = (paired / "checklist.md").read_text()
+    assert "## Statistical significance" in text and "One-way ANOVA over 2 groups" in text
+    assert "Welch's t-test, nb201_rea vs nb201_random" in text and "`convergence.png`" in text
+
+
+def test_where_files_are_is_a_detail_not_part_of_a_groups_name(sweeps, tmp_path):
+    import shutil
+
+    shutil.copytree(sweeps / "rea", tmp_path / "rea")
+    for run in ("0", "1", "2"):
+        overrides = tmp_path / "rea" / run / ".hydra" / "overrides.yaml"
+        overrides.write_text(overrides.read_text() + f"- dataset.root=/data/{run}\n- proxy.cache_dir=/cache\n"
+                             "- hydra/launcher=joblib\n- device.threads=1\n")
+    rows = report(tmp_path / "rea")
+    assert len(rows) == 1 and rows[0]["settings"] == "" and rows[0]["runs"] == 3
+    text = (tmp_path / "rea" / "checklist.md").read_text()
+    assert "**nb201_rea** (3 runs)" in text
+    assert "`dataset.root=/data/1` in nb201_rea" in text and "`hydra/launcher=joblib` in nb201_rea" in text

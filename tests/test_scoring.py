@@ -1,3 +1,4 @@
+import json
 from functools import partial
 
 import numpy as np
@@ -153,3 +154,74 @@ def test_two_processes_share_one_cache_without_torn_lines_or_lost_scores(tmp_pat
         assert scores.setdefault(e["key"], e["score"]) == e["score"]
     fresh = scorer(tmp_path)
     assert fresh.entries.keys() == keys and fresh.computed == 0
+
+
+def test_one_gradient_pass_fills_all_five_gradient_proxies_with_their_one_by_one_values(tmp_path):
+    data = synthetic(channels=3, image_size=16)
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(4)]
+    first = ProxyScorer(proxies.jacob_cov, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)
+    for arch in archs:
+        first(arch)
+    assert first.computed == len({a.key for a in archs})
+    for name in ("grad_norm", "snip", "grasp", "fisher"):
+        filled = ProxyScorer(getattr(proxies, name), SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)
+        alone = ProxyScorer(getattr(proxies, name), SPACE, data, seed=0, batch_size=16)  # no cache: one proxy
+        for arch in archs:
+            assert filled(arch) == pytest.approx(alone(arch), rel=1e-6, abs=1e-12), name
+        assert filled.computed == 0, name  # every score came from the jacob_cov pass
+    # jacob_cov's config writes its default eps out; a pass started by another proxy uses the same default:
+    # both name one file.
+    written_out = ProxyScorer(partial(proxies.jacob_cov, eps=1e-5), SPACE, data, seed=0, batch_size=16,
+                              cache_dir=tmp_path)
+    assert written_out.cache_path == first.cache_path
+    other_eps = ProxyScorer(partial(proxies.jacob_cov, eps=1e-3), SPACE, data, seed=0, batch_size=16,
+                            cache_dir=tmp_path)
+    assert other_eps.cache_path != first.cache_path
+
+
+def test_a_users_function_named_like_a_gradient_proxy_fills_nothing(tmp_path):
+    def grad_norm(model, batch):  # not nasrun's grad_norm: its scores must not stand for the other four
+        return 1.0
+
+    data = synthetic(channels=3, image_size=16)
+    ProxyScorer(grad_norm, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)(SPACE.sample(
+        np.random.default_rng(0)))
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["grad_norm"]
+
+
+def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cache(tmp_path, data_root):
+    from conftest import compose, run_cli
+
+    from nasrun.search.assembly import build_search
+
+    arch = NB201Space().sample(np.random.default_rng(7))
+    shared, own = [], []
+    for seed in (0, 1):
+        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "proxy.cache_dir=null",
+                      "proxy.batch_size=16", f"seed={seed}")
+        shared.append(build_search(cfg, seed, "cpu").scorer(arch))
+        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "proxy.cache_dir=null",
+                      "proxy.batch_size=16", "proxy.seed=null", f"seed={seed}")
+        own.append(build_search(cfg, seed, "cpu").scorer(arch))
+    assert shared[0] == shared[1]  # the same network initialisation and the same images
+    assert own[0] != own[1] and own[0] == shared[0]  # per-run seeds: run 0 happens to use seed 0 too
+
+    cache = tmp_path / "cache"
+    scores: dict = {}
+    for seed in (0, 1):
+        result = run_cli("+experiment=zeroshot_ga_snip", "strategy.C=6", "strategy.P=3", "strategy.S=2",
+                         "proxy.batch_size=16", f"proxy.cache_dir={cache}", f"seed={seed}",
+                         f"hydra.run.dir={tmp_path / f'run{seed}'}")
+        assert result.returncode == 0, result.stderr
+        for line in (tmp_path / f"run{seed}" / "trials.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            if "proxy_score" in record:
+                assert scores.setdefault(record["key"], record["proxy_score"]) == record["proxy_score"]
+    files = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    assert files == ["fisher", "grad_norm", "grasp", "jacob_cov", "snip"]  # one file per proxy, both runs
+    for path in cache.iterdir():
+        keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+        assert len(keys) == len(set(keys)), path.name  # run 1 read run 0's scores, never computed one again
+    snip_file = next(cache.glob("snip-*.jsonl"))
+    cached = {e["key"]: e["score"] for e in map(json.loads, snip_file.read_text().splitlines())}
+    assert all(cached[key] == score for key, score in scores.items())

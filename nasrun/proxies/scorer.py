@@ -89,14 +89,17 @@ class ProxyScorer:
                  cache_dir: str | None = None, seed: int | None = None, space_config: dict | None = None):
         import torch
 
-        if seed is None and run_seed is None:
+        if seed is not None:
+            self.seed = check_int("proxy.seed", seed, low=0)
+        elif run_seed is not None:
+            self.seed = run_seed
+        else:
             raise ValueError("ProxyScorer needs the run's seed (run_seed) or its own (seed)")
         self.proxy = proxy
         self.name = proxy_name(proxy)
         self.space = space
         self.data = data
         self.shared_seed = seed is not None  # the protocol: one score per cell for every run (see the module)
-        self.seed = check_int("proxy.seed", seed, low=0) if seed is not None else run_seed
         self.batch_size = check_int("batch_size", batch_size, low=2, high=len(data.train_x))
         self._arguments = dict(space=space, data=data, batch_size=batch_size, cache_dir=cache_dir, seed=self.seed,
                                space_config=space_config)  # what a sibling scorer (same batch, other proxy) needs

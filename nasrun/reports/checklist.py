@@ -10,9 +10,11 @@ curves; each method's hyper-parameters; hardware and library versions. The items
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from nasrun.reports.runs import Group
+from nasrun.reports.runs import Group, config_label
+from nasrun.reports.significance import Tests, summary_lines
 from nasrun.rundir.atomic import write_text
 
 # What a configuration is compared on: the composed config's sections, and keys that change no result
@@ -42,9 +44,11 @@ def _flatten(node, prefix: str = "") -> dict:
     return {prefix: node}
 
 
-def _label(row: dict) -> str:
-    name = row["experiment"] if row["experiment"] != "-" else f"strategy={row['strategy']}"
-    return f"{name} {row['settings']}".strip()
+_label = config_label
+
+
+def _pm(mean: float, std: float) -> str:
+    return "-" if math.isnan(mean) else f"{mean:.0f}" if math.isnan(std) else f"{mean:.0f} ± {std:.0f}"
 
 
 def _section(run, group: str) -> dict:
@@ -72,15 +76,24 @@ def differences(groups: list[Group], group: str) -> list[str]:
 
 def _cost(run) -> dict:
     trials = run.records
-    end = run.end or {}
     simulated = max((r.get("simulated", 0.0) for r in trials), default=0.0)
-    return {"wall": run.wall_seconds, "simulated": simulated,
-            "trained": end.get("trained", sum(1 for r in trials if r["status"] == "ok")),
-            "proxy": end.get("proxy_evaluations", max((r.get("proxy_evaluations", 0) for r in trials), default=0)),
+    return {"wall": run.wall_seconds, "simulated": simulated, "trained": run.trained, "proxy": run.proxy_evaluations,
             "trials": len(trials), "epochs": run.epochs_trained}
 
 
-def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
+def proxy_protocol(run) -> str | None:
+    """How the run's zero-cost proxy scored cells, in words (None without a proxy)."""
+    proxy = run.composed.get("proxy")
+    if not isinstance(proxy, dict):
+        return None
+    seed = proxy.get("seed")
+    if seed is None:
+        return "each run scored cells with its own seed (proxy.seed=null: initialisation and batch vary by run)"
+    return (f"every run scored a cell alike (proxy.seed={seed}: one initialisation and batch for all runs, "
+            f"which share one cache)")
+
+
+def checklist(groups: list[Group], root: Path, anytime: Path | None, tests: Tests | None = None) -> str:
     rows = [g.row for g in groups]
     lines = [f"# NAS best-practice checklist for {root}", "",
              "Lindauer & Hutter (2020), \"Best Practices for Scientific Research on Neural Architecture Search\": the "
@@ -106,6 +119,16 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
             lines += [f"  - {line}" for line in found]
     lines.append("")
 
+    protocols = {(g.label, p) for g in groups for run in g.runs if (p := proxy_protocol(run)) is not None}
+    for label, protocol in sorted(protocols):
+        lines.append(f"- zero-cost proxy protocol of {label}: {protocol}")
+    places = sorted({(g.label, place) for g in groups for run in g.runs for place in run.places})
+    if places:
+        lines.append("- Settings that say only where files are or how the runs ran (not part of the configurations' "
+                     "names): " + "; ".join(f"`{place}` in {label}" for label, place in places))
+    if protocols or places:
+        lines.append("")
+
     lines += ["## Comparison with random search", ""]
     baselines = [g.row for g in groups if any(run.choices.get("strategy") == "random" for run in g.runs)]
     if baselines:
@@ -128,10 +151,35 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
               "trained count every epoch of every trial (under a scheduler, a trial stopped or paused at a rung "
               "counts the epochs it reached).", ""]
 
+    counted = [g for g in groups if any(run.proxy_evaluations for run in g.runs)]
+    if counted:
+        lines += ["Per run (mean ± std over runs), beside the figures the preset publishes:", "",
+                  "| configuration | cells scored by the proxy | published | cells trained | published |",
+                  "| --- | --- | --- | --- | --- |"]
+        for g in counted:
+            r = g.row
+            lines.append(f"| {g.label} | {_pm(r['mean_proxy_evaluations'], r['std_proxy_evaluations'])} | "
+                         f"{r['published_cells_scored'] or '-'} | {_pm(r['mean_trained'], r['std_trained'])} | "
+                         f"{r['published_cells_trained'] or '-'} |")
+        lines.append("")
+
+    lines += ["## Statistical significance", ""]
+    found = summary_lines(tests) if tests is not None else []
+    if found:
+        lines += ["Over each run's reported accuracy (`significance.csv` has every test): one-way ANOVA "
+                  "(`scipy.stats.f_oneway`), Tukey's HSD for every pair (`scipy.stats.tukey_hsd`), and Welch's "
+                  "t-test against random search of the same space and dataset (`scipy.stats.ttest_ind`, unequal "
+                  "variances).", ""] + found
+    else:
+        lines.append("- A single configuration: nothing to compare.")
+    lines.append("")
+
     lines += ["## Performance over time", ""]
     if anytime is not None and anytime.is_file():
         lines.append(f"- Anytime curves (best-so-far test accuracy against wall or simulated seconds, mean ± std "
                      f"over seeds): `{anytime.name}`.")
+        if (anytime.parent / "convergence.png").is_file():
+            lines.append("- The same against iterations of the search loop (trials): `convergence.png`.")
     else:
         lines.append("- **No anytime plot written.**")
     lines.append("")
@@ -173,6 +221,7 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_checklist(groups: list[Group], root: Path, path: Path, anytime: Path | None = None) -> None:
+def write_checklist(groups: list[Group], root: Path, path: Path, anytime: Path | None = None,
+                    tests: Tests | None = None) -> None:
     """Write checklist.md atomically, under a name unique to this process."""
-    write_text(path, checklist(groups, Path(root), anytime))
+    write_text(path, checklist(groups, Path(root), anytime, tests))

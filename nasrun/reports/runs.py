@@ -44,6 +44,7 @@ class Run:
     end: dict | None = None  # the end record: stop reason and counts
     starts: list = field(default_factory=list)  # run.json: versions and hardware at each start
     results: list[dict] = field(default_factory=list)  # every result in log order (under a scheduler, each rung's)
+    places: list[str] = field(default_factory=list)  # overrides that say only where things are (`PLACES`)
 
     @property
     def epochs_trained(self) -> int:
@@ -51,6 +52,21 @@ class Run:
         if self.end is not None and "epochs_trained" in self.end:
             return int(self.end["epochs_trained"])
         return sum(len(r["metrics"].get("history", [])) for r in (self.results or self.records))
+
+    @property
+    def trained(self) -> int:
+        """Trainings (or table lookups standing in for them) the run made: the end record's count, else the
+        finished trials."""
+        if self.end is not None and "trained" in self.end:
+            return int(self.end["trained"])
+        return sum(1 for r in self.records if r["status"] == Status.OK)
+
+    @property
+    def proxy_evaluations(self) -> int:
+        """Distinct cells the run's zero-cost proxy scored (0 without a proxy)."""
+        if self.end is not None and "proxy_evaluations" in self.end:
+            return int(self.end["proxy_evaluations"])
+        return max((r.get("proxy_evaluations", 0) for r in self.records), default=0)
 
     @property
     def reported(self) -> float | None:
@@ -131,15 +147,27 @@ def load_run(path: Path, trust: bool = False) -> Run:
             info = rebuild_table_best(path, cfg, choices, best, end, err.problem)
     dataset = info.get("dataset", dataset)
     table = bool(info.get("table"))
-    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart.
-    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume|hydra\.[\w.]+)=", o)
+    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart;
+    # those that only say where things are or how the run ran do not (checklist.md lists them).
+    places = [o for o in overrides if _is_place(o)]
+    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume)=", o) and not _is_place(o)
                 and o.lstrip("+~").split("=")[0] not in GROUPS]
     config = {name: choices.get(name) or "-" for name in GROUPS}
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))
     config.pop("budget")
 
     return Run(path, config, records, cfg.get("published"), best, finished=end is not None, table=table, composed=cfg,
-               choices=choices, end=end, starts=read_starts(path), results=results)
+               choices=choices, end=end, starts=read_starts(path), results=results, places=places)
+
+
+# Settings that say where files are or how a run ran, not what it compares: a sweep run with dataset.root=DIR
+# is the preset's group, not a group of its own.
+PLACES = ("dataset.root", "dataset.download", "proxy.cache_dir", "device.threads")
+
+
+def _is_place(override: str) -> bool:
+    key = override.lstrip("+~").split("=")[0]
+    return key in PLACES or key.startswith(("hydra.", "hydra/"))
 
 
 def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: dict | None, problem: str) -> dict:
@@ -173,6 +201,13 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
     return info
 
 
+def config_label(row: dict) -> str:
+    """A configuration's name in the table's legend, the plots and checklist.md: its experiment (else its
+    strategy) and the overrides that set it apart."""
+    name = row["experiment"] if row["experiment"] != "-" else f"strategy={row['strategy']}"
+    return f"{name} {row['settings']}".strip()
+
+
 @dataclass
 class Group:
     """The runs of one configuration (the seeds of one experiment, say) and their summary `row`: the columns
@@ -180,3 +215,7 @@ class Group:
 
     row: dict
     runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        return config_label(self.row)

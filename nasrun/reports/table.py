@@ -23,7 +23,10 @@ import numpy as np
 
 from nasrun.checks import UserError
 from nasrun.reports.checklist import write_checklist
+from nasrun.reports.convergence import plot_convergence
 from nasrun.reports.runs import CONFIG_COLUMNS, Group, Run, find_runs, load_run
+from nasrun.reports.significance import compare, print_tests
+from nasrun.reports.significance import rows as significance_rows
 from nasrun.rundir import atomic
 from nasrun.rundir.atomic import atomic_path
 
@@ -48,18 +51,34 @@ def summarize(runs: list[Run]) -> list[Group]:
             std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
             mean_trials=float(np.mean([len(r.records) for r in members])),
             mean_epochs=float(np.mean([r.epochs_trained for r in members])),  # every epoch, rung segments too
-            # Zero-cost proxy runs: distinct cells scored, counted apart from the trials (trainings).
-            mean_proxy_evaluations=float(np.mean([max((t.get("proxy_evaluations", 0) for t in r.records), default=0)
-                                                  for r in members])),
+            # Zero-cost proxy runs: distinct cells scored, counted apart from the trainings (or table lookups).
+            mean_proxy_evaluations=float(np.mean([r.proxy_evaluations for r in members])),
+            std_proxy_evaluations=_std([r.proxy_evaluations for r in members]),
+            mean_trained=float(np.mean([r.trained for r in members])),
+            std_trained=_std([r.trained for r in members]),
             mean_wall_s=float(np.mean([r.wall_seconds for r in members])),
             published=published.get("mean"),
             published_std=published.get("std"),
             diff=None if published.get("mean") is None or math.isnan(mean) else mean - published["mean"],
+            published_cells_scored=_published_count(published, "cells_scored"),
+            published_cells_trained=_published_count(published, "cells_trained"),
             source=published.get("source", ""),
             note=published.get("note", ""),
         )
         summary.append(Group(row, members))
     return summary
+
+
+def _std(values: list) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def _published_count(published: dict, key: str) -> str:
+    """A preset's published per-run count ({mean, std} or a number) as text for the table and report.csv."""
+    value = published.get(key)
+    if isinstance(value, dict):
+        return _pm(value.get("mean"), value.get("std"), digits=0)
+    return "" if value is None else str(value)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -69,12 +88,12 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic.write_csv(path, blank, columns)
 
 
-def _pm(mean, std) -> str:
+def _pm(mean, std, digits: int = 2) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
     if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {std:.2f}"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def print_table(groups: list[Group], title: str) -> None:
@@ -89,14 +108,14 @@ def print_table(groups: list[Group], title: str) -> None:
     scored = any(r["mean_proxy_evaluations"] for r in rows)
     epochs = any(r["mean_epochs"] for r in rows)
     for column in ("runs", "test acc %", "trials") + (("epochs",) if epochs else ()) + \
-            (("proxy evals",) if scored else ()) + ("wall s", "published", "diff"):
+            (("cells scored",) if scored else ()) + ("wall s", "published", "diff"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         runs = str(r["runs"]) if r["ok_runs"] == r["runs"] else f"{r['ok_runs']}/{r['runs']} ok"
         if r["unfinished"]:
             runs += f" ({r['unfinished']} unfinished)"
         diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
-        proxy = (f"{r['mean_proxy_evaluations']:.1f}",) if scored else ()
+        proxy = (_pm(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], digits=0),) if scored else ()
         trained = (f"{r['mean_epochs']:.1f}",) if epochs else ()
         table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *trained,
                       *proxy,
@@ -109,6 +128,14 @@ def print_table(groups: list[Group], title: str) -> None:
         if r["source"] or r["note"]:
             label = r["experiment"] if r["experiment"] != "-" else r["strategy"]
             console.print(f"{label}: published: {r['source']}" + (f"; {r['note']}" if r["note"] else ""),
+                          highlight=False, soft_wrap=True)
+    for g in groups:
+        r = g.row
+        if r["published_cells_scored"] or r["published_cells_trained"]:
+            cells = _pm(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], 0)
+            looked_up = _pm(r["mean_trained"], r["std_trained"], 0)
+            console.print(f"{g.label}: per run, cells scored {cells} (published {r['published_cells_scored'] or '-'}),"
+                          f" cells trained {looked_up} (published {r['published_cells_trained'] or '-'})",
                           highlight=False, soft_wrap=True)
     tables = any(run.table for g in groups for run in g.runs)
     console.print("test acc %: mean ± std over runs of the test accuracy of each run's trial with the best "
@@ -200,16 +227,22 @@ def report(root: Path, out_dir: Path | None = None, trust: bool = False) -> list
         raise UserError(f"--out {out_dir}: cannot create it ({err.strerror}); choose another folder") from None
     groups = summarize(runs)
     print_table(groups, f"{len(runs)} runs in {root}")
+    tests = compare(groups)
+    print_tests(tests)
     rows = [g.row for g in groups]
+    written = ["report.csv", "anytime.png", "convergence.png", "significance.csv", "checklist.md"]
     try:
         write_csv(rows, out_dir / "report.csv")
         plot_anytime(groups, out_dir / "anytime.png")
-        write_checklist(groups, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png")
+        plot_convergence(groups, out_dir / "convergence.png")
+        atomic.write_csv(out_dir / "significance.csv", significance_rows(tests),
+                         ["test", "a", "b", "difference", "statistic", "p"])
+        write_checklist(groups, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png", tests=tests)
     except OSError as err:
         raise UserError(f"cannot write into {out_dir} ({err.strerror})", "give a writable folder with --out DIR",
                         path=out_dir) from None
     from rich.console import Console
 
-    Console().print(f"wrote {out_dir / 'report.csv'}, {out_dir / 'anytime.png'} and {out_dir / 'checklist.md'}",
-                    highlight=False, soft_wrap=True)
+    Console().print(f"wrote {', '.join(written[:-1])} and {written[-1]} in {out_dir}", highlight=False,
+                    soft_wrap=True)
     return rows
