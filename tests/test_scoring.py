@@ -197,11 +197,11 @@ def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cach
     arch = NB201Space().sample(np.random.default_rng(7))
     shared, own = [], []
     for seed in (0, 1):
-        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "proxy.cache_dir=null",
-                      "proxy.batch_size=16", f"seed={seed}")
+        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "dataset.fraction=0.05",
+                      "proxy.cache_dir=null", "proxy.batch_size=16", f"seed={seed}")
         shared.append(build_search(cfg, seed, "cpu").scorer(arch))
-        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "proxy.cache_dir=null",
-                      "proxy.batch_size=16", "proxy.seed=null", f"seed={seed}")
+        cfg = compose("+experiment=zeroshot_ga_snip", f"dataset.root={data_root}", "dataset.fraction=0.05",
+                      "proxy.cache_dir=null", "proxy.batch_size=16", "proxy.seed=null", f"seed={seed}")
         own.append(build_search(cfg, seed, "cpu").scorer(arch))
     assert shared[0] == shared[1]  # the same network initialisation and the same images
     assert own[0] != own[1] and own[0] == shared[0]  # per-run seeds: run 0 happens to use seed 0 too
@@ -209,8 +209,8 @@ def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cach
     cache = tmp_path / "cache"
     scores: dict = {}
     for seed in (0, 1):
-        result = run_cli("+experiment=zeroshot_ga_snip", "strategy.C=6", "strategy.P=3", "strategy.S=2",
-                         "proxy.batch_size=16", f"proxy.cache_dir={cache}", f"seed={seed}",
+        result = run_cli("+experiment=zeroshot_ga_snip", "strategy.C=4", "strategy.P=2", "strategy.S=1",
+                         "dataset.fraction=0.05", "proxy.batch_size=16", f"proxy.cache_dir={cache}", f"seed={seed}",
                          f"hydra.run.dir={tmp_path / f'run{seed}'}")
         assert result.returncode == 0, result.stderr
         for line in (tmp_path / f"run{seed}" / "trials.jsonl").read_text().splitlines():

@@ -137,3 +137,22 @@ def test_image_sizes_the_network_cannot_halve_twice_are_refused():
 def test_edge_names_are_listed_in_canonical_order():
     assert EDGE_NAMES == ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
     assert list(NB201Arch.CHOICES) == list(EDGE_NAMES)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1, 1), (2, 3, 2, 5), (4, 16, 32, 32), (3, 8, 7, 3)])
+def test_the_pooling_edge_equals_pytorchs_border_average_pooling_and_its_gradients(shape):
+    import torch
+    from torch import nn
+
+    from nasrun.spaces.nb201_network import BorderAvgPool3x3
+
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        reference = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        ours, theirs = BorderAvgPool3x3()(x), reference(x)
+        assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+        weights = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+        (g_ours,) = torch.autograd.grad((ours * weights).sum(), x, create_graph=True)
+        (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), x, create_graph=True)
+        assert torch.allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-7)
+    assert list(BorderAvgPool3x3().state_dict()) == []  # no parameters, no buffers: state dicts unchanged

@@ -109,7 +109,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
         raise UserError(f"--target={target}: not a column of the table; choose e.g. cifar10_test_acc200")
     archs = sample_architectures(space, count, cfg.seed)
     first = next(iter(scorers.values()))
-    out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{cfg.seed}-b{first.batch_size}.csv"
+    out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{first.seed}-b{first.batch_size}.csv"
     rows: list[dict] = []
     try:
         for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
