@@ -74,3 +74,25 @@ def test_a_shared_gradient_pass_is_reported_once_and_each_proxy_apart(data_root,
         assert shared > own  # the build, forward and backward dominate; the two reductions are tiny
     printed = capsys.readouterr().out
     assert "shared gradient pass" in printed and "counted once" in printed
+
+
+def test_shards_score_the_space_between_them_and_a_whole_run_reads_them_back(data_root, tmp_path):
+    from nasrun.commands.score import parse_shard
+
+    parts = []
+    for k in (1, 2):
+        out = tmp_path / f"shard{k}.csv"
+        main(["--proxies", "params", "-n", "7", "--shard", f"{k}/2", "--out", str(out),
+              *overrides(data_root, tmp_path)])
+        with open(out, newline="") as f:
+            parts.append([r["arch"] for r in csv.DictReader(f)])
+    assert [len(p) for p in parts] == [4, 3] and not set(parts[0]) & set(parts[1])
+    first_seven = [a.key for a in sample_architectures(NB201Space(), 7, 0)]
+    assert sorted(parts[0] + parts[1]) == sorted(first_seven)
+    main(["--proxies", "params", "-n", "7", "--out", str(tmp_path / "all.csv"), *overrides(data_root, tmp_path)])
+    cache = next((tmp_path / "cache").glob("params-*.jsonl"))
+    assert len(cache.read_text().splitlines()) == 7  # the whole run computed nothing again
+    assert parse_shard(" 2 / 3 ") == (2, 3)
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        with pytest.raises(UserError, match=f"--shard={bad}: expected K/N"):
+            parse_shard(bad)

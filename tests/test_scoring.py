@@ -190,9 +190,9 @@ def test_a_users_function_named_like_a_gradient_proxy_fills_nothing(tmp_path):
 
 
 def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cache(tmp_path, data_root):
-    from conftest import compose, run_cli
-
     from nasrun.search.assembly import build_search
+
+    from conftest import compose, run_cli
 
     arch = NB201Space().sample(np.random.default_rng(7))
     shared, own = [], []

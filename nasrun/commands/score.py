@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("-n", "--num", type=int, default=500, help="architectures to sample uniformly (default 500)")
     size.add_argument("--all", action="store_true", help="score every architecture of the space")
+    parser.add_argument("--shard", default="1/1", metavar="K/N",
+                        help="score only every N-th architecture from the K-th: N processes with K=1..N share the "
+                             "cache and score the space between them (then one run without --shard writes the "
+                             "whole CSV from the cache)")
     parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
     parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
@@ -33,12 +38,22 @@ def main(argv: list[str] | None = None) -> None:
     with one_line_errors(hint):
         if not args.all and args.num < 1:
             raise UserError(f"--num={args.num}: must be at least 1")
+        shard = parse_shard(args.shard)
         rows, results, out, target = correlation.score_space(
             args.overrides, [p for p in args.proxies.split(",") if p], None if args.all else args.num, args.out,
-            args.target)
+            args.target, shard=shard)
     shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
     if results:
         correlation.print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
     else:
         print(f"scores: {out} (no benchmark table for this space: no correlations)")
 
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` -> (K, N), 1 <= K <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise UserError(f"--shard={text}: expected K/N with 1 <= K <= N, e.g. --shard 1/2 and --shard 2/2 in two "
+                        f"processes")
+    return int(match.group(1)), int(match.group(2))

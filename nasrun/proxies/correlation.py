@@ -78,9 +78,11 @@ def correlations(rows: list[dict], proxies: list[str], target: str) -> list[dict
 
 
 def score_space(overrides: list[str], proxies: list[str], count: int | None, out: Path | None,
-                target: str | None, progress: bool = True) -> tuple[list[dict], list[dict], Path, str | None]:
+                target: str | None, progress: bool = True,
+                shard: tuple[int, int] = (1, 1)) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
-    when interrupted."""
+    when interrupted. shard=(k, n): only every n-th architecture from the k-th (1-based), so n processes
+    sharing the cache score the space between them without computing a cell twice."""
 
     unknown = [p for p in proxies if p not in proxy_options()]
     if unknown:
@@ -107,9 +109,11 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     target = target or (f"{data.name}_test_acc200" if table is not None else None)
     if table is not None and target not in next(iter(table.values())):
         raise UserError(f"--target={target}: not a column of the table; choose e.g. cifar10_test_acc200")
-    archs = sample_architectures(space, count, cfg.seed)
+    index, shards = shard
+    archs = sample_architectures(space, count, cfg.seed)[index - 1::shards]
     first = next(iter(scorers.values()))
-    out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{first.seed}-b{first.batch_size}.csv"
+    part = f"-shard{index}of{shards}" if shards > 1 else ""
+    out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{first.seed}-b{first.batch_size}{part}.csv"
     rows: list[dict] = []
     try:
         for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
