@@ -225,3 +225,13 @@ def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cach
     snip_file = next(cache.glob("snip-*.jsonl"))
     cached = {e["key"]: e["score"] for e in map(json.loads, snip_file.read_text().splitlines())}
     assert all(cached[key] == score for key, score in scores.items())
+
+
+def test_fill_false_scores_only_the_proxy_asked_for(tmp_path):
+    data = synthetic(channels=3, image_size=16)
+    alone = ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path, fill=False)
+    arch = SPACE.sample(np.random.default_rng(0))
+    filled = ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path / "f")
+    assert alone(arch) == pytest.approx(filled(arch), rel=1e-6)
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.is_file()] == ["snip"]
+    assert len(list((tmp_path / "f").iterdir())) == 5

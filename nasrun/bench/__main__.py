@@ -29,7 +29,8 @@ from nasrun.training.device import select_device
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies", "eval",
+    parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies",
+                                           "proxy_timing", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
                                            "nascnn15", "bayesian", "soak", "shared_cache", "schedulers"])
     parser.add_argument("--images", type=int, default=None,
@@ -70,8 +71,9 @@ def main() -> None:
         results["sweeps"] = tabular.sweeps(args.root, out, args.seeds)
     if wanted("search"):
         results["default_search"] = training.default_search(args.root, out)
-    if wanted("proxies"):
+    if wanted("proxies") or args.only == "proxy_timing":  # proxy_timing: the seconds per cell alone
         results["proxy_timing"] = proxies.timing(args.root)
+    if wanted("proxies"):
         results["proxy_correlation"] = proxies.correlation(args.root, args.cells)
     if wanted("eval"):
         results["evaluation"] = evaluation.evaluation(args.root, args.rounds, args.images or 1000)
