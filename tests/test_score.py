@@ -96,3 +96,18 @@ def test_shards_score_the_space_between_them_and_a_whole_run_reads_them_back(dat
     for bad in ("0/2", "3/2", "1", "a/b"):
         with pytest.raises(UserError, match=f"--shard={bad}: expected K/N"):
             parse_shard(bad)
+
+
+def test_nasrun_score_with_the_presets_proxy_seed_fills_the_cache_their_runs_read(data_root, tmp_path):
+    from nasrun.search.assembly import build_search
+
+    from conftest import compose
+
+    cache = tmp_path / "cache"
+    score_space(overrides(data_root, tmp_path, "proxy.seed=0", "seed=5"), ["synflow"], 1, tmp_path / "s.csv", None,
+                progress=False)
+    cfg = compose("+experiment=zeroshot_ga_synflow", f"dataset.root={data_root}", f"proxy.cache_dir={cache}",
+                  "seed=11")
+    scorer = build_search(cfg, 11, "cpu").scorer
+    assert [p.name for p in cache.glob("*.jsonl")] == [scorer.cache_path.name]  # one key: the precomputed scores
+    assert len(scorer.entries) == 1
