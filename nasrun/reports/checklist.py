@@ -21,7 +21,7 @@ from nasrun.rundir.atomic import write_text
 # (where files are, how big evaluation batches are, caches) which are left out of the comparison.
 ASPECTS = {"benchmark, dataset and splits": "dataset", "search space": "space",
            "evaluator and training settings": "evaluator", "budget": "budget", "zero-cost proxy": "proxy"}
-NO_EFFECT = {"download", "cache_dir", "eval_batch_size", "memory_limit_gb", "root"}
+NO_EFFECT = {"download", "cache_dir", "eval_batch_size", "memory_limit_gb", "root", "fill"}
 
 QUESTIONS = [
     "Did you release the code of the training pipeline, the search space and the NAS method (and the configs "
@@ -117,8 +117,6 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None, tests: Test
         else:
             lines.append(f"- {aspect} (`{group}`) **differs**:")
             lines += [f"  - {line}" for line in found]
-    lines.append("")
-
     protocols = {(g.label, p) for g in groups for run in g.runs if (p := proxy_protocol(run)) is not None}
     for label, protocol in sorted(protocols):
         lines.append(f"- zero-cost proxy protocol of {label}: {protocol}")
@@ -126,8 +124,7 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None, tests: Test
     if places:
         lines.append("- Settings that say only where files are or how the runs ran (not part of the configurations' "
                      "names): " + "; ".join(f"`{place}` in {label}" for label, place in places))
-    if protocols or places:
-        lines.append("")
+    lines.append("")
 
     lines += ["## Comparison with random search", ""]
     baselines = [g.row for g in groups if any(run.choices.get("strategy") == "random" for run in g.runs)]
