@@ -101,7 +101,7 @@ def _with_avg_pool2d(build):
     replaced (the same values; PyTorch's CPU kernel for it is the slow one)."""
     from torch import nn
 
-    from nasrun.spaces.nb201_network import BorderAvgPool3x3
+    from nasrun.spaces.nb201_network import BorderAvgPool3x3  # torch: only for this bench
 
     def swapped(arch):
         model = build(arch)
