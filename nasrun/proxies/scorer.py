@@ -82,7 +82,7 @@ class ProxyScorer:
     the runner). seed: `proxy.seed`, the seed of every network's initialisation and of the batch (null: the
     run's). batch_size: training images in the batch. cache_dir: where the score files live (null: no disk
     cache; scores are still memoised). fill: a gradient proxy computes all five gradient proxies in one pass
-    and caches them all (false: only its own, which is 2 to 5 times cheaper per cell for all but grasp).
+    and caches them all (false: only its own, about 4 times cheaper per cell for all but grasp).
     `evaluations` counts the distinct architectures scored in this process, `computed` those that missed the
     disk cache and were actually run.
     """
