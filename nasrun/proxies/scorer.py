@@ -93,7 +93,7 @@ class ProxyScorer:
         import torch
 
         if seed is not None:
-            self.seed = check_int("proxy.seed", seed, low=0)
+            self.seed = check_int("seed", seed, low=0)
         elif run_seed is not None:
             self.seed = run_seed
         else:
