@@ -30,6 +30,7 @@ from nasrun.contracts import is_table_space
 from nasrun.evaluators.tabular import load_table
 from nasrun.proxies.scorer import ProxyScorer, score_together
 from nasrun.rundir.atomic import write_csv
+from nasrun.search.assembly import proxy_split_seed
 from nasrun.search.loop import space_size
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,7 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     cfg = configs[proxies[0]]
     device = build("device", cfg.device)
     space = build("space", cfg.space)
-    # proxy.seed set: the images its searches score (the split of that seed; see nasrun.search.assembly).
-    split_seed = cfg.proxy.seed if cfg.proxy.get("seed") is not None else cfg.seed
-    data = build("dataset", cfg.dataset, seed=split_seed, device=device)
+    data = build("dataset", cfg.dataset, seed=proxy_split_seed(cfg, cfg.seed), device=device)  # the searches' images
     from omegaconf import OmegaConf
 
     space_config = OmegaConf.to_container(cfg.space, resolve=True)

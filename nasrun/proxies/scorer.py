@@ -102,7 +102,6 @@ class ProxyScorer:
         self.name = proxy_name(proxy)
         self.space = space
         self.data = data
-        self.shared_seed = seed is not None  # the protocol: one score per cell for every run (see the module)
         self.fill = check_bool("fill", fill)
         self.batch_size = check_int("batch_size", batch_size, low=2, high=len(data.train_x))
         self._arguments = dict(space=space, data=data, batch_size=batch_size, cache_dir=cache_dir, seed=self.seed,

@@ -10,10 +10,9 @@ curves; each method's hyper-parameters; hardware and library versions. The items
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from nasrun.reports.runs import Group, config_label
+from nasrun.reports.runs import Group, config_label, plus_minus
 from nasrun.reports.significance import Tests, summary_lines
 from nasrun.rundir.atomic import write_text
 
@@ -45,10 +44,6 @@ def _flatten(node, prefix: str = "") -> dict:
 
 
 _label = config_label
-
-
-def _pm(mean: float, std: float) -> str:
-    return "-" if math.isnan(mean) else f"{mean:.0f}" if math.isnan(std) else f"{mean:.0f} ± {std:.0f}"
 
 
 def _section(run, group: str) -> dict:
@@ -155,8 +150,9 @@ def checklist(groups: list[Group], root: Path, anytime: Path | None, tests: Test
                   "| --- | --- | --- | --- | --- |"]
         for g in counted:
             r = g.row
-            lines.append(f"| {g.label} | {_pm(r['mean_proxy_evaluations'], r['std_proxy_evaluations'])} | "
-                         f"{r['published_cells_scored'] or '-'} | {_pm(r['mean_trained'], r['std_trained'])} | "
+            scored = plus_minus(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], 0)
+            trained = plus_minus(r["mean_trained"], r["std_trained"], 0)
+            lines.append(f"| {g.label} | {scored} | {r['published_cells_scored'] or '-'} | {trained} | "
                          f"{r['published_cells_trained'] or '-'} |")
         lines.append("")
 

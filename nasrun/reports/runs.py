@@ -201,6 +201,15 @@ def rebuild_table_best(path: Path, cfg: dict, choices: dict, best: dict, end: di
     return info
 
 
+def plus_minus(mean, std, digits: int = 2) -> str:
+    """`mean ± std` for the table and checklist.md; `-` without a mean, the mean alone without a std."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def config_label(row: dict) -> str:
     """A configuration's name in the table's legend, the plots and checklist.md: its experiment (else its
     strategy) and the overrides that set it apart."""

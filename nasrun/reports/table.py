@@ -24,7 +24,7 @@ import numpy as np
 from nasrun.checks import UserError
 from nasrun.reports.checklist import write_checklist
 from nasrun.reports.convergence import plot_convergence
-from nasrun.reports.runs import CONFIG_COLUMNS, Group, Run, find_runs, load_run
+from nasrun.reports.runs import CONFIG_COLUMNS, Group, Run, find_runs, load_run, plus_minus
 from nasrun.reports.significance import compare, print_tests
 from nasrun.reports.significance import rows as significance_rows
 from nasrun.rundir import atomic
@@ -77,7 +77,7 @@ def _published_count(published: dict, key: str) -> str:
     """A preset's published per-run count ({mean, std} or a number) as text for the table and report.csv."""
     value = published.get(key)
     if isinstance(value, dict):
-        return _pm(value.get("mean"), value.get("std"), digits=0)
+        return plus_minus(value.get("mean"), value.get("std"), digits=0)
     return "" if value is None else str(value)
 
 
@@ -86,14 +86,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
     blank = [{c: "" if row[c] is None or (isinstance(row[c], float) and math.isnan(row[c])) else row[c]
               for c in columns} for row in rows]
     atomic.write_csv(path, blank, columns)
-
-
-def _pm(mean, std, digits: int = 2) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def print_table(groups: list[Group], title: str) -> None:
@@ -115,11 +107,10 @@ def print_table(groups: list[Group], title: str) -> None:
         if r["unfinished"]:
             runs += f" ({r['unfinished']} unfinished)"
         diff = "-" if r["diff"] is None else f"{r['diff']:+.2f}"
-        proxy = (_pm(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], digits=0),) if scored else ()
+        proxy = (plus_minus(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], digits=0),) if scored else ()
         trained = (f"{r['mean_epochs']:.1f}",) if epochs else ()
-        table.add_row(*(str(r[c]) for c in shown), runs, _pm(r["mean"], r["std"]), f"{r['mean_trials']:.1f}", *trained,
-                      *proxy,
-                      f"{r['mean_wall_s']:.2f}", _pm(r["published"], r["published_std"]), diff)
+        table.add_row(*(str(r[c]) for c in shown), runs, plus_minus(r["mean"], r["std"]), f"{r['mean_trials']:.1f}",
+                      *trained, *proxy, f"{r['mean_wall_s']:.2f}", plus_minus(r["published"], r["published_std"]), diff)
     console = Console()
     if not console.is_terminal:  # piped or redirected: no terminal width to respect, keep rows on one line
         console = Console(width=160)
@@ -132,8 +123,8 @@ def print_table(groups: list[Group], title: str) -> None:
     for g in groups:
         r = g.row
         if r["published_cells_scored"] or r["published_cells_trained"]:
-            cells = _pm(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], 0)
-            looked_up = _pm(r["mean_trained"], r["std_trained"], 0)
+            cells = plus_minus(r["mean_proxy_evaluations"], r["std_proxy_evaluations"], 0)
+            looked_up = plus_minus(r["mean_trained"], r["std_trained"], 0)
             console.print(f"{g.label}: per run, cells scored {cells} (published {r['published_cells_scored'] or '-'}),"
                           f" cells trained {looked_up} (published {r['published_cells_trained'] or '-'})",
                           highlight=False, soft_wrap=True)

@@ -69,9 +69,7 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
     epochs = budget.epochs if scheduler is None else scheduler.max_epochs
     runtime = {"space": space, "epochs": epochs, "seed": seed, "run_seed": seed,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
-    # With `proxy.seed` set, every run must score the same images normalised alike (so runs share scores):
-    # the proxy reads the training split its own seed makes, not the run's.
-    proxy_seed = cfg.proxy.get("seed") if cfg.proxy is not None else None
+    proxy_seed = proxy_split_seed(cfg, None)
     readers = [group for group, params in wants.items() if "data" in params]
     split_seed = proxy_seed if readers == ["proxy"] and proxy_seed is not None else seed
     if readers:
@@ -110,6 +108,13 @@ def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):
         data = None if search.data is None else search.data.to("cpu")
         runtime["make_evaluator"] = EvaluatorFromConfig(plain_dict(cfg), seed, data)
     return build("executor", cfg.executor, **_wanted(runtime, params))
+
+
+def proxy_split_seed(cfg: DictConfig, run_seed):
+    """The seed of the training split the proxy scores from: with `proxy.seed` set, every run must score the
+    same images normalised alike (so runs share scores), hence that seed's split, not the run's (`run_seed`)."""
+    proxy_seed = cfg.proxy.get("seed") if cfg.proxy is not None else None
+    return run_seed if proxy_seed is None else proxy_seed
 
 
 def _wanted(runtime: dict, params: dict, node=None) -> dict:
