@@ -14,6 +14,7 @@ from nasrun.checks import UserError, check_int
 from nasrun.commands.app import hydra_app, run_settings, top_level
 from nasrun.commands.console import print_job_line, print_top_trials, trial_progress
 from nasrun.commands.help import help_text
+from nasrun.commands.oneshot import oneshot_search
 from nasrun.reports.episodes import write_episodes
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.lock import hold_run_dir
@@ -47,8 +48,10 @@ def search(cfg: DictConfig) -> dict:
             if state is JobState.FINISHED:
                 return _finished_job(hydra_cfg.job.num, overrides, logged, run_dir)
             resume = state is JobState.UNFINISHED
-        elif resume:
+        elif resume and cfg.get("oneshot") is None:
             check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
+        if cfg.get("oneshot") is not None:  # a supernet, trained and read out: nasrun.oneshot
+            return oneshot_search(cfg, seed, device, run_dir, resume, overrides, hydra_cfg.job.num if sweep else None)
         search = build_search(cfg, seed, device)
         executor = build_executor(cfg, search, seed, device)
         label = f"{type(search.strategy).__name__} on {search.space.name}/{search.model_info['dataset']}"

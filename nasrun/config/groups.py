@@ -57,7 +57,7 @@ def build(group: str, node, **runtime):
 
 # Passed at call sites, never set in a config.
 RUNTIME_VALUES = {"space", "data", "seed", "device", "epochs", "scorer", "space_config", "evaluator", "make_evaluator",
-                  "checkpoint"}
+                  "checkpoint", "supernet"}
 
 
 def check_keys(group: str, node, runtime=()) -> None:

@@ -42,10 +42,11 @@ class SearchSetup:
                           model_info=self.model_info, scorer=self.scorer, scheduler=self.scheduler, **options)
 
 
-def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
+def build_search(cfg: DictConfig, seed: int, device, data=None, supernet=None) -> SearchSetup:
     """Every object a search needs, from the composed config. Every option's keys are checked first, so a
     typo fails before any data is read. `data`: the dataset already read (a worker gets the main process's,
-    instead of reading it again), moved to `device`."""
+    instead of reading it again), moved to `device`. `supernet`: a trained one-shot supernet, for an evaluator
+    that scores cells on it (`oneshot=rsps`)."""
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
@@ -67,7 +68,7 @@ def build_search(cfg: DictConfig, seed: int, device, data=None) -> SearchSetup:
     scheduler = build("scheduler", cfg.scheduler) if "scheduler" in groups else None
     # Under a scheduler a trial trains up to its max_epochs, and the learning-rate schedule spans them.
     epochs = budget.epochs if scheduler is None else scheduler.max_epochs
-    runtime = {"space": space, "epochs": epochs, "seed": seed, "run_seed": seed,
+    runtime = {"space": space, "epochs": epochs, "seed": seed, "run_seed": seed, "supernet": supernet,
                "space_config": OmegaConf.to_container(cfg.space, resolve=True)}
     proxy_seed = proxy_split_seed(cfg, None)
     readers = [group for group, params in wants.items() if "data" in params]

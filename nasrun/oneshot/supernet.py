@@ -1,0 +1,115 @@
+"""The NAS-Bench-201 supernet: the benchmark's skeleton (stem, N cells, residual reduction, N cells, reduction,
+N cells, BN-ReLU-pool, linear) with the modules of `nasrun.spaces.nb201_network`, where every edge of the cell
+holds all five operations.
+
+`forward(x, weights, active)`: `weights` is a (6, 5) tensor, one row per edge (in `EDGE_NAMES` order) and one
+column per operation (`OPERATIONS` order), shared by every cell as in DARTS and GDAS. Without `active` every
+edge is the weighted sum of its operations (DARTS's mixed operation); with `active` (one operation index per
+edge) only that operation runs, scaled by its weight (GDAS's straight-through one-hot, RSPS's path): a weight
+of exactly 1.0 leaves its output bit for bit what the operation gives.
+
+`discretise(supernet, arch, space)` builds `space.build(arch)`'s network and copies the supernet's weights for
+that cell into it, so a cell read out of the supernet is the very network `space=nb201` trains.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasrun.spaces.nb201 import EDGES, OPERATIONS
+from nasrun.spaces.nb201_network import ResidualReduction, make_operation
+
+NONE = OPERATIONS.index("none")
+
+
+class MixedCell(nn.Module):
+    """A cell whose every edge holds the five operations (`none` holds no module: its output is zero)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        # edges[e][str(o)]: operation o of edge e; keys are indices so the state dict maps to OPERATIONS order
+        self.edges = nn.ModuleList(
+            nn.ModuleDict({str(o): make_operation(name, channels) for o, name in enumerate(OPERATIONS)
+                           if o != NONE}) for _ in EDGES)
+
+    def forward(self, x, weights, active=None):
+        nodes = [x]
+        for node in (1, 2, 3):
+            total = None
+            for e, (to, source) in enumerate(EDGES):
+                if to != node:
+                    continue
+                for o in range(len(OPERATIONS)) if active is None else (int(active[e]),):
+                    if o == NONE:  # zero times anything: nothing to add (and no gradient to carry)
+                        continue
+                    term = weights[e, o] * self.edges[e][str(o)](nodes[source])
+                    total = term if total is None else total + term
+            # A node whose edges are all `none` is a real zero tensor, as in the benchmark's network (a conv edge
+            # leaving it still adds its BatchNorm shift).
+            nodes.append(total if total is not None else torch.zeros_like(x))
+        return nodes[3]
+
+
+class Supernet(nn.Module):
+    """NAS-Bench-201's network with `MixedCell`s; parameter names outside the cells are `NB201Network`'s."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 16, cells_per_stage: int = 5):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        for stage in range(3):
+            width = channels * 2 ** stage
+            if stage:
+                layers.append(ResidualReduction(width // 2, width))
+            layers += [MixedCell(width) for _ in range(cells_per_stage)]
+        self.cells = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten())
+        self.classifier = nn.Linear(4 * channels, num_classes)
+
+    def forward(self, x, weights, active=None):
+        x = self.stem(x)
+        for layer in self.cells:
+            x = layer(x, weights, active) if isinstance(layer, MixedCell) else layer(x)
+        return self.classifier(self.head(x))
+
+
+def edge_count() -> tuple[int, int]:
+    """The shape of the architecture parameters: (edges, operations)."""
+    return len(EDGES), len(OPERATIONS)
+
+
+def one_hot(arch, device=None) -> torch.Tensor:
+    """The (6, 5) weights that select `arch`'s operation on every edge."""
+    weights = torch.zeros(edge_count(), device=device)
+    for e, op in enumerate(arch.ops):
+        weights[e, OPERATIONS.index(op)] = 1.0
+    return weights
+
+
+def indices(arch) -> list[int]:
+    """`arch`'s operation index per edge: the `active` argument that runs its path alone."""
+    return [OPERATIONS.index(op) for op in arch.ops]
+
+
+def discretise(supernet: Supernet, arch, space, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """`space.build(arch, ...)` with the supernet's weights of that cell: the stem, reductions, head and
+    classifier as they are, and in every cell the chosen operation's module of each edge."""
+    network = space.build(arch, in_channels, image_size, num_classes)
+    source = supernet.state_dict()
+    mapped = {}
+    for name in network.state_dict():
+        parts = name.split(".")
+        layer = network.cells[int(parts[1])] if parts[0] == "cells" else None
+        if layer is None or not hasattr(layer, "wiring"):
+            mapped[name] = source[name]
+            continue
+        # cells.<i>.edges.<k>.<rest>: the k-th kept edge of the cell is edge e (in EDGES order) with arch's op
+        k = int(parts[3])
+        to, origin, _ = next(w for w in layer.wiring if w[2] == k)
+        e = EDGES.index((to, origin))
+        o = OPERATIONS.index(arch.ops[e])
+        mapped[name] = source[".".join(["cells", parts[1], "edges", str(e), str(o), *parts[4:]])]
+    network.load_state_dict(mapped)
+    return network
