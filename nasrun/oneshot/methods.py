@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nasrun.checks import check_choice, check_float, check_int
+from nasrun.checks import check_bool, check_choice, check_float, check_int
 from nasrun.spaces.nb201 import EDGES, OPERATIONS, NB201Arch
 
 MAX_RESAMPLES = 100  # Gumbel draws tried before a non-finite sample is an error (one in 2**24 draws is inf)
@@ -41,6 +41,7 @@ class WeightTraining:
     nesterov: bool = True
     weight_decay: float = 5e-4
     grad_clip: float = 5.0
+    affine: bool = False  # learned BatchNorm scale and shift in the cells' operations (the reference: none)
     table: str | None = None  # the NAS-Bench-201 results table: derived cells get its accuracies
     benchmark: str = "cifar10"  # which of the table's datasets those accuracies are
 
@@ -55,6 +56,7 @@ class WeightTraining:
         check_float("weight_decay", self.weight_decay, low=0.0)
         check_float("grad_clip", self.grad_clip, low=0.0, low_open=True)
         check_choice("benchmark", self.benchmark, ("cifar10", "cifar100", "imagenet16"))
+        check_bool("affine", self.affine)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true: needs momentum > 0")
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nasrun.spaces.nb201 import EDGES, OPERATIONS
-from nasrun.spaces.nb201_network import ResidualReduction, make_operation
+from nasrun.spaces.nb201_network import ReLUConvBN, ResidualReduction, make_operation
 
 NONE = OPERATIONS.index("none")
 
@@ -26,12 +26,16 @@ NONE = OPERATIONS.index("none")
 class MixedCell(nn.Module):
     """A cell whose every edge holds the five operations (`none` holds no module: its output is zero)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, affine: bool = True):
         super().__init__()
         # edges[e][str(o)]: operation o of edge e; keys are indices so the state dict maps to OPERATIONS order
         self.edges = nn.ModuleList(
             nn.ModuleDict({str(o): make_operation(name, channels) for o, name in enumerate(OPERATIONS)
                            if o != NONE}) for _ in EDGES)
+        if not affine:  # the reference's search cells: no learned scale and shift after the convolutions
+            for op in self.modules():
+                if isinstance(op, ReLUConvBN):
+                    op[2] = nn.BatchNorm2d(channels, affine=False)
 
     def forward(self, x, weights, active=None):
         nodes = [x]
@@ -54,7 +58,8 @@ class MixedCell(nn.Module):
 class Supernet(nn.Module):
     """NAS-Bench-201's network with `MixedCell`s; parameter names outside the cells are `NB201Network`'s."""
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int = 16, cells_per_stage: int = 5):
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
+                 affine: bool = True):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         layers: list[nn.Module] = []
@@ -62,7 +67,7 @@ class Supernet(nn.Module):
             width = channels * 2 ** stage
             if stage:
                 layers.append(ResidualReduction(width // 2, width))
-            layers += [MixedCell(width) for _ in range(cells_per_stage)]
+            layers += [MixedCell(width, affine) for _ in range(cells_per_stage)]
         self.cells = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
                                   nn.Flatten())
@@ -95,7 +100,8 @@ def indices(arch) -> list[int]:
 
 def discretise(supernet: Supernet, arch, space, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """`space.build(arch, ...)` with the supernet's weights of that cell: the stem, reductions, head and
-    classifier as they are, and in every cell the chosen operation's module of each edge."""
+    classifier as they are, and in every cell the chosen operation's module of each edge. A supernet without
+    affine BatchNorm in its cells leaves those scales at 1 and shifts at 0: the same function."""
     network = space.build(arch, in_channels, image_size, num_classes)
     source = supernet.state_dict()
     mapped = {}
@@ -110,6 +116,8 @@ def discretise(supernet: Supernet, arch, space, in_channels: int, image_size: in
         to, origin, _ = next(w for w in layer.wiring if w[2] == k)
         e = EDGES.index((to, origin))
         o = OPERATIONS.index(arch.ops[e])
-        mapped[name] = source[".".join(["cells", parts[1], "edges", str(e), str(o), *parts[4:]])]
-    network.load_state_dict(mapped)
+        key = ".".join(["cells", parts[1], "edges", str(e), str(o), *parts[4:]])
+        if key in source:
+            mapped[name] = source[key]
+    network.load_state_dict(mapped, strict=False)
     return network

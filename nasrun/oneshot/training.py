@@ -85,7 +85,7 @@ def start(method, space, data, seed: int) -> SupernetRun:
                                                                                                "draws"))}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        supernet = Supernet(data.in_channels, data.num_classes, space.channels, space.cells_per_stage)
+        supernet = Supernet(data.in_channels, data.num_classes, space.channels, space.cells_per_stage, method.affine)
     supernet.to(data.device)
     alpha = method.init_alpha(generators["draws"], data.device)
     w_opt = method.weight_optimizer(supernet)
