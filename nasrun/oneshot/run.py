@@ -96,7 +96,8 @@ def run_oneshot(cfg: DictConfig, seed: int, device, run_dir: Path, *, resume: bo
         if final is not None:
             model_info = {"space": OmegaConf.to_container(cfg.space, resolve=True), "space_name": space.name,
                           "dataset": data.name, "in_channels": data.in_channels, "image_size": data.image_size,
-                          "num_classes": data.num_classes, "oneshot": method.name, "stop_reason": reason}
+                          "num_classes": data.num_classes, "oneshot": method.name, "stop_reason": reason,
+                          **({"table": method.table, "benchmark": method.benchmark} if table is not None else {})}
             save_best(run_dir, final, None, model_info)
         return OneShotResult(reason, final, None, run.records)
     return OneShotResult(reason, None, _search_on_supernet(cfg, seed, device, run_dir, run, data, budget, clock,

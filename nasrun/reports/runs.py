@@ -26,8 +26,8 @@ from nasrun.rundir.trial_log import read_trials, split_log
 
 log = logging.getLogger(__name__)
 
-CONFIG_COLUMNS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
-GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget")
+CONFIG_COLUMNS = ("experiment", "oneshot", "strategy", "space", "dataset", "evaluator", "proxy", "settings")
+GROUPS = ("experiment", "strategy", "space", "dataset", "evaluator", "proxy", "budget", "oneshot")
 
 
 @dataclass
@@ -76,6 +76,11 @@ class Run:
             self.best["metrics"].get(metric)
 
     @property
+    def one_shot(self) -> bool:
+        """Its records are a one-shot supernet's derived cell, epoch by epoch (`nasrun.oneshot`)."""
+        return bool(self.records) and all("supernet" in r for r in self.records)
+
+    @property
     def wall_seconds(self) -> float:
         return max((r.get("elapsed", 0.0) for r in (self.results or self.records)), default=0.0)
 
@@ -86,9 +91,11 @@ class Run:
 
     def anytime(self) -> tuple[np.ndarray, np.ndarray]:
         """(time, reported accuracy of the best trial so far) after each trial (each rung result, under a
-        scheduler: every epoch trained counts)."""
+        scheduler: every epoch trained counts; a one-shot run: its derived cell's, epoch by epoch)."""
         xs, ys, clock = [], [], self.clock
-        for record, best in running_best(self.results or self.records):
+        # A one-shot run's current cell is not the best so far: the curve follows the cell each epoch derives.
+        pairs = [(r, r) for r in self.records] if self.one_shot else running_best(self.results or self.records)
+        for record, best in pairs:
             xs.append(record.get(clock, 0.0))
             reported = reported_accuracy(best)
             ys.append(math.nan if reported is None else reported)
@@ -133,7 +140,9 @@ def load_run(path: Path, trust: bool = False) -> Run:
     results = [r for r in logged if r["status"] in (Status.OK, Status.FAILED, Status.RUNG)]
     latest = {r["trial"]: r for r in results}  # a trial's last result stands for it (one per trial unscheduled)
     records = sorted(latest.values(), key=lambda r: r["trial"]) if len(latest) < len(results) else results
-    best = best_of(results)
+    # A one-shot run's records are its supernet's cell after each epoch: the last one is the cell it chose.
+    one_shot = bool(results) and all("supernet" in r for r in results)
+    best = results[-1] if one_shot else best_of(results)
     # The dataset the figures come from: what the evaluator described in best.json (a table's benchmark),
     # else the dataset group's choice.
     dataset = choices.get("dataset", "-")
@@ -153,6 +162,10 @@ def load_run(path: Path, trust: bool = False) -> Run:
     settings = [o for o in overrides if not re.match(r"^\+?(seed|resume)=", o) and not _is_place(o)
                 and o.lstrip("+~").split("=")[0] not in GROUPS]
     config = {name: choices.get(name) or "-" for name in GROUPS}
+    if config["oneshot"] == "none":  # no supernet: no column (runs from before the group have none either)
+        config["oneshot"] = "-"
+    if one_shot:  # DARTS and GDAS choose by α: the run's strategy and evaluator options played no part
+        config.update(strategy="-", evaluator="-")
     config.update(dataset=dataset, settings=" ".join(sorted(settings)))
     config.pop("budget")
 
