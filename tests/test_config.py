@@ -15,6 +15,9 @@ from nasrun.config.groups import build, parameters
 from nasrun.config.validate import check_settings
 from nasrun.contracts import Decision, Scheduler, Trial
 from nasrun.data.builtin import ImageData, synthetic
+from nasrun.evaluators.tabular import load_table
+from nasrun.oneshot.supernet import Supernet
+from nasrun.oneshot.training import start
 from nasrun.proxies import zero_cost as proxies
 from nasrun.proxies.scorer import ProxyScorer
 from nasrun.search.assembly import build_search
@@ -43,6 +46,9 @@ def runtime_values(group, option):
     scorer = ProxyScorer(proxies.naswot, small, rgb, seed=0, batch_size=16)
     if group in ("strategy", "evaluator") and "scorer" in parameters(group, compose(f"{group}={option}")[group]):
         space = small
+    supernet = None
+    if (group, option) == ("evaluator", "supernet"):  # scores cells on a (here untrained) one-shot supernet
+        space, supernet = small, Supernet(1, 4, 4, 1)
     return {
         "dataset": dict(seed=0, device=torch.device("cpu")),
         "space": {},
@@ -50,7 +56,8 @@ def runtime_values(group, option):
         "proxy": dict(space=small, data=rgb, seed=0, space_config={"channels": 4}),
         "budget": {},
         "scheduler": {},
-        "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer),
+        "evaluator": dict(space=space, data=synthetic(), epochs=1, seed=0, scorer=scorer, supernet=supernet),
+        "oneshot": {},
         "device": {},
         "executor": dict(evaluator=CostlyToy(), make_evaluator=Toy(), device=torch.device("cpu")),
     }[group]
@@ -135,6 +142,12 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         assert 1 <= first < 9
         decision, until = built.report("a", [50.0] * first)
         assert decision in (Decision.PAUSE, Decision.CONTINUE) and until >= first
+    if group == "oneshot":  # one training step of a tiny supernet, whichever method
+        run = start(built, NB201Space(4, 1), synthetic(seed=0), 0)
+        data = synthetic(seed=0)
+        batch = next(data.train_batches(torch.Generator().manual_seed(0)))
+        out = built.step(run.supernet, run.alpha, run.w_opt, run.a_opt, batch, batch, built.lr, 0, run.generators["draws"])
+        assert np.isfinite(out["loss"]) and (built.derive(run.alpha) is None) == (option == "rsps")
     if group == "proxy":
         assert isinstance(built, ProxyScorer) and built.name == option and built.cache_path is None
         score = built(runtime["space"].sample(np.random.default_rng(1)))
@@ -146,18 +159,40 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
     shrink = []
     if experiment.startswith("zeroshot_ga_"):  # score 2 full-size cells, not 200, and write no cache files
         shrink = ["strategy.P=2", "strategy.S=1", "strategy.C=2", "proxy.cache_dir=null"]
+    if experiment.startswith("nb201_rsps"):  # score a cell with one calibration batch and 64 images, not 25,000
+        shrink = ["evaluator.calibration_batches=1", "evaluator.val_images=64"]
     trains_one = "arch" in OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{experiment}.yaml")
     cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink,
                   config_name="train" if trains_one else "config")
-    assert cfg.published.metric in ("test_acc", "val_acc") and 0 < cfg.published.mean < 100 and cfg.published.source
+    reduced = "NOT the benchmark's protocol" in (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    if reduced:  # a CPU-sized preset compares with nothing published; it says so in its comment
+        assert cfg.published is None
+    else:
+        assert cfg.published.metric in ("test_acc", "val_acc") and 0 < cfg.published.mean < 100
+        assert cfg.published.source
     if trains_one:  # a nasrun-train preset: its architecture, space, schedule and data
         space, arch, budget, evaluator, info, data = build_training(cfg, 0, torch.device("cpu"), tmp_path)
         with pytest.raises(UserError, match=f"arch={cfg.arch}: a setting of nasrun-train"):
             check_settings(compose(f"+experiment={experiment}"))  # `nasrun +experiment=...` says where it belongs
+    elif cfg.oneshot is not None:  # a supernet preset: its method, and one step of its supernet on two images
+        method, space = build("oneshot", cfg.oneshot), build("space", cfg.space)
+        data = build("dataset", cfg.dataset, seed=0, device=torch.device("cpu"))
+        run = start(method, space, data, 0)
+        x, y = data.normalize(data.train_x[:2]), data.train_y[:2]
+        assert np.isfinite(method.step(run.supernet, run.alpha, run.w_opt, run.a_opt, (x, y), (x, y), method.lr, 0,
+                                       run.generators["draws"])["loss"])
+        if method.table is not None:
+            assert len(load_table(method.table)) == 15625
+        if method.derive(run.alpha) is None:  # RSPS: the search on the supernet, and its evaluator
+            setup = build_search(cfg, 0, torch.device("cpu"), data=data, supernet=run.supernet)
+            metrics, _ = setup.evaluator(setup.strategy.ask())
+            assert 0 <= metrics["val_acc"] <= 100 and metrics["test_acc"] > 0
     else:
         setup = build_search(cfg, 0, torch.device("cpu"))
         space, evaluator, arch = setup.space, setup.evaluator, setup.strategy.ask()
-    if evaluator.reports_cost or not hasattr(evaluator, "data"):
+    if cfg.get("oneshot") is not None:
+        pass
+    elif evaluator.reports_cost or not hasattr(evaluator, "data"):
         metrics, model = evaluator(arch)  # a table lookup: instant
         assert model is None and metrics["test_acc"] > 0
     else:  # real training presets: check the network fits the data, without training it for minutes
@@ -190,3 +225,27 @@ def test_nb201_presets_use_the_benchmark_settings(data_root):
         # NNI's evolution settings and a 10 % hold-out, whatever the defaults that `make run` tunes.
         assert (matos.strategy.population_size, matos.strategy.sample_size) == (30, 10)
         assert matos.dataset.val_size is None and matos.dataset.val_fraction == 0.1 and matos.dataset.fraction == 1.0
+
+
+def test_one_shot_presets_use_the_benchmark_protocol(data_root):
+    for name, method, epochs in (("nb201_darts", "DARTS", 50), ("nb201_darts_v2", "DARTS", 50),
+                                 ("nb201_gdas", "GDAS", 250), ("nb201_rsps", "RSPS", 250)):
+        cfg = compose(f"+experiment={name}", f"dataset.root={data_root}")
+        assert cfg.oneshot._target_.endswith(method) and cfg.oneshot.epochs == epochs
+        assert (cfg.dataset.val_fraction, cfg.dataset.batch_size, cfg.dataset.fraction) == (0.5, 64, 1.0)  # 25k/25k
+        assert (cfg.space.channels, cfg.space.cells_per_stage) == (16, 5)
+        o = cfg.oneshot
+        assert (o.lr, o.lr_min, o.momentum, o.nesterov, o.weight_decay, o.grad_clip) == (0.025, 0.001, 0.9, True,
+                                                                                         5e-4, 5.0)
+        if method != "RSPS":
+            assert (o.arch_lr, list(o.arch_betas), o.arch_weight_decay) == (3e-4, [0.5, 0.999], 1e-3)
+        assert cfg.published.mean == {"DARTS": 54.30, "GDAS": 93.61, "RSPS": 87.66}[method]
+    assert compose("+experiment=nb201_darts_v2").oneshot.order == 2 and compose("+experiment=nb201_darts").oneshot.order == 1
+    gdas = compose("+experiment=nb201_gdas").oneshot
+    assert (gdas.tau_max, gdas.tau_min) == (10.0, 0.1)
+    rsps = compose("+experiment=nb201_rsps")
+    assert rsps.budget.trials == 100 and rsps.strategy._target_.endswith("RandomSearch")
+    for cpu in ("nb201_gdas_cpu", "nb201_darts_cpu", "nb201_rsps_cpu"):  # reduced, and say so: no published figure
+        cfg = compose(f"+experiment={cpu}")
+        assert cfg.published is None and cfg.space.channels < 16
+        assert "NOT the benchmark's protocol" in (Path(CONF_DIR) / "experiment" / f"{cpu}.yaml").read_text()

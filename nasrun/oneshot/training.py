@@ -148,8 +148,8 @@ def train_supernet(run: SupernetRun, data, run_dir: Path, ident: dict, *, append
         return offset + clock() - began
 
     while run.epoch < method.epochs:
-        last = run.history[-1]["seconds"] if run.history else 0.0
-        if seconds is not None and elapsed() + last > seconds:
+        # The last epoch's length says whether the next fits (the first always starts, and stops if it overruns).
+        if seconds is not None and run.history and elapsed() + run.history[-1]["seconds"] > seconds:
             return (f"budget.seconds reached: stopped after epoch {run.epoch} of {method.epochs} (the next would "
                     f"end past {seconds:g} s)")
         epoch_began = clock()
