@@ -233,7 +233,7 @@ def test_one_shot_presets_use_the_benchmark_protocol(data_root):
         cfg = compose(f"+experiment={name}", f"dataset.root={data_root}")
         assert cfg.oneshot._target_.endswith(method) and cfg.oneshot.epochs == epochs
         assert (cfg.dataset.val_fraction, cfg.dataset.batch_size, cfg.dataset.fraction) == (0.5, 64, 1.0)  # 25k/25k
-        assert (cfg.space.channels, cfg.space.cells_per_stage) == (16, 5)
+        assert (cfg.space.channels, cfg.space.cells_per_stage) == (16, 5) and cfg.budget.seconds is None
         o = cfg.oneshot
         assert (o.lr, o.lr_min, o.momentum, o.nesterov, o.weight_decay, o.grad_clip) == (0.025, 0.001, 0.9, True,
                                                                                          5e-4, 5.0)
