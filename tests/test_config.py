@@ -146,7 +146,8 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
         run = start(built, NB201Space(4, 1), synthetic(seed=0), 0)
         data = synthetic(seed=0)
         batch = next(data.train_batches(torch.Generator().manual_seed(0)))
-        out = built.step(run.supernet, run.alpha, run.w_opt, run.a_opt, batch, batch, built.lr, 0, run.generators["draws"])
+        out = built.step(run.supernet, run.alpha, run.w_opt, run.a_opt, batch, batch, built.lr, 0,
+                         run.generators["draws"])
         assert np.isfinite(out["loss"]) and (built.derive(run.alpha) is None) == (option == "rsps")
     if group == "proxy":
         assert isinstance(built, ProxyScorer) and built.name == option and built.cache_path is None
@@ -240,7 +241,8 @@ def test_one_shot_presets_use_the_benchmark_protocol(data_root):
         if method != "RSPS":
             assert (o.arch_lr, list(o.arch_betas), o.arch_weight_decay) == (3e-4, [0.5, 0.999], 1e-3)
         assert cfg.published.mean == {"DARTS": 54.30, "GDAS": 93.61, "RSPS": 87.66}[method]
-    assert compose("+experiment=nb201_darts_v2").oneshot.order == 2 and compose("+experiment=nb201_darts").oneshot.order == 1
+    assert compose("+experiment=nb201_darts_v2").oneshot.order == 2
+    assert compose("+experiment=nb201_darts").oneshot.order == 1
     gdas = compose("+experiment=nb201_gdas").oneshot
     assert (gdas.tau_max, gdas.tau_min) == (10.0, 0.1)
     rsps = compose("+experiment=nb201_rsps")

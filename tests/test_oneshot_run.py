@@ -18,7 +18,7 @@ from nasrun.data.builtin import synthetic
 from nasrun.oneshot.evaluator import SupernetEvaluator
 from nasrun.oneshot.methods import GDAS
 from nasrun.oneshot.supernet import Supernet
-from nasrun.oneshot.training import CHECKPOINT, identity, load, save, start, train_supernet
+from nasrun.oneshot.training import CHECKPOINT, identity, load, start, train_supernet
 from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
 from conftest import REPO, TRAIN_COMMAND, run_cli
@@ -114,6 +114,9 @@ def test_a_resume_with_other_settings_or_a_new_run_on_an_old_directory_is_one_li
         in changed.stderr and "Traceback" not in changed.stderr
     again = run_cli(*args)
     assert again.returncode != 0 and "resume=true" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    nothing = run_cli(*args[:-1], f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")  # never a fresh start
+    assert nothing.returncode != 0 and "holds no supernet to resume" in nothing.stderr
+    assert not (tmp_path / "empty" / "trials.jsonl").exists()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -14,6 +14,7 @@ from nasrun.bench import (
     evaluation,
     executors,
     folder,
+    oneshot,
     proxies,
     reinforce,
     schedulers,
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies",
                                            "proxy_timing", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
-                                           "nascnn15", "bayesian", "soak", "shared_cache", "schedulers"])
+                                           "nascnn15", "bayesian", "soak", "shared_cache", "schedulers", "oneshot"])
     parser.add_argument("--images", type=int, default=None,
                         help="training images per variant per round (default 3200; nb201: 1280)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -98,6 +99,9 @@ def main() -> None:
         results["shared_cache"] = shared_cache.shared_cache(args.root)
     if args.only == "schedulers":  # 7 configurations x 3 seeds of --scheduler-seconds: only when asked for
         results["schedulers"] = schedulers.bench(args.scheduler_seconds, seeds=3, folder=str(out / "schedulers"))
+    if wanted("oneshot"):
+        results["oneshot_epoch_seconds"] = oneshot.epoch_seconds(args.root, args.rounds)
+        results["oneshot_memory"] = oneshot.darts_memory(args.root)
     if wanted("bayesian"):
         results["bayesian_overhead"] = bayesian.overhead(args.root)
         results["bayesian_toy"] = bayesian.toy()
@@ -140,6 +144,7 @@ def _print(results: dict, out: Path) -> None:
     if "schedulers" in results:
         schedulers.print_results(results["schedulers"])
     reinforce.print_results(results, console)
+    oneshot.print_results(results, console)
     if "default_search" in results:
         s = results["default_search"]
         console.print(f"default search: {s['trials']} trials ({s['children']} children, {s['cancelled']} cancelled) "

@@ -26,6 +26,12 @@ def table_figures(table, arch, benchmark: str) -> dict:
     return {"test_acc": row[f"{benchmark}_test_acc200"], "table_val_acc12": row[f"{benchmark}_valid_acc12"]}
 
 
+def _buffer(tensor) -> torch.Tensor:
+    """A BatchNorm statistic, there since the supernet's BatchNorms track running statistics."""
+    assert tensor is not None, "the supernet's BatchNorm layers track running statistics"
+    return tensor
+
+
 class SupernetEvaluator:
     """Scores a cell by the supernet's validation accuracy along its path, BatchNorm recalibrated per cell.
     `val_images`: how many validation images (null: all); `table`: the NAS-Bench-201 table, whose test
@@ -52,7 +58,7 @@ class SupernetEvaluator:
     def __call__(self, arch, deadline: float | None = None):
         weights, path = one_hot(arch, self.data.device), indices(arch)
         norms = [m for m in self.supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+        saved = [(_buffer(m.running_mean), _buffer(m.running_var), _buffer(m.num_batches_tracked), m.momentum)
                  for m in norms]
         try:
             for m in norms:  # a cumulative average over the calibration batches (momentum None)
@@ -75,9 +81,9 @@ class SupernetEvaluator:
                     seen += len(y)
         finally:
             for m, (mean, var, count, momentum) in zip(norms, saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(count)
+                _buffer(m.running_mean).copy_(mean)
+                _buffer(m.running_var).copy_(var)
+                _buffer(m.num_batches_tracked).copy_(count)
                 m.momentum = momentum
         metrics = {"val_acc": 100.0 * correct / max(1, seen)}
         if self.table is not None:

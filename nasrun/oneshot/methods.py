@@ -78,6 +78,10 @@ class WeightTraining:
         optimizer.step()
         return loss.item(), int((logits.argmax(1) == y).sum())
 
+    def step(self, model, alpha, w_opt, a_opt, train, arch, lr: float, epoch: int, generator) -> dict:
+        """One step on a `train` batch (and an `arch` batch, for α): the loss and correct count of each."""
+        raise NotImplementedError(f"{type(self).__name__} trains no supernet; use DARTS, GDAS or RSPS")
+
     def init_alpha(self, generator, device) -> torch.Tensor | None:
         return None
 

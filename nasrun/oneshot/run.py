@@ -71,7 +71,10 @@ def run_oneshot(cfg: DictConfig, seed: int, device, run_dir: Path, *, resume: bo
                         f"continue it, or choose a new hydra.run.dir")
     run = start(method, space, data, seed)
     ident = identity(method, space, data, seed)
-    if resume and checkpoint.exists():
+    if resume and not checkpoint.exists():
+        raise UserError(f"resume=true: {run_dir} holds no supernet to resume ({CHECKPOINT} is missing); check "
+                        f"hydra.run.dir, or drop resume=true to start a new run")
+    if resume:
         load(run, checkpoint, ident)
         log.info("resuming the supernet after epoch %d of %d", run.epoch, method.epochs)
     epoch_records = [r for r in logged if "supernet" in r]

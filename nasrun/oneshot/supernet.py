@@ -30,7 +30,7 @@ class MixedCell(nn.Module):
         super().__init__()
         # edges[e][str(o)]: operation o of edge e; keys are indices so the state dict maps to OPERATIONS order
         self.edges = nn.ModuleList(
-            nn.ModuleDict({str(o): make_operation(name, channels) for o, name in enumerate(OPERATIONS)
+            nn.ModuleDict({str(o): _operation(name, channels) for o, name in enumerate(OPERATIONS)
                            if o != NONE}) for _ in EDGES)
         if not affine:  # the reference's search cells: no learned scale and shift after the convolutions
             for op in self.modules():
@@ -53,6 +53,12 @@ class MixedCell(nn.Module):
             # leaving it still adds its BatchNorm shift).
             nodes.append(total if total is not None else torch.zeros_like(x))
         return nodes[3]
+
+
+def _operation(name: str, channels: int) -> nn.Module:
+    module = make_operation(name, channels)
+    assert module is not None, "every operation but `none` is a module"
+    return module
 
 
 class Supernet(nn.Module):

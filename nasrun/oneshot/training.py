@@ -17,16 +17,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from nasrun.checks import UserError
 from nasrun.oneshot.evaluator import table_figures
-from nasrun.oneshot.methods import ArchTraining
+from nasrun.oneshot.methods import ArchTraining, WeightTraining
 from nasrun.oneshot.supernet import Supernet
 from nasrun.rundir.atomic import write_json
 from nasrun.rundir.records import Status
@@ -47,7 +48,7 @@ class OutOfTime(Exception):
 class SupernetRun:
     """The supernet, α and everything that moves them, for one run: built fresh (`start`) or from its checkpoint."""
 
-    method: object  # a `nasrun.oneshot.methods` option
+    method: WeightTraining  # a `nasrun.oneshot.methods` option
     supernet: Supernet
     alpha: torch.Tensor | None
     w_opt: torch.optim.Optimizer
@@ -114,7 +115,7 @@ def load(run: SupernetRun, path: Path, ident: dict) -> None:
 
     fix = f"delete {path} to train the supernet from its first epoch, or choose a new hydra.run.dir"
     try:
-        saved = torch.load(path, map_location=run.supernet.stem[0].weight.device, weights_only=True)
+        saved = torch.load(path, map_location=next(run.supernet.parameters()).device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise UserError(f"{path} cannot be read ({str(err).splitlines()[0][:120]}); {fix}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("version") != VERSION:
@@ -207,10 +208,10 @@ def run_epoch(run: SupernetRun, data, arch_data, out_of_time: Callable[[], bool]
         totals["steps"] += 1
         if "path" in out:
             counts[range(len(EDGE_NAMES)), out["path"]] += 1
-        if totals["steps"] % 25 == 0 and not torch.isfinite(torch.tensor(out["loss"])):
+        if not math.isfinite(out["loss"]):  # a float already (the step synchronised for it): free to check
             raise UserError(f"oneshot: the supernet's loss is {out['loss']} at epoch {epoch + 1}; lower oneshot.lr")
     seen = max(1, totals["seen"])
-    stats = {"epoch": epoch + 1, "lr": lr, "steps": totals["steps"], "train_loss": totals["loss"] / seen,
+    stats: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "steps": totals["steps"], "train_loss": totals["loss"] / seen,
              "train_acc": 100.0 * totals["correct"] / seen}
     if isinstance(method, ArchTraining):
         stats.update(search_loss=totals["arch_loss"] / seen, search_acc=100.0 * totals["arch_correct"] / seen)
