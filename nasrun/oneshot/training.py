@@ -211,8 +211,8 @@ def run_epoch(run: SupernetRun, data, arch_data, out_of_time: Callable[[], bool]
         if not math.isfinite(out["loss"]):  # a float already (the step synchronised for it): free to check
             raise UserError(f"oneshot: the supernet's loss is {out['loss']} at epoch {epoch + 1}; lower oneshot.lr")
     seen = max(1, totals["seen"])
-    stats: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "steps": totals["steps"], "train_loss": totals["loss"] / seen,
-             "train_acc": 100.0 * totals["correct"] / seen}
+    stats: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "steps": totals["steps"],
+                             "train_loss": totals["loss"] / seen, "train_acc": 100.0 * totals["correct"] / seen}
     if isinstance(method, ArchTraining):
         stats.update(search_loss=totals["arch_loss"] / seen, search_acc=100.0 * totals["arch_correct"] / seen)
         preferences = method.preferences(run.alpha)
