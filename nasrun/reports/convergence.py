@@ -19,8 +19,9 @@ from nasrun.rundir.records import reported_accuracy, running_best
 
 def best_so_far(run: Run) -> np.ndarray:
     """The reported accuracy of the run's best trial after each of its trials, in log order (NaN while no
-    trial has one)."""
-    values = [reported_accuracy(best) for _, best in running_best(run.results or run.records)]
+    trial has one); for a one-shot run, of the cell each epoch derived (its choice, not the best so far)."""
+    chosen = run.records if run.one_shot else [best for _, best in running_best(run.results or run.records)]
+    values = [reported_accuracy(best) for best in chosen]
     return np.array([math.nan if v is None else v for v in values], dtype=float)
 
 

@@ -175,7 +175,8 @@ def load_run(path: Path, trust: bool = False) -> Run:
 
 # Settings that say where files are or how a run ran, not what it compares: a sweep run with dataset.root=DIR
 # is the preset's group, not a group of its own.
-PLACES = ("dataset.root", "dataset.download", "proxy.cache_dir", "device.threads")
+PLACES = ("dataset.root", "dataset.download", "proxy.cache_dir", "device.threads", "oneshot.table",
+          "evaluator.table")
 
 
 def _is_place(override: str) -> bool:

@@ -128,7 +128,11 @@ def print_table(groups: list[Group], title: str) -> None:
             console.print(f"{g.label}: per run, cells scored {cells} (published {r['published_cells_scored'] or '-'}),"
                           f" cells trained {looked_up} (published {r['published_cells_trained'] or '-'})",
                           highlight=False, soft_wrap=True)
-    tables = any(run.table for g in groups for run in g.runs)
+    tables = any(run.table and not run.one_shot for g in groups for run in g.runs)
+    if any(run.one_shot for g in groups for run in g.runs):
+        console.print("one-shot runs (oneshot=darts|gdas): the test accuracy is the benchmark table's (200 epochs) "
+                      "of the cell derived after the last epoch, whatever its supernet accuracy",
+                      highlight=False, soft_wrap=True)
     console.print("test acc %: mean ± std over runs of the test accuracy of each run's trial with the best "
                   "validation accuracy" + (" (benchmark table: 200-epoch test, selected on 12-epoch validation)"
                                            if tables else ""), highlight=False, soft_wrap=True)
