@@ -106,6 +106,17 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_for_bit_as_a_straight_run(tmp_pa
     assert again.returncode == 0 and len(_records(killed)) == 6
 
 
+def test_a_kill_between_the_checkpoint_and_the_log_loses_no_record(tmp_path):
+    args = [*TINY, "dataset.num_train=256", "oneshot=darts", "oneshot.epochs=2", f"hydra.run.dir={tmp_path}"]
+    assert run_cli(*args).returncode == 0
+    whole = (tmp_path / "trials.jsonl").read_text().splitlines()
+    # As if killed after epoch 2's checkpoint, before its record: the log ends with epoch 1's record.
+    (tmp_path / "trials.jsonl").write_text(whole[0] + "\n")
+    assert run_cli(*args, "resume=true").returncode == 0
+    again = (tmp_path / "trials.jsonl").read_text().splitlines()
+    assert again[:2] == whole[:2] and json.loads(again[-1])["status"] == "end" and len(again) == 3
+
+
 def test_a_resume_with_other_settings_or_a_new_run_on_an_old_directory_is_one_line(tmp_path):
     args = [*TINY, "dataset.num_train=256", "oneshot=gdas", "oneshot.epochs=1", f"hydra.run.dir={tmp_path}"]
     assert run_cli(*args).returncode == 0

@@ -47,7 +47,9 @@ def search(cfg: DictConfig) -> dict:
             state, logged = job_state(run_dir, overrides)
             if state is JobState.FINISHED:
                 return _finished_job(hydra_cfg.job.num, overrides, logged, run_dir)
-            resume = state is JobState.UNFINISHED
+            # A supernet killed before its first record has a checkpoint and an empty log: it goes on too.
+            resume = state is JobState.UNFINISHED or (cfg.get("oneshot") is not None and
+                                                      (run_dir / "supernet.pt").is_file())
         elif resume and cfg.get("oneshot") is None:
             check_resumable(run_dir)  # before any data is read: a wrong directory is the likelier mistake
         if cfg.get("oneshot") is not None:  # a supernet, trained and read out: nasrun.oneshot
