@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nasrun.spaces.nb201 import EDGES, OPERATIONS
-from nasrun.spaces.nb201_network import ReLUConvBN, ResidualReduction, make_operation
+from nasrun.spaces.nb201_network import ReLUConvBN, build_skeleton, make_operation
 
 NONE = OPERATIONS.index("none")
 
@@ -67,17 +67,8 @@ class Supernet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, channels: int = 16, cells_per_stage: int = 5,
                  affine: bool = True):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        for stage in range(3):
-            width = channels * 2 ** stage
-            if stage:
-                layers.append(ResidualReduction(width // 2, width))
-            layers += [MixedCell(width, affine) for _ in range(cells_per_stage)]
-        self.cells = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten())
-        self.classifier = nn.Linear(4 * channels, num_classes)
+        build_skeleton(self, in_channels, num_classes, channels, cells_per_stage,
+                       lambda width: MixedCell(width, affine))
 
     def forward(self, x, weights, active=None):
         x = self.stem(x)

@@ -92,21 +92,30 @@ class ResidualReduction(nn.Module):
         return self.conv_b(self.conv_a(x)) + self.shortcut(x)
 
 
+def build_skeleton(network: nn.Module, in_channels: int, num_classes: int, channels: int, cells_per_stage: int,
+                   make_cell) -> None:
+    """Give `network` the benchmark's skeleton as `stem`, `cells`, `head` and `classifier`, with
+    `make_cell(width)` for each cell: shared by `NB201Network` and the one-shot supernet, so their parameter
+    names outside the cells are the same."""
+    network.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(channels))
+    layers: list[nn.Module] = []
+    for stage in range(3):
+        width = channels * 2 ** stage
+        if stage:
+            layers.append(ResidualReduction(width // 2, width))
+        layers += [make_cell(width) for _ in range(cells_per_stage)]
+    network.cells = nn.Sequential(*layers)
+    network.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten())
+    network.classifier = nn.Linear(4 * channels, num_classes)
+
+
 class NB201Network(nn.Module):
     def __init__(self, edges: tuple[tuple[str, int, int], ...], in_channels: int, num_classes: int,
                  channels: int = 16, cells_per_stage: int = 5):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        for stage in range(3):
-            width = channels * 2 ** stage
-            if stage:
-                layers.append(ResidualReduction(width // 2, width))
-            layers += [Cell(edges, width) for _ in range(cells_per_stage)]
-        self.cells = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten())
-        self.classifier = nn.Linear(4 * channels, num_classes)
+        build_skeleton(self, in_channels, num_classes, channels, cells_per_stage, lambda width: Cell(edges, width))
 
     def forward(self, x):
         return self.classifier(self.head(self.cells(self.stem(x))))
