@@ -19,8 +19,8 @@ def help_text() -> str:
     for group, default in defaults.items():
         options = sorted((p.stem for p in (Path(conf_dir()) / group).glob("*.yaml")), key=lambda o: (o != default, o))
         lines.append(f"  {group + '=':11}{'|'.join(options)}")
-    presets = ", ".join(sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml")))
-    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 94, initial_indent="  ", subsequent_indent="  "),
+    presets = " ".join(sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml")))
+    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 99, initial_indent="  ", subsequent_indent="  "),
               "keys people change first:",
               "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
               "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
@@ -28,8 +28,7 @@ def help_text() -> str:
               "  seed=N                                            data split, strategy, every trial",
               "  hydra.run.dir=DIR resume=true                     continue a stopped run in DIR",
               "  dataset.root=DIR, or NASRUN_DATA=DIR              where the datasets are (offline: README)",
-              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl (every trial), best.json",
-              "  (the best trial, how to rebuild it), best.pt (its weights), nasrun.log, .hydra/ (config)",
+              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl, best.json, best.pt, nasrun.log",
               "more: nasrun --cfg job (the composed config), nasrun --hydra-help (Hydra's help), README.md"]
     return "\n".join(lines)
 

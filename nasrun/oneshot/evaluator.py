@@ -58,8 +58,8 @@ class SupernetEvaluator:
     def __call__(self, arch, deadline: float | None = None):
         weights, path = one_hot(arch, self.data.device), indices(arch)
         norms = [m for m in self.supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        saved = [(_buffer(m.running_mean), _buffer(m.running_var), _buffer(m.num_batches_tracked), m.momentum)
-                 for m in norms]
+        saved = [(_buffer(m.running_mean).clone(), _buffer(m.running_var).clone(),
+                  _buffer(m.num_batches_tracked).clone(), m.momentum) for m in norms]
         try:
             for m in norms:  # a cumulative average over the calibration batches (momentum None)
                 m.reset_running_stats()
