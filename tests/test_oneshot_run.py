@@ -210,3 +210,17 @@ def test_the_supernet_evaluator_recalibrates_batchnorm_per_cell_and_puts_the_sta
     assert not torch.all(seen[-1] == 5.0)  # scored with statistics of its own
     with pytest.raises(UserError, match="oneshot=rsps"):
         SupernetEvaluator(NB201Space(4, 1), data, None)
+
+
+def test_a_sweep_of_supernets_prints_a_line_per_job_and_reports_the_last_cells(tmp_path, data_root):
+    table = data_root / "nasbench201" / "nb201.csv"
+    proc = run_cli("-m", *TINY, "dataset.num_train=256", "oneshot=gdas", "oneshot.epochs=2", "seed=0,1",
+                   f"oneshot.table={table}", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("after 2 epochs") == 2
+    report = run_cli(str(tmp_path), command=("-c", "from nasrun.commands.report import main; main()"),
+                     new_process=True)
+    assert report.returncode == 0, report.stderr
+    last = [_records(tmp_path / job)[-2]["metrics"]["test_acc"] for job in "01"]
+    row = (tmp_path / "report.csv").read_text().splitlines()
+    assert len(row) == 2 and "gdas" in row[1] and f"{sum(last) / 2:.2f}"[:4] in row[1]
