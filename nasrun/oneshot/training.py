@@ -148,6 +148,11 @@ def train_supernet(run: SupernetRun, data, run_dir: Path, ident: dict, *, append
     def elapsed() -> float:
         return offset + clock() - began
 
+    steps = min(-(-len(data.train_x) // data.batch_size), -(-len(data.val_x) // data.batch_size))
+    log.info("supernet (%s): weights on %d training images, %s on %d validation images; %d steps an epoch (the "
+             "shorter split's batches)", method.name, len(data.train_x), "α" if run.alpha is not None else
+             "nothing", len(data.val_x), steps)
+
     while run.epoch < method.epochs:
         # The last epoch's length says whether the next fits (the first always starts, and stops if it overruns).
         if seconds is not None and run.history and elapsed() + run.history[-1]["seconds"] > seconds:
