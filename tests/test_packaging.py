@@ -30,6 +30,12 @@ def test_the_wheel_holds_every_config_file(wheel):
     assert "nasrun/conf/config.yaml" in expected and expected <= names
 
 
+def test_the_wheel_holds_every_module_of_the_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "nasrun").rglob("*.py")}
+    assert modules and not modules - names, "a package missing from pyproject.toml's [tool.setuptools] packages"
+
+
 def test_the_installed_wheel_searches_reports_scores_and_trains_from_another_folder(wheel, tmp_path):
     target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
