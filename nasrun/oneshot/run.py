@@ -61,19 +61,20 @@ def run_oneshot(cfg: DictConfig, seed: int, device, run_dir: Path, *, resume: bo
     if not searches:
         log.info("oneshot=%s: the cell is α's argmax; strategy=, evaluator= and budget.trials are not used",
                  method.name)
-    table = load_table(method.table) if method.table is not None else None
-    data = build("dataset", cfg.dataset, seed=seed, device=device)
+    # The run directory first (a wrong one is the likelier mistake), then the table and the data.
     log_path = run_dir / "trials.jsonl"
     logged = read_trials(log_path, space=space)
     checkpoint = run_dir / CHECKPOINT
     if not resume and (logged or checkpoint.exists()):
         raise UserError(f"{run_dir} holds a one-shot run already ({CHECKPOINT}, trials.jsonl); add resume=true to "
                         f"continue it, or choose a new hydra.run.dir")
-    run = start(method, space, data, seed)
-    ident = identity(method, space, data, seed)
     if resume and not checkpoint.exists():
         raise UserError(f"resume=true: {run_dir} holds no supernet to resume ({CHECKPOINT} is missing); check "
                         f"hydra.run.dir, or drop resume=true to start a new run")
+    table = load_table(method.table) if method.table is not None else None
+    data = build("dataset", cfg.dataset, seed=seed, device=device)
+    run = start(method, space, data, seed)
+    ident = identity(method, space, data, seed)
     if resume:
         load(run, checkpoint, ident)
         log.info("resuming the supernet after epoch %d of %d", run.epoch, method.epochs)

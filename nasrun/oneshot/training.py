@@ -113,7 +113,8 @@ def load(run: SupernetRun, path: Path, ident: dict) -> None:
     supernet checkpoint of this run's settings."""
     import pickle
 
-    fix = f"delete {path} to train the supernet from its first epoch, or choose a new hydra.run.dir"
+    fix = (f"choose a new hydra.run.dir, or delete {path} and {path.parent / 'trials.jsonl'} to train the "
+           f"supernet from its first epoch")
     try:
         saved = torch.load(path, map_location=next(run.supernet.parameters()).device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
