@@ -89,7 +89,7 @@ def print_top_trials(records: list[dict], run_dir: str, stop_reason: str, top: i
         m = r["metrics"]
         test = m.get("test_acc")
         proxy = (f"{r['proxy_score']:.4g}" if "proxy_score" in r else "-",) if scored else ()
-        table.add_row(str(r["trial"]), r["key"].replace(",", ", "), _pct(m.get("val_acc")), _pct(test), *proxy,
+        table.add_row(str(r["trial"]), r["key"].replace(",", ", "), pct(m.get("val_acc")), pct(test), *proxy,
                       f"{m['params']:,}" if "params" in m else "-", _seconds(r))
     console = Console()
     console.print(table)
@@ -110,7 +110,7 @@ def print_training(record: dict, exported: dict, run_dir: str) -> None:
     for column in ("architecture", "weights of epoch", "val acc %", "test acc %", "params", "seconds"):
         table.add_column(column, justify="left" if column == "architecture" else "right",
                          overflow="fold" if column == "architecture" else "ellipsis")
-    table.add_row(record["key"], str(m.get("epoch", "-")), _pct(m.get("val_acc")), _pct(m.get("test_acc")),
+    table.add_row(record["key"], str(m.get("epoch", "-")), pct(m.get("val_acc")), pct(m.get("test_acc")),
                   f"{m['params']:,}" if "params" in m else "-", _seconds(record))
     console = Console()
     console.print(table)
@@ -123,13 +123,14 @@ def print_job_line(number: int, overrides: list[str], result, run_dir: str) -> N
     """A sweep's job in one line: which job, its overrides, trials, the best trial's figures, its directory."""
     best = result.best
     figures = "no trial succeeded" if best is None else \
-        f"{_best_label(best['metrics'])}, test {_pct(best['metrics'].get('test_acc'))}%"
+        f"{_best_label(best['metrics'])}, test {pct(best['metrics'].get('test_acc'))}%"
     elapsed = result.records[-1].get("elapsed", 0.0) if result.records else 0.0
     Console().print(f"job {number} ({' '.join(overrides) or 'defaults'}): {len(result.records)} trials, {figures}, "
                     f"{elapsed:.2f} s, {result.stop_reason} -> {run_dir}", highlight=False, soft_wrap=True)
 
 
-def _pct(value) -> str:
+def pct(value) -> str:
+    """An accuracy for a table cell: two decimals, or a dash for none."""
     return "-" if value is None else f"{value:.2f}"
 
 

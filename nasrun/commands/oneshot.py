@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nasrun.checks import UserError
-from nasrun.commands.console import print_job_line, print_top_trials
+from nasrun.commands.console import pct, print_job_line, print_top_trials
 from nasrun.oneshot.run import run_oneshot
 from nasrun.rundir.environment import record_start
 from nasrun.rundir.records import reported_accuracy
@@ -36,7 +36,7 @@ def oneshot_search(cfg, seed: int, device, run_dir: Path, resume: bool, override
         _print_epochs(result.records, result.stop_reason, str(run_dir))
     else:
         Console().print(f"job {job} ({' '.join(overrides)}): cell {final['key']}, test acc "
-                        f"{_pct(reported_accuracy(final))} after {len(result.records)} epochs - {run_dir}",
+                        f"{pct(reported_accuracy(final))} after {len(result.records)} epochs - {run_dir}",
                         highlight=False, soft_wrap=True)
     return {"cell": final["key"], "best_val_acc": final["metrics"]["val_acc"],
             "best_test_acc": reported_accuracy(final), "epochs": len(result.records)}
@@ -49,15 +49,11 @@ def _print_epochs(records: list[dict], stop_reason: str, run_dir: str, last: int
                          overflow="fold" if column == "cell" else "ellipsis")
     for record in records[-last:]:
         stats = record["supernet"]
-        table.add_row(str(stats["epoch"]), record["key"], _pct(record["metrics"]["val_acc"]),
-                      _pct(reported_accuracy(record)), f"{stats['tau']:.2f}" if "tau" in stats else "-",
+        table.add_row(str(stats["epoch"]), record["key"], pct(record["metrics"]["val_acc"]),
+                      pct(reported_accuracy(record)), f"{stats['tau']:.2f}" if "tau" in stats else "-",
                       f"{record['seconds']:.1f}")
     console = Console()
     console.print(table)
     console.print(f"best.json: the last epoch's cell (train it from scratch: nasrun-train arch={run_dir})",
                   highlight=False, soft_wrap=True)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.2f}"

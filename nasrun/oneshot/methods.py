@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from nasrun.checks import check_bool, check_choice, check_float, check_int
+from nasrun.evaluators.tabular import BENCHMARKS
 from nasrun.spaces.nb201 import EDGES, OPERATIONS, NB201Arch
 
 MAX_RESAMPLES = 100  # Gumbel draws tried before a non-finite sample is an error (one in 2**24 draws is inf)
@@ -55,7 +56,7 @@ class WeightTraining:
         check_float("momentum", self.momentum, low=0.0, high=1.0)
         check_float("weight_decay", self.weight_decay, low=0.0)
         check_float("grad_clip", self.grad_clip, low=0.0, low_open=True)
-        check_choice("benchmark", self.benchmark, ("cifar10", "cifar100", "imagenet16"))
+        check_choice("benchmark", self.benchmark, BENCHMARKS)
         check_bool("affine", self.affine)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true: needs momentum > 0")

@@ -104,11 +104,14 @@ def run_oneshot(cfg: DictConfig, seed: int, device, run_dir: Path, *, resume: bo
                           **({"table": method.table, "benchmark": method.benchmark} if table is not None else {})}
             save_best(run_dir, final, None, model_info)
         return OneShotResult(reason, final, None, run.records)
+    # Trials in the log before this session (the supernet's phase writes none): the search goes on from them.
+    searched = any(r["status"] in (Status.OK, Status.FAILED) for r in logged)
     return OneShotResult(reason, None, _search_on_supernet(cfg, seed, device, run_dir, run, data, budget, clock,
-                                                           on_trial), run.records)
+                                                           on_trial, searched), run.records)
 
 
-def _search_on_supernet(cfg, seed, device, run_dir: Path, run, data, budget, clock, on_trial) -> SearchResult:
+def _search_on_supernet(cfg, seed, device, run_dir: Path, run, data, budget, clock, on_trial,
+                        searched: bool) -> SearchResult:
     """RSPS's second half: the configured strategy, the supernet as its evaluator, what the budget has left."""
     setup = build_search(cfg, seed, device, data=data, supernet=run.supernet)
     left = None if budget.seconds is None else budget.seconds - run.elapsed
@@ -116,7 +119,5 @@ def _search_on_supernet(cfg, seed, device, run_dir: Path, run, data, budget, clo
         raise UserError(f"budget.seconds={budget.seconds:g}: the supernet's training used it all; raise "
                         f"budget.seconds to leave time for the search on it")
     setup = replace(setup, budget=replace(setup.budget, seconds=left))
-    searched = any(r["status"] in (Status.OK, Status.FAILED) and "supernet" not in r
-                   for r in read_trials(run_dir / "trials.jsonl", space=setup.space))
     return run_search(setup.space, setup.strategy, setup.evaluator, setup.budget, run_dir, resume=searched,
                       model_info=setup.model_info, on_trial=on_trial, clock=clock)
