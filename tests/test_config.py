@@ -165,7 +165,8 @@ def test_every_experiment_preset_composes_builds_and_names_its_published_figure(
     trains_one = "arch" in OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{experiment}.yaml")
     cfg = compose(f"+experiment={experiment}", f"dataset.root={data_root}", "dataset.download=false", *shrink,
                   config_name="train" if trains_one else "config")
-    reduced = "NOT the benchmark's protocol" in (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    text = (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    reduced = "NOT the benchmark's protocol" in text or "NOT the paper's protocol" in text
     if reduced:  # a CPU-sized preset compares with nothing published; it says so in its comment
         assert cfg.published is None
     else:
@@ -251,3 +252,22 @@ def test_one_shot_presets_use_the_benchmark_protocol(data_root):
         cfg = compose(f"+experiment={cpu}")
         assert cfg.published is None and cfg.space.channels < 16
         assert "NOT the benchmark's protocol" in (Path(CONF_DIR) / "experiment" / f"{cpu}.yaml").read_text()
+
+
+STRATEGY_PRESETS = sorted((f.parent.name, f.stem) for f in (Path(CONF_DIR) / "strategy" / "presets").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("strategy,experiment", STRATEGY_PRESETS)
+def test_a_presets_own_strategy_settings_apply_to_that_strategy_only(strategy, experiment, data_root):
+    # conf/strategy/presets/<strategy>/<preset>.yaml: a file whose name matches no preset or strategy would
+    # silently never apply.
+    assert experiment in EXPERIMENTS and (Path(CONF_DIR) / "strategy" / f"{strategy}.yaml").is_file()
+    settings = OmegaConf.load(Path(CONF_DIR) / "strategy" / "presets" / strategy / f"{experiment}.yaml")
+    small = [f"dataset.root={data_root}", "dataset.download=false", "dataset.fraction=0.005", "dataset.val_size=100"]
+    cfg = compose(f"+experiment={experiment}", *small)
+    assert cfg.strategy.items() >= settings.items() and "presets" not in cfg.strategy
+    plain = compose(f"strategy={strategy}")
+    assert any(plain.strategy[k] != v for k, v in settings.items())  # the file changes something
+    baseline = compose(f"+experiment={experiment}", "strategy=random", *small)  # the preset's random baseline
+    setup = build_search(baseline, 0, torch.device("cpu"))
+    assert type(setup.strategy).__name__ == "RandomSearch" and setup.space.name == cfg.space._target_.split(".")[-2]

@@ -258,3 +258,25 @@ def test_where_files_are_is_a_detail_not_part_of_a_groups_name(sweeps, tmp_path)
     text = (tmp_path / "rea" / "checklist.md").read_text()
     assert "**nb201_rea** (3 runs)" in text
     assert "`dataset.root=/data/1` in nb201_rea" in text and "`hydra/launcher=joblib` in nb201_rea" in text
+
+
+def test_runs_with_episodes_get_their_slope_per_run_and_the_mean_slope_per_configuration(tmp_path, capsys):
+    for preset in ("nb201_reinforce", "nb201_random"):
+        proc = run_cli("-m", f"+experiment={preset}", "seed=0,1", "episode_size=20",
+                       f"hydra.sweep.dir={tmp_path / preset}")
+        assert proc.returncode == 0, proc.stderr
+    report(tmp_path)
+    out = capsys.readouterr().out
+    with open(tmp_path / "learning.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["configuration"], r["seed"]) for r in rows] == [
+        ("nb201_random", "0"), ("nb201_random", "1"), ("nb201_reinforce", "0"), ("nb201_reinforce", "1")]
+    for r in rows:  # the run's own episodes.csv: its last complete episode carries the same fit
+        with open(Path(r["run"]) / "episodes.csv") as f:
+            last = [e for e in csv.DictReader(f) if e["trials"] == "20"][-1]
+        assert (r["slope"], r["episodes"], r["last_mean"]) == (last["slope"], last["episode"], last["mean_val_acc"])
+        assert float(r["p"]) == pytest.approx(float(last["slope_p"]), rel=1e-3) and int(r["episodes"]) > 3
+    for preset in ("nb201_reinforce", "nb201_random"):
+        slopes = [float(r["slope"]) for r in rows if r["configuration"] == preset]
+        assert f"{preset}: mean slope {sum(slopes) / 2:+.2f} ± " in out
+    assert "wrote report.csv, anytime.png, convergence.png, significance.csv, learning.csv and checklist.md" in out

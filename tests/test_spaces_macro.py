@@ -73,3 +73,29 @@ def test_a_shallower_network_is_a_prefix_of_the_decisions():
     assert shallow.key == "|".join(deep.key.split("|")[:2]) and space.from_key(shallow.key) == shallow
     with pytest.raises(ValueError, match="missing field '2.from1'"):
         space.make({d: values[d] for d in space.layer_dims(2) if d != "2.from1"})
+
+
+def test_the_layer_options_are_settings_of_the_space():
+    space = MacroSpace(2, sizes=[5, 1], filters=[16])
+    assert space.choices["1.height"] == (1, 5) and space.choices["2.filters"] == (16,)
+    arch = space.sample(np.random.default_rng(0))
+    assert all(layer.filters == 16 and layer.height in (1, 5) for layer in arch.layers)
+    assert space.from_key("5x1-16<0|1x5-16<0.1").layers[0].height == 5
+    with pytest.raises(ValueError, match=r"layer 1: height=3; choose one of: 1, 5 \(space.sizes\)"):
+        space.from_key("3x1-16<0")
+    with pytest.raises(ValueError, match=r"layer 1: filters=24; choose one of: 16 \(space.filters\)"):
+        space.from_key("1x1-24<0")
+    assert MacroSpace(15).from_key(NASCNN15).key == NASCNN15  # the defaults are the paper's
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"sizes": [2, 3]}, r"sizes=\[2, 3\]: kernel sizes must be odd"),
+    ({"sizes": []}, r"sizes=\[\]: must list at least one value"),
+    ({"filters": [16, 16]}, r"filters=\[16, 16\]: must list at least one value, each once"),
+    ({"filters": [0]}, r"filters=0: must be an integer in \[1, 1024\]"),
+    ({"filters": "16"}, r"filters='16': must be a list of integers"),
+    ({"sizes": [3.5]}, r"sizes=3.5: must be an integer"),
+])
+def test_bad_layer_options_name_the_setting(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MacroSpace(3, **kwargs)

@@ -103,8 +103,8 @@ def test_anchor_attention_decides_every_skip_connection_and_learns():
     controller = strategy.controller
     arch = strategy.ask()
     actions = strategy._actions_of(arch)
-    _, probs = controller._run(controller.plan, actions=actions)
-    skips = [p for p, item in zip(probs, controller.plan) if isinstance(item, tuple)]
+    _, log_probs = controller._run(controller.plan, actions=actions)
+    skips = [p.exp() for p, item in zip(log_probs, controller.plan) if isinstance(item, tuple)]
     assert len(skips) == len(space.skips) == 2 + 3 + 4  # layers 2, 3 and 4 read any earlier layer or the image
     assert all(p.shape == (2,) and 0 < p[1].item() < 1 for p in skips)
     before = [t.detach().clone() for t in (controller.v, controller.w_prev.weight, controller.w_curr.weight)]
@@ -132,3 +132,21 @@ def test_a_space_without_named_choices_is_refused_in_one_line():
 
     with pytest.raises(ValueError, match="controller=lstm: REINFORCE samples a space's named choices and space=morph"):
         Reinforce(MorphSpace(), seed=0)
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_a_confident_policy_keeps_finite_log_probabilities_and_gradients(controller):
+    # At a high learning rate the policy grows confident: a probability that rounds to 0 in float32 once made
+    # log(0) = -inf, NaN gradients and NaN parameters, and the next ask failed in numpy's sampler.
+    space = MacroSpace(3)
+    strategy = Reinforce(space, 0, controller=controller)
+    with torch.no_grad():
+        for p in strategy.controller.parameters():
+            p.mul_(1e6)  # logits and attention scores in the thousands and more: a softmax of exact 0s and 1s
+    arch = strategy.ask()
+    log_p, entropy = strategy.controller.log_prob(strategy._actions_of(arch))
+    assert math.isfinite(float(log_p)) and math.isfinite(float(entropy))
+    for values in ({d: space.choices[d][0] for d in space.choices}, {d: space.choices[d][-1] for d in space.choices}):
+        strategy.tell(space.make(values), 90.0)  # an unlikely network too: its log-probability is large, not -inf
+    assert all(torch.isfinite(p).all() for p in strategy.controller.parameters())
+    strategy.ask()

@@ -156,12 +156,11 @@ def load_run(path: Path, trust: bool = False) -> Run:
             info = rebuild_table_best(path, cfg, choices, best, end, err.problem)
     dataset = info.get("dataset", dataset)
     table = bool(info.get("table"))
-    # Overrides other than the seed, resume and the group choices (already columns) set the configuration apart;
-    # those that only say where things are or how the run ran do not (checklist.md lists them).
+    # Overrides that say only where things are or how the run ran do not set a configuration apart (checklist.md
+    # lists them); `_sets_apart` says which do.
     places = [o for o in overrides if _is_place(o)]
-    settings = [o for o in overrides if not re.match(r"^\+?(seed|resume)=", o) and not _is_place(o)
-                and o.lstrip("+~").split("=")[0] not in GROUPS]
     config = {name: choices.get(name) or "-" for name in GROUPS}
+    settings = [o for o in overrides if _sets_apart(o, preset=config["experiment"] != "-")]
     if config["oneshot"] == "none":  # no supernet: no column (runs from before the group have none either)
         config["oneshot"] = "-"
     if one_shot:  # DARTS and GDAS choose by α: the run's strategy and evaluator options played no part
@@ -176,7 +175,17 @@ def load_run(path: Path, trust: bool = False) -> Run:
 # Settings that say where files are or how a run ran, not what it compares: a sweep run with dataset.root=DIR
 # is the preset's group, not a group of its own.
 PLACES = ("dataset.root", "dataset.download", "proxy.cache_dir", "device.threads", "oneshot.table",
-          "evaluator.table")
+          "evaluator.table", "episode_size")  # episode_size: how the rewards are grouped in episodes.csv only
+
+
+def _sets_apart(override: str, preset: bool) -> bool:
+    """Whether an override names a configuration of its own. Not the seed, resume or a place. A group choice
+    is a column of its own, except beside a preset: there it departs from the preset
+    (`+experiment=zoph_cpu strategy=random`, the preset's baseline), and two such sweeps must not share a name."""
+    key = override.lstrip("+~").split("=")[0]
+    if key in ("seed", "resume", "experiment") or _is_place(override):
+        return False
+    return preset or key not in GROUPS
 
 
 def _is_place(override: str) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from nasrun.checks import UserError
 from nasrun.reports.checklist import write_checklist
 from nasrun.reports.convergence import plot_convergence
+from nasrun.reports.episodes import LEARNING_COLUMNS, learning_rows, print_learning
 from nasrun.reports.runs import CONFIG_COLUMNS, Group, Run, find_runs, load_run, plus_minus
 from nasrun.reports.significance import compare, print_tests
 from nasrun.reports.significance import rows as significance_rows
@@ -90,7 +91,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def print_table(groups: list[Group], title: str) -> None:
     rows = [g.row for g in groups]
-    from rich.console import Console
     from rich.table import Table
 
     shown = [c for c in CONFIG_COLUMNS if any(r[c] not in ("-", "") for r in rows)]
@@ -111,9 +111,7 @@ def print_table(groups: list[Group], title: str) -> None:
         trained = (f"{r['mean_epochs']:.1f}",) if epochs else ()
         table.add_row(*(str(r[c]) for c in shown), runs, plus_minus(r["mean"], r["std"]), f"{r['mean_trials']:.1f}",
                       *trained, *proxy, f"{r['mean_wall_s']:.2f}", plus_minus(r["published"], r["published_std"]), diff)
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: no terminal width to respect, keep rows on one line
-        console = Console(width=160)
+    console = wide_console()
     console.print(table)
     for r in rows:
         if r["source"] or r["note"]:
@@ -139,6 +137,15 @@ def print_table(groups: list[Group], title: str) -> None:
     if any(r["unfinished"] for r in rows):
         console.print("unfinished: the run's trials.jsonl has no end record (still running, or stopped); its "
                       "figures are those of the trials so far", highlight=False, soft_wrap=True)
+
+
+def wide_console():
+    """rich's console at the terminal's width, or 160 columns when piped or redirected: no terminal width to
+    respect there, so rows stay on one line."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def plot_anytime(groups: list[Group], path: Path) -> dict:
@@ -224,14 +231,21 @@ def report(root: Path, out_dir: Path | None = None, trust: bool = False) -> list
     print_table(groups, f"{len(runs)} runs in {root}")
     tests = compare(groups)
     print_tests(tests)
+    learning = learning_rows(groups)  # runs with episode_size: does the reward per episode rise?
+    if learning:
+        print_learning(learning, wide_console())
     rows = [g.row for g in groups]
     written = ["report.csv", "anytime.png", "convergence.png", "significance.csv", "checklist.md"]
+    if learning:
+        written.insert(-1, "learning.csv")
     try:
         write_csv(rows, out_dir / "report.csv")
         plot_anytime(groups, out_dir / "anytime.png")
         plot_convergence(groups, out_dir / "convergence.png")
         atomic.write_csv(out_dir / "significance.csv", significance_rows(tests),
                          ["test", "a", "b", "difference", "statistic", "p"])
+        if learning:
+            atomic.write_csv(out_dir / "learning.csv", learning, LEARNING_COLUMNS)
         write_checklist(groups, root, out_dir / "checklist.md", anytime=out_dir / "anytime.png", tests=tests)
     except OSError as err:
         raise UserError(f"cannot write into {out_dir} ({err.strerror})", "give a writable folder with --out DIR",

@@ -72,19 +72,36 @@ NASCNN15 = ("3x3-36<0|3x3-48<1|3x3-36<1.2|5x5-36<1.2.3|3x7-48<3.4|7x7-48<2.3.4.5
             "7x5-48<1.3.6.7.8.9.10.11.12|7x5-48<3.7.12.13|7x5-48<6.7.11.12.13.14")
 
 
+def _options(name: str, values, odd: bool) -> tuple[int, ...]:
+    """A layer option's values from the config: distinct positive integers, ascending (odd for kernel sizes:
+    "same" padding centres an odd kernel only)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name}={values!r}: must be a list of integers, e.g. [1, 3, 5, 7]")
+    options = tuple(check_int(name, v, low=1, high=1024) for v in values)
+    if not options or len(set(options)) != len(options):
+        raise ValueError(f"{name}={list(options)}: must list at least one value, each once")
+    if odd and any(v % 2 == 0 for v in options):
+        raise ValueError(f"{name}={list(options)}: kernel sizes must be odd (e.g. 1, 3, 5, 7)")
+    return tuple(sorted(options))
+
+
 class MacroSpace(ChoiceSpace):
-    """num_layers: how many layers every network of the space has."""
+    """num_layers: how many layers every network of the space has. sizes: the filter heights and widths a layer
+    chooses from; filters: its numbers of filters (defaults: Zoph & Le's)."""
 
     name = "macro"
     NAMED = {"nascnn15": NASCNN15}  # architectures known by name (nasrun-train arch=nascnn15)
 
-    def __init__(self, num_layers: int = 6):
+    def __init__(self, num_layers: int = 6, sizes=SIZES, filters=FILTERS):
         self.num_layers = check_int("num_layers", num_layers, low=1, high=64)
+        self.sizes = _options("sizes", sizes, odd=True)
+        self.filters = _options("filters", filters, odd=False)
         self.choices = {}
         self.skips = {}  # the skip-connection decisions: dimension -> (layer, earlier layer or 0 for the image)
         self.anchors = {}  # the decision that completes layer i's own choices -> i (an LSTM anchor follows it)
         for i in range(1, self.num_layers + 1):
-            self.choices.update({f"{i}.height": SIZES, f"{i}.width": SIZES, f"{i}.filters": FILTERS})
+            self.choices.update({f"{i}.height": self.sizes, f"{i}.width": self.sizes,
+                                 f"{i}.filters": self.filters})
             self.anchors[f"{i}.filters"] = i
             # Layer 1 can only read the image, so it has no skip decision. (A later layer with every switch off
             # also reads the image, as does one with only the image's on: that network has two encodings.)
@@ -124,10 +141,12 @@ class MacroSpace(ChoiceSpace):
                 raise ValueError(f"layer {i}: {part!r} is not FHxFW-N<inputs (e.g. 3x5-36<0.2)")
             height, width, filters = (int(g) for g in match.groups()[:3])
             inputs = [int(j) for j in match.group(4).split(".")]
-            for name, value, allowed in (("height", height, SIZES), ("width", width, SIZES),
-                                         ("filters", filters, FILTERS)):
+            for name, value, allowed in (("height", height, self.sizes), ("width", width, self.sizes),
+                                         ("filters", filters, self.filters)):
                 if value not in allowed:
-                    raise ValueError(f"layer {i}: {name}={value}; choose one of: {', '.join(map(str, allowed))}")
+                    key = "filters" if name == "filters" else "sizes"
+                    raise ValueError(f"layer {i}: {name}={value}; choose one of: {', '.join(map(str, allowed))} "
+                                     f"(space.{key})")
             if inputs != sorted(set(inputs)) or inputs[-1] >= i:
                 raise ValueError(f"layer {i}: inputs {match.group(4)} must be distinct earlier layers (0 to {i - 1}), "
                                  f"ascending")
@@ -141,4 +160,4 @@ class MacroSpace(ChoiceSpace):
         return MacroNetwork(arch.layers, in_channels, num_classes)
 
     def __repr__(self) -> str:
-        return f"MacroSpace(num_layers={self.num_layers})"
+        return f"MacroSpace(num_layers={self.num_layers}, sizes={list(self.sizes)}, filters={list(self.filters)})"

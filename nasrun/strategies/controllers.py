@@ -28,10 +28,10 @@ class Factorized(nn.Module):
 
     def sample(self, rng: np.random.Generator, n: int | None = None) -> list[int]:
         with torch.no_grad():
-            return [_draw(rng, torch.softmax(logits, dim=0)) for logits in list(self.logits)[:n]]
+            return [_draw(rng, torch.log_softmax(logits, dim=0)) for logits in list(self.logits)[:n]]
 
     def log_prob(self, actions: list[int]):
-        return _score([torch.softmax(logits, dim=0) for logits in self.logits], actions)
+        return _score([torch.log_softmax(logits, dim=0) for logits in self.logits], actions)
 
 
 class LSTMController(nn.Module):
@@ -62,21 +62,24 @@ class LSTMController(nn.Module):
             return self._run(self.plan[:n], rng=rng)[0]
 
     def log_prob(self, actions: list[int]):
-        _, probs = self._run(self.plan[:len(actions)], actions=actions)
-        return _score(probs, actions)
+        _, log_probs = self._run(self.plan[:len(actions)], actions=actions)
+        return _score(log_probs, actions)
 
     def _run(self, plan, rng=None, actions=None):
-        """Walk the decisions, drawing each from `rng` or following `actions`; (actions, probabilities)."""
+        """Walk the decisions, drawing each from `rng` or following `actions`; (actions, log-probabilities).
+
+        Log-probabilities throughout (log_softmax, logsigmoid): a confident policy's probabilities round to 0 in
+        float32, whose log is -inf and whose gradient turns every parameter into NaN."""
         x, state, anchors = self.start, None, {0: self.image_anchor}
-        taken, probs = [], []
+        taken, log_probs = [], []
         for t, item in enumerate(plan):
             if isinstance(item, tuple):  # a skip connection j -> i, from the anchors of both layers
                 i, j = item
-                connect = torch.sigmoid(self.v @ torch.tanh(self.w_prev(anchors[j]) + self.w_curr(anchors[i])))
-                p = torch.stack([1 - connect, connect])
+                z = self.v @ torch.tanh(self.w_prev(anchors[j]) + self.w_curr(anchors[i]))
+                p = torch.stack([nn.functional.logsigmoid(-z), nn.functional.logsigmoid(z)])  # log(1 - σ), log σ
             else:
                 out, state = self.lstm(x, state)
-                p = torch.softmax(self.heads[str(t)](out[0, 0]), dim=0)
+                p = torch.log_softmax(self.heads[str(t)](out[0, 0]), dim=0)
             action = actions[t] if actions is not None else _draw(rng, p)
             if not isinstance(item, tuple):  # the sampled token is the next step's input
                 x = self.embeddings[str(t)](torch.tensor([action])).view(1, 1, -1)
@@ -85,18 +88,18 @@ class LSTMController(nn.Module):
                 anchors[self.anchor_after[t]] = out[0, 0]
                 x = out
             taken.append(action)
-            probs.append(p)
-        return taken, probs
+            log_probs.append(p)
+        return taken, log_probs
 
 
-def _score(probs, actions):
+def _score(log_probs, actions):
     """(summed log-probability of the actions, summed entropy of their decisions)."""
-    probs = probs[:len(actions)]
-    log_p = sum(torch.log(p[a]) for p, a in zip(probs, actions))
-    entropy = sum(-(p * torch.log(p)).sum() for p in probs)
+    log_probs = log_probs[:len(actions)]
+    log_p = sum(lp[a] for lp, a in zip(log_probs, actions))
+    entropy = sum(-(lp.exp() * lp).sum() for lp in log_probs)
     return log_p, entropy
 
 
-def _draw(rng: np.random.Generator, p) -> int:
-    p = p.detach().double().numpy()
+def _draw(rng: np.random.Generator, log_p) -> int:
+    p = log_p.detach().double().exp().numpy()
     return int(rng.choice(len(p), p=p / p.sum()))
