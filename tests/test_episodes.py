@@ -42,11 +42,12 @@ def test_trend_on_a_hand_made_episodes_csv_matches_the_least_squares_line_worked
     # By hand: x - 3 = -2..2, y - 45 = -5, -3, 2, 0, 6 -> slope 25 / 10 = 2.5; residuals 0, -0.5, 2, -2.5, 1 ->
     # s^2 = 11.5 / 3, se = sqrt(s^2 / 10), t = 2.5 / se on 3 degrees of freedom.
     t = 2.5 / math.sqrt(11.5 / 3 / 10)
-    assert fit["slope"] == pytest.approx(2.5) and fit["episodes"] == 5
+    assert fit["slope"] == pytest.approx(2.5) and fit["intercept"] == pytest.approx(37.5) and fit["episodes"] == 5
     assert fit["p"] == pytest.approx(2 * stats.t.sf(t, 3)) and 0.02 < fit["p"] < 0.03
     assert (fit["first"], fit["last"]) == (40, 51)
     # Two episodes give a slope but no p-value (two points fit any line); flat means give no p either.
-    assert trend(rows[:2], 4) == {"episodes": 2, "first": 40, "last": 42, "slope": 2.0, "p": None}
+    assert trend(rows[:2], 4) == {"episodes": 2, "first": 40, "last": 42, "slope": 2.0, "intercept": 38.0,
+                                  "p": None}
     assert trend([{**r, "mean_val_acc": 30.0} for r in rows[:4]], 4)["p"] is None
     assert trend(rows[:1], 4)["slope"] is None and trend([], 4)["episodes"] == 0
 

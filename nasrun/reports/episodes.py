@@ -25,16 +25,16 @@ COLUMNS = ["episode", "trials", "ok", "mean_val_acc", "max_val_acc", "best_so_fa
 
 def trend(rows: list[dict], size: int) -> dict:
     """The least-squares line through the complete episodes' mean rewards: `slope` (points per episode, None
-    under 2 episodes), `p` (two-sided, None under 3: two points fit any line), `episodes` fitted, and the
-    `first` and `last` of those episodes' means."""
+    under 2 episodes) and `intercept`, `p` (two-sided, None under 3: two points fit any line), `episodes`
+    fitted, and the `first` and `last` of those episodes' means."""
     points = [(r["episode"], r["mean_val_acc"]) for r in rows if r["trials"] == size and r["mean_val_acc"] is not None]
     fit = {"episodes": len(points), "first": points[0][1] if points else None,
-           "last": points[-1][1] if points else None, "slope": None, "p": None}
+           "last": points[-1][1] if points else None, "slope": None, "intercept": None, "p": None}
     if len(points) >= 2:
         from scipy.stats import linregress  # scipy: only when a curve is fitted
 
         line = linregress(*zip(*points))
-        fit["slope"] = round(float(line.slope), 4)
+        fit["slope"], fit["intercept"] = round(float(line.slope), 4), float(line.intercept)
         # Every mean equal: no spread to test against (linregress gives NaN); the p is then undefined.
         fit["p"] = float(line.pvalue) if len(points) >= 3 and line.pvalue == line.pvalue else None
     return fit
@@ -67,14 +67,21 @@ def write_episodes(run_dir: Path, records: list[dict], size: int) -> list[dict]:
     rows = episode_rows(records, size)
     write_csv(Path(run_dir) / "episodes.csv", rows, COLUMNS)
     episodes = [r["episode"] for r in rows if r["ok"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.8))
     try:
         for column, style in (("mean_val_acc", "o-"), ("max_val_acc", "s--"), ("best_so_far", ":")):
             ax.plot(episodes, [r[column] for r in rows if r["ok"]], style, label=column.replace("_", " "))
+        fit = trend(rows, size)
+        if fit["slope"] is not None:  # the fitted line, over the complete episodes it was fitted to
+            xs = [r["episode"] for r in rows if r["trials"] == size and r["mean_val_acc"] is not None]
+            p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
+            ax.plot([xs[0], xs[-1]], [fit["intercept"] + fit["slope"] * x for x in (xs[0], xs[-1])], "k-.",
+                    linewidth=1, label=f"trend of the mean: {fit['slope']:+.2f} per episode{p}")
         ax.set_xlabel(f"episode ({size} trials each)")
         ax.set_ylabel("validation accuracy (%)")
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: off the curves
         ax.grid(alpha=0.3)
+        fig.tight_layout()
         with atomic_path(Path(run_dir) / "episodes.png") as tmp:
             fig.savefig(tmp, dpi=120, format="png")
     finally:
