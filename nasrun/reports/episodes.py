@@ -23,11 +23,16 @@ from nasrun.rundir.records import is_ok, ok_fitness
 COLUMNS = ["episode", "trials", "ok", "mean_val_acc", "max_val_acc", "best_so_far", "slope", "slope_p"]
 
 
+def complete_means(rows: list[dict], size: int) -> list[tuple[int, float]]:
+    """(episode, mean reward) of the episodes with all `size` trials and a reward: what `trend` fits."""
+    return [(r["episode"], r["mean_val_acc"]) for r in rows if r["trials"] == size and r["mean_val_acc"] is not None]
+
+
 def trend(rows: list[dict], size: int) -> dict:
     """The least-squares line through the complete episodes' mean rewards: `slope` (points per episode, None
     under 2 episodes) and `intercept`, `p` (two-sided, None under 3: two points fit any line), `episodes`
     fitted, and the `first` and `last` of those episodes' means."""
-    points = [(r["episode"], r["mean_val_acc"]) for r in rows if r["trials"] == size and r["mean_val_acc"] is not None]
+    points = complete_means(rows, size)
     fit = {"episodes": len(points), "first": points[0][1] if points else None,
            "last": points[-1][1] if points else None, "slope": None, "intercept": None, "p": None}
     if len(points) >= 2:
@@ -73,7 +78,7 @@ def write_episodes(run_dir: Path, records: list[dict], size: int) -> list[dict]:
             ax.plot(episodes, [r[column] for r in rows if r["ok"]], style, label=column.replace("_", " "))
         fit = trend(rows, size)
         if fit["slope"] is not None:  # the fitted line, over the complete episodes it was fitted to
-            xs = [r["episode"] for r in rows if r["trials"] == size and r["mean_val_acc"] is not None]
+            xs = [episode for episode, _ in complete_means(rows, size)]
             p = "" if fit["p"] is None else f", p = {fit['p']:.2g}"
             ax.plot([xs[0], xs[-1]], [fit["intercept"] + fit["slope"] * x for x in (xs[0], xs[-1])], "k-.",
                     linewidth=1, label=f"trend of the mean: {fit['slope']:+.2f} per episode{p}")
