@@ -251,6 +251,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["space=nb201", "evaluator=tabular", "evaluator.table=/nowhere/nb.csv"], ["/nowhere/nb.csv", "not found"]),
     (["space=nb201", "space.channels=0"], ["space.channels=0", ">= 1"]),
     (["+experiment=nope"], ["experiment=nope", "nb201_rea"]),
+    (["-m", "--cfg", "job", "seed=0"], ["-m and --cfg: one at a time"]),
     (["scheduler=asha"], ["scheduler.min_epochs=1: must be below max_epochs (1)", "raise budget.epochs"]),
     (["scheduler=median"], ["scheduler.max_epochs=1", "raise budget.epochs"]),
     (["scheduler=asha", "budget.epochs=9", "scheduler.mode=halve"], ["scheduler.mode='halve'", "promote, stop"]),

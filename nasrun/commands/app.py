@@ -126,12 +126,21 @@ def run_settings(cfg: DictConfig, extra_keys: tuple[str, ...] = ()) -> RunSettin
 
 def check_override_syntax(args: list[str]) -> None:
     """What Hydra's parser reports unclearly (an empty argument) or not at all (`=5` reaches Hydra's defaults
-    list and fails there with a traceback): an override is KEY=VALUE, +KEY=VALUE, ~KEY or a Hydra flag."""
+    list and fails there with a traceback; two modes such as -m and --cfg): an override is KEY=VALUE, +KEY=VALUE,
+    ~KEY or a Hydra flag."""
     for arg in args:
         if not arg.strip():
             raise UserError("an empty argument: each override is KEY=VALUE (e.g. seed=1); check the quoting")
         if arg.lstrip("+~").startswith("="):
             raise UserError(f"{arg!r}: no key before '='; write KEY=VALUE, e.g. seed{arg.lstrip('+~')}")
+    # Hydra refuses two of these with a bare ValueError (a traceback here): one mode per command.
+    modes = [arg for arg in args if arg in HYDRA_MODES]
+    if len(modes) > 1:
+        raise UserError(f"{' and '.join(modes)}: one at a time; -m/--multirun runs a sweep, --cfg job prints the "
+                        f"composed config of one run")
+
+
+HYDRA_MODES = ("-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
 
 
 def hydra_app(config_name: str, body, help_text, hint) -> None:
