@@ -136,6 +136,23 @@ def test_multirun_sweeps_seeds_and_strategies(tmp_path):
     assert len({tuple(k) for k in keys.values()}) > 1  # different seeds search differently
 
 
+def test_a_sweep_over_presets_takes_the_keys_only_its_presets_have(tmp_path, data_root):
+    """`-m +experiment=a,b proxy.cache_dir=X strategy.C=N`: the default config has neither key (no proxy, no
+    guided evolution), yet every job does; each job gets them, and a misspelt key still fails in one line."""
+    cache = tmp_path / "cache"
+    sweep = ["-m", "+experiment=zeroshot_ga_synflow,zeroshot_ga_jacob_cov", "seed=0", f"dataset.root={data_root}",
+             "strategy.P=2", "strategy.S=1", "strategy.C=4", "budget.trials=2", "proxy.batch_size=16",
+             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = run_cli(*sweep, f"proxy.cache_dir={cache}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(f"proxy.cache_dir={cache}") == 2 and "++" not in proc.stdout  # shown as typed
+    names = sorted(p.name.split("-")[0] for p in cache.glob("*.jsonl"))
+    assert names == ["fisher", "grad_norm", "grasp", "jacob_cov", "snip", "synflow"]
+    proc = run_cli(*sweep, f"proxy.cachedir={cache}")
+    assert proc.returncode == 2 and "proxy.cachedir: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
                          ids=["one_job_at_a_time", "joblib_two_at_once"])
 def test_a_stopped_sweep_is_finished_by_the_same_command_with_resume(tmp_path, data_root, launcher):

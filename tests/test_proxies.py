@@ -8,6 +8,9 @@ from torch import nn
 from nasrun.proxies import zero_cost as proxies
 from nasrun.spaces.nb201 import NB201Arch, NB201Space
 
+# The finite-difference GraSP against the double backward (README, "GraSP without the double backward").
+GRASP_TOLERANCE = 1e-2
+
 ALL = [proxies.grad_norm, proxies.snip, proxies.grasp, proxies.fisher, proxies.synflow, proxies.jacob_cov,
        proxies.naswot, proxies.params, proxies.flops]
 
@@ -93,7 +96,8 @@ def test_grasp_matches_an_explicit_hessian_gradient_product():
     g = torch.autograd.functional.jacobian(loss, flat)
     h = torch.autograd.functional.hessian(loss, flat)
     expected = (-flat * (h @ g)).sum().item()
-    assert proxies.grasp(net, (x, y)) == pytest.approx(expected, rel=1e-4)
+    assert proxies.grasp(net, (x, y), exact=True) == pytest.approx(expected, rel=1e-4)
+    assert proxies.grasp(net, (x, y)) == pytest.approx(expected, rel=GRASP_TOLERANCE)
 
 
 def test_fisher_is_the_reference_definition_worked_out_by_hand():
@@ -187,3 +191,71 @@ def test_a_cell_that_ignores_its_input_fails_jacob_cov_cleanly_and_ranks_last_el
     with pytest.raises(ValueError, match="does not depend on the input"):
         proxies.jacob_cov(model, data)
     assert proxies.grad_norm(model, data) == 0.0 and proxies.synflow(model, data) == 0.0
+
+
+def conv_bn(seed=0, head=True):
+    """conv -> BatchNorm -> ReLU -> pool (-> linear): the BatchNorm makes the conv's weights scale-invariant."""
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+              nn.Flatten()]
+    return nn.Sequential(*layers, nn.Linear(6, 3)) if head else nn.Sequential(*layers[:2], *layers[3:])
+
+
+def image_batch(n=16, classes=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize("net,data", [(two_layer(), batch()), (two_layer(3), batch(seed=4)),
+                                      (conv_bn(), image_batch()), (conv_bn(5), image_batch(seed=6))])
+def test_grasp_by_difference_matches_the_double_backward(net, data):
+    exact = proxies.grasp(net, data, exact=True)
+    assert proxies.grasp(net, data) == pytest.approx(exact, rel=GRASP_TOLERANCE)
+
+
+def test_grasp_by_difference_on_a_scale_invariant_network():
+    """Every weight feeds a BatchNorm: the loss does not move along θ, yet H θ = −g (the gradient scales as
+    1/c), so GraSP = ‖g‖². A difference of losses would give 0; the difference of gradients gets it right."""
+    net, data = conv_bn(head=False), image_batch(classes=6)
+    weight = net[0].weight
+    loss = nn.functional.cross_entropy(net(data[0]), data[1])
+    (g,) = torch.autograd.grad(loss, [weight])
+    squared = g.double().pow(2).sum().item()
+    assert proxies.grasp(net, data, exact=True) == pytest.approx(squared, rel=1e-3)
+    assert proxies.grasp(net, data) == pytest.approx(squared, rel=GRASP_TOLERANCE)
+
+
+def test_grasp_by_difference_ranks_nb201_cells_as_the_double_backward_does(data_root):
+    """Real CIFAR-10 images and NAS-Bench-201 cells: the same sign and the same order."""
+    from nasrun.data.builtin import cifar10
+
+    data = cifar10(str(data_root), download=False, fraction=0.02, seed=0)
+    images = (data.normalize(data.train_x[:32]), data.train_y[:32])
+    space, rng = NB201Space(8, 1), np.random.default_rng(11)
+    exact, difference = [], []
+    for _ in range(6):
+        torch.manual_seed(len(exact))
+        model = space.build(space.sample(rng), 3, 32, 10)
+        exact.append(proxies.grasp(model, images, exact=True))
+        difference.append(proxies.grasp(model, images))
+    assert np.sign(exact).tolist() == np.sign(difference).tolist()
+    assert np.argsort(exact).tolist() == np.argsort(difference).tolist()
+    assert difference == pytest.approx(exact, rel=GRASP_TOLERANCE, abs=GRASP_TOLERANCE * np.max(np.abs(exact)))
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_scoring_leaves_the_model_bit_for_bit_unchanged(exact):
+    space = NB201Space(4, 1)
+    torch.manual_seed(0)
+    model = space.build(NB201Arch.from_key(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"), 3, 16, 10)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = (torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,)))
+    scores = proxies.gradient_proxies(model, data, exact=exact)
+    assert all(np.isfinite(v) for v in scores.values())
+    for proxy in (proxies.synflow, proxies.naswot, proxies.flops):
+        proxy(model, data)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BatchNorm statistics alike
+    assert not model.training and all(p.grad is None for p in model.parameters())

@@ -111,3 +111,39 @@ def test_nasrun_score_with_the_presets_proxy_seed_fills_the_cache_their_runs_rea
     scorer = build_search(cfg, 11, "cpu").scorer
     assert [p.name for p in cache.glob("*.jsonl")] == [scorer.cache_path.name]  # one key: the precomputed scores
     assert len(scorer.entries) == 1
+
+
+def test_workers_fill_exactly_the_cache_that_one_process_fills(data_root, tmp_path):
+    """--all with two processes sharing the work: every cell scored once, the same scores as one process."""
+    import json
+
+    def run(folder, workers):
+        args = ["space=macro", "space.num_layers=2", "space.sizes=[1,3]", "space.filters=[4]",
+                "dataset=fashion_mnist", f"dataset.root={data_root}", "dataset.fraction=0.01",
+                f"proxy.cache_dir={folder}", "device=cpu", "device.threads=1"]
+        rows, _, _, _ = score_space(args, ["grad_norm", "grasp", "synflow"], None, tmp_path / f"{workers}.csv",
+                                    None, progress=False, workers=workers)
+        caches = {}
+        for path in folder.glob("*.jsonl"):
+            entries = [json.loads(line) for line in path.read_text().splitlines()]
+            caches[path.name] = {e["key"]: (e["score"], e.get("error")) for e in entries}
+            assert len(caches[path.name]) == len(entries) == len(rows)  # no cell computed twice
+        return caches, rows
+
+    alone, rows = run(tmp_path / "alone", 1)
+    together, rows_together = run(tmp_path / "together", 2)
+    assert len(alone) == 6 and together == alone  # the five gradient proxies' files and synflow's
+    assert [r["arch"] for r in rows_together] == [r["arch"] for r in rows]
+    assert len({r["arch"] for r in rows}) == len(rows)  # --all lists each cell once
+    assert not list((tmp_path / "together" / "claims").iterdir())
+
+
+def test_workers_need_a_disk_cache_and_a_count(data_root, tmp_path):
+    from nasrun.commands.score import parse_workers
+
+    with pytest.raises(UserError, match="--workers=2: several processes share their work through the disk cache"):
+        score_space(overrides(data_root, tmp_path, "proxy.cache_dir=null"), ["params"], 2, None, None, workers=2)
+    assert parse_workers("auto") is None and parse_workers("3") == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(UserError, match=f"--workers={bad}: expected a whole number >= 1, or auto"):
+            parse_workers(bad)

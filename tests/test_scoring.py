@@ -186,7 +186,7 @@ def test_a_users_function_named_like_a_gradient_proxy_fills_nothing(tmp_path):
     data = synthetic(channels=3, image_size=16)
     ProxyScorer(grad_norm, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path)(SPACE.sample(
         np.random.default_rng(0)))
-    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["grad_norm"]
+    assert [p.name.split("-")[0] for p in tmp_path.glob("*.jsonl")] == ["grad_norm"]
 
 
 def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cache(tmp_path, data_root):
@@ -217,9 +217,9 @@ def test_proxy_seed_makes_runs_of_different_seeds_score_alike_and_share_one_cach
             record = json.loads(line)
             if "proxy_score" in record:
                 assert scores.setdefault(record["key"], record["proxy_score"]) == record["proxy_score"]
-    files = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    files = sorted(p.name.split("-")[0] for p in cache.glob("*.jsonl"))
     assert files == ["fisher", "grad_norm", "grasp", "jacob_cov", "snip"]  # one file per proxy, both runs
-    for path in cache.iterdir():
+    for path in cache.glob("*.jsonl"):
         keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
         assert len(keys) == len(set(keys)), path.name  # run 1 read run 0's scores, never computed one again
     snip_file = next(cache.glob("snip-*.jsonl"))
@@ -234,4 +234,4 @@ def test_fill_false_scores_only_the_proxy_asked_for(tmp_path):
     filled = ProxyScorer(proxies.snip, SPACE, data, seed=0, batch_size=16, cache_dir=tmp_path / "f")
     assert alone(arch) == pytest.approx(filled(arch), rel=1e-6)
     assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.is_file()] == ["snip"]
-    assert len(list((tmp_path / "f").iterdir())) == 5
+    assert len(list((tmp_path / "f").glob("*.jsonl"))) == 5

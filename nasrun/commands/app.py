@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
@@ -169,11 +170,30 @@ def hydra_app(config_name: str, body, help_text, hint) -> None:
     with one_line_errors(describe=lambda err: describe_config_error(err, args), traceback=traceback):
         check_override_syntax(args)
         config_dir = conf_dir()
+        sys.argv[1:] = args = keys_of_swept_groups(args, config_dir)
         # Hydra writes .hydra/ and the log into the run directory before the task runs: lock it first, so a
         # second process on a directory in use stops before touching anything (the task's lock is re-entrant).
         run_dir = _explicit_run_dir(args)
         with hold_run_dir(run_dir) if run_dir else nullcontext():
             hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(task)()
+
+
+def keys_of_swept_groups(args: list[str], config_dir: str) -> list[str]:
+    """`args` with `GROUP.KEY=VALUE` written `++GROUP.KEY=VALUE` in a sweep that chooses options or presets
+    (`-m +experiment=a,b proxy.cache_dir=X`). Hydra composes a sweep's config once without its swept choices
+    before any job, and there the key may not exist yet (the default proxy is none; strategy.C exists only in
+    guided_evolution): a plain override would fail as an unknown key although every job has it. `++` sets the
+    key in each job all the same; a misspelt key still fails, in the job, where the group's constructor checks
+    its keys."""
+    if not any(arg in ("-m", "--multirun") for arg in args):
+        return args
+    groups = {p.name for p in Path(config_dir).iterdir() if p.is_dir()}
+    swept = [arg for arg in args if re.fullmatch(r"\+{0,2}([\w/]+)=.*(,|range\(|choice\(|glob\().*", arg) and
+             arg.lstrip("+").split("=")[0].split("/")[0] in groups]
+    if not swept:
+        return args
+    return [f"++{arg}" if re.fullmatch(r"\w+\.[\w.]+=.*", arg) and arg.split(".")[0] in groups - {"hydra"} else arg
+            for arg in args]
 
 
 def print_help(text: str) -> None:

@@ -125,7 +125,8 @@ def print_job_line(number: int, overrides: list[str], result, run_dir: str) -> N
     figures = "no trial succeeded" if best is None else \
         f"{_best_label(best['metrics'])}, test {pct(best['metrics'].get('test_acc'))}%"
     elapsed = result.records[-1].get("elapsed", 0.0) if result.records else 0.0
-    Console().print(f"job {number} ({' '.join(overrides) or 'defaults'}): {len(result.records)} trials, {figures}, "
+    shown = [o.removeprefix("++") for o in overrides]  # as typed: `keys_of_swept_groups` added the ++
+    Console().print(f"job {number} ({' '.join(shown) or 'defaults'}): {len(result.records)} trials, {figures}, "
                     f"{elapsed:.2f} s, {result.stop_reason} -> {run_dir}", highlight=False, soft_wrap=True)
 
 

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="score only every N-th architecture from the K-th: N processes with K=1..N share the "
                              "cache and score the space between them (then one run without --shard writes the "
                              "whole CSV from the cache)")
+    parser.add_argument("--workers", default="auto",
+                        help="processes that score together, one CPU thread each, sharing the cells out through the "
+                             "cache (default auto: one per usable core on a CPU, 1 on a GPU)")
     parser.add_argument("--out", type=Path, help="CSV to write (default outputs/scores/<space>-<data>-...csv)")
     parser.add_argument("--target", help="table column to correlate with (default <dataset>_test_acc200)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. space=nb201 dataset=cifar10 seed=0")
@@ -41,13 +44,22 @@ def main(argv: list[str] | None = None) -> None:
         shard = parse_shard(args.shard)
         rows, results, out, target = correlation.score_space(
             args.overrides, [p for p in args.proxies.split(",") if p], None if args.all else args.num, args.out,
-            args.target, shard=shard)
+            args.target, shard=shard, workers=parse_workers(args.workers))
     shared = [r["shared_seconds"] for r in rows if r.get("shared_seconds") is not None]
     if results:
         correlation.print_correlations(results, target, out, float(np.mean(shared)) if shared else None)
     else:
         print(f"scores: {out} (no benchmark table for this space: no correlations)")
 
+
+
+def parse_workers(text: str) -> int | None:
+    """`auto` -> None, else a whole number >= 1."""
+    if text == "auto":
+        return None
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) < 1:
+        raise UserError(f"--workers={text}: expected a whole number >= 1, or auto")
+    return int(text)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -32,6 +33,7 @@ from nasrun.proxies.scorer import ProxyScorer, score_together
 from nasrun.rundir.atomic import write_csv
 from nasrun.search.assembly import proxy_split_seed
 from nasrun.search.loop import space_size
+from nasrun.training.device import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ SIX = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")  # the pr
 def sample_architectures(space, count: int | None, seed: int) -> list:
     """`count` distinct architectures drawn uniformly (in draw order), or the whole space when count is None."""
     if count is None or count >= space_size(space):
-        return list(space)
+        return list({arch.key: arch for arch in space}.values())  # a space may list one cell twice (macro's skips)
     rng = np.random.default_rng(seed)
     chosen: dict = {}
     while len(chosen) < count:
@@ -79,11 +81,13 @@ def correlations(rows: list[dict], proxies: list[str], target: str) -> list[dict
 
 
 def score_space(overrides: list[str], proxies: list[str], count: int | None, out: Path | None,
-                target: str | None, progress: bool = True,
-                shard: tuple[int, int] = (1, 1)) -> tuple[list[dict], list[dict], Path, str | None]:
+                target: str | None, progress: bool = True, shard: tuple[int, int] = (1, 1),
+                workers: int | None = 1) -> tuple[list[dict], list[dict], Path, str | None]:
     """Score and correlate; returns (rows, correlations, csv path, target column). The CSV is written even
     when interrupted. shard=(k, n): only every n-th architecture from the k-th (1-based), so n processes
-    sharing the cache score the space between them without computing a cell twice."""
+    sharing the cache score the space between them without computing a cell twice. workers: processes that
+    score the cells together through the disk cache, this one and workers - 1 helpers of one CPU thread each
+    (None: one per usable core on a CPU, one on a GPU or without a disk cache)."""
 
     unknown = [p for p in proxies if p not in proxy_options()]
     if unknown:
@@ -92,30 +96,31 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
         raise UserError("proxy=...: name the proxies with --proxies a,b,c (proxy.KEY=VALUE overrides apply to each)")
     if not proxies:
         raise UserError("--proxies: name at least one proxy")
-    configs = {name: compose_config(overrides + [f"proxy={name}"]) for name in proxies}
-    cfg = configs[proxies[0]]
-    device = build("device", cfg.device)
-    space = build("space", cfg.space)
-    data = build("dataset", cfg.dataset, seed=proxy_split_seed(cfg, cfg.seed), device=device)  # the searches' images
-    from omegaconf import OmegaConf
-
-    space_config = OmegaConf.to_container(cfg.space, resolve=True)
-    scorers: dict[str, ProxyScorer] = {}
-    for name in proxies:
-        scorers[name] = build("proxy", configs[name].proxy, space=space, data=data, run_seed=cfg.seed,
-                              space_config=space_config)
+    workers = _workers(overrides, proxies, workers)
+    if workers > 1 and not any(o.split("=")[0].lstrip("+~") == "device.threads" for o in overrides):
+        overrides = [*overrides, "device.threads=1"]  # processes of one thread each: 1.4x two threads in one
+    cfg, space, data, scorers = _scorers(overrides, proxies)
     table = table_rows(cfg, space)
     target = target or (f"{data.name}_test_acc200" if table is not None else None)
     if table is not None and target not in next(iter(table.values())):
         raise UserError(f"--target={target}: not a column of the table; choose e.g. cifar10_test_acc200")
-    index, shards = shard
-    archs = sample_architectures(space, count, cfg.seed)[index - 1::shards]
+    archs = _chosen(space, count, cfg.seed, shard)
     first = next(iter(scorers.values()))
+    index, shards = shard
     part = f"-shard{index}of{shards}" if shards > 1 else ""
     out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{first.seed}-b{first.batch_size}{part}.csv"
+    known = sum(arch.key in s.entries for s in scorers.values() for arch in archs)
+    helpers = [_start_helper(overrides, proxies, count, shard) for _ in range(workers - 1)]
     rows: list[dict] = []
+    began = time.perf_counter()
+    finished = False
     try:
-        for arch in _progress(archs, f"scoring {len(archs)} {space.name} architectures", progress):
+        if all(s.cache_path is not None for s in scorers.values()):
+            # Through the cache, cell by cell, each scored by whichever process claims it first; the cells the
+            # helpers hold are waited for at the end.
+            label = f"scoring {len(archs)} {space.name} architectures" + (f", {workers} processes" if helpers else "")
+            fill(list(scorers.values()), _progress(archs, label, progress))
+        for arch in archs:
             row = {"arch": arch.key}
             shared = None
             for name, entry in zip(scorers, score_together(list(scorers.values()), arch)):
@@ -125,12 +130,92 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
             if table is not None:
                 row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})
             rows.append(row)
+        finished = True
     finally:
         _write_csv(out, rows)
-    computed = sum(s.computed for s in scorers.values())
-    log.info("%d architectures x %d proxies: %d scores computed, %d from the cache %s", len(rows), len(scorers),
-             computed, len(rows) * len(scorers) - computed, first.cache_path.parent if first.cache_path else "")
+        _stop(helpers, wait=finished)
+    seconds = time.perf_counter() - began
+    computed = len(rows) * len(scorers) - known
+    log.info("%d architectures x %d proxies: %d scores computed (%d processes), %d from the cache %s; %.0f s, "
+             "%.2f cells/s", len(rows), len(scorers), computed, workers, known,
+             first.cache_path.parent if first.cache_path else "", seconds, len(rows) / seconds if seconds else 0)
     return rows, correlations(rows, proxies, target) if target else [], out, target
+
+
+def _scorers(overrides: list[str], proxies: list[str]):
+    """(config, space, data, {proxy: scorer}) as a search with these overrides builds them."""
+    configs = {name: compose_config(overrides + [f"proxy={name}"]) for name in proxies}
+    cfg = configs[proxies[0]]
+    device = build("device", cfg.device)
+    space = build("space", cfg.space)
+    data = build("dataset", cfg.dataset, seed=proxy_split_seed(cfg, cfg.seed), device=device)  # the searches' images
+    space_config = OmegaConf.to_container(cfg.space, resolve=True)
+    scorers = {name: build("proxy", configs[name].proxy, space=space, data=data, run_seed=cfg.seed,
+                           space_config=space_config) for name in proxies}
+    return cfg, space, data, scorers
+
+
+def _chosen(space, count: int | None, seed: int, shard: tuple[int, int]) -> list:
+    index, shards = shard
+    return sample_architectures(space, count, seed)[index - 1::shards]
+
+
+def _workers(overrides: list[str], proxies: list[str], workers: int | None) -> int:
+    """How many processes score: as asked, or (None) one per usable core when they can share a disk cache on a
+    CPU. Several need the cache: it is how they share the cells out and hand over the scores."""
+    cfg = compose_config(overrides + [f"proxy={proxies[0]}"])
+    cached = cfg.proxy.get("cache_dir") is not None
+    if workers is None:
+        import torch
+
+        on_gpu = cfg.device.type == "cuda" or (cfg.device.type == "auto" and torch.cuda.is_available())
+        return usable_cores() if cached and not on_gpu else 1
+    if workers < 1:
+        raise UserError(f"--workers={workers}: must be at least 1")
+    if workers > 1 and not cached:
+        raise UserError(f"--workers={workers}: several processes share their work through the disk cache; set "
+                        f"proxy.cache_dir=DIR (it is null) or use --workers 1")
+    return workers
+
+
+def fill(scorers: list[ProxyScorer], archs) -> None:
+    """Compute every scorer's missing entries for `archs` through their disk caches: a cell another process has
+    claimed is skipped, and waited for only at the end, so processes filling the same list share it out."""
+    waiting = [(s, arch) for arch in archs for s in scorers if not s.try_entry(arch)]
+    for s, arch in waiting:
+        s.entry(arch)
+
+
+def _start_helper(overrides: list[str], proxies: list[str], count: int | None, shard: tuple[int, int]):
+    import multiprocessing
+
+    # spawn, not fork: a forked child inherits torch's thread pools mid-state
+    helper = multiprocessing.get_context("spawn").Process(target=_help, args=(overrides, proxies, count, shard),
+                                                           daemon=True)
+    helper.start()
+    return helper
+
+
+def _help(overrides: list[str], proxies: list[str], count: int | None, shard: tuple[int, int]) -> None:
+    """A helper process of `score_space`: fill the same cells' entries in the same cache, then exit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process stops us
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    cfg, space, _, scorers = _scorers(overrides, proxies)
+    fill(list(scorers.values()), _chosen(space, count, cfg.seed, shard))
+
+
+def _stop(helpers: list, wait: bool) -> None:
+    """Let the helpers finish (every cell is scored: they only read the cache's last lines), or, when the
+    command was interrupted, stop them at once; a helper that failed is reported in one line."""
+    for helper in helpers:
+        helper.join(timeout=60 if wait else 0)
+        if helper.is_alive():
+            helper.terminate()
+            helper.join()
+        elif helper.exitcode != 0 and wait:
+            log.warning("a helper process stopped with exit code %s; this one scored its cells", helper.exitcode)
 
 
 def _progress(items, label: str, show: bool):

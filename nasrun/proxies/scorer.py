@@ -29,6 +29,7 @@ from pathlib import Path
 
 from nasrun.checks import check_bool, check_int
 from nasrun.evaluators.train import trial_seed
+from nasrun.proxies.claims import UNCLAIMED, Claim, Claims
 from nasrun.rundir.atomic import environment_error
 from nasrun.rundir.jsonl import decode_lines, encode_line
 
@@ -103,6 +104,10 @@ class ProxyScorer:
         self.space = space
         self.data = data
         self.fill = check_bool("fill", fill)
+        if self._is_gradient_proxy():
+            from nasrun.proxies.zero_cost import check_options  # torch: imported when scoring
+
+            check_options(_proxy_options(proxy))
         self.batch_size = check_int("batch_size", batch_size, low=2, high=len(data.train_x))
         self._arguments = dict(space=space, data=data, batch_size=batch_size, cache_dir=cache_dir, seed=self.seed,
                                space_config=space_config)  # what a sibling scorer (same batch, other proxy) needs
@@ -120,6 +125,13 @@ class ProxyScorer:
             identity["definition"] = DEFINITION_VERSIONS[self.name]
         named = json.dumps(identity, sort_keys=True, default=str)
         self.cache_key = hashlib.sha256(named.encode()).hexdigest()[:16]
+        # Concurrent processes claim a cell before scoring it (`claims`). Every gradient proxy of one batch
+        # claims the same pass (one process computes it; the others wait and read all five scores); any other
+        # proxy claims its own cache file's cells.
+        shared = {k: v for k, v in identity.items() if k not in ("proxy", "options", "definition")}
+        batch_key = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self._claim_group = f"gradient-{batch_key}" if self._is_gradient_proxy() else f"{self.name}-{self.cache_key}"
+        self._claims: Claims | None = None
         self.entries: dict[str, dict] = {}  # key -> {"score": float|None, "seconds": float, "error": str?}
         self._asked: set[str] = set()  # distinct architectures scored (cache hits included)
         self._siblings: dict[str, ProxyScorer] | None = None  # the other gradient proxies, built when first needed
@@ -127,6 +139,7 @@ class ProxyScorer:
         self._offset = 0  # bytes of the cache file read so far
         if cache_dir is not None:
             self.cache_path = Path(cache_dir) / f"{self.name}-{self.cache_key}.jsonl"
+            self._claims = Claims(Path(cache_dir) / "claims", self._claim_group)
             self._read_new()
 
     @property
@@ -168,14 +181,47 @@ class ProxyScorer:
         self.cache_path = None
 
     def entry(self, arch) -> dict:
-        """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new."""
+        """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new; if
+        another process sharing the cache is scoring it right now, waiting for its score instead."""
         key = arch.key
         self._asked.add(key)
+        if not self._known(key):
+            with self._claims.claim(key) if self._claims else UNCLAIMED as claim:
+                self._compute_claimed(arch, claim)
+        return self.entries[key]
+
+    def try_entry(self, arch) -> bool:
+        """Make sure `arch`'s entry is known, computing it if no process has; False (at once) when another process
+        sharing the cache is computing it, so the caller can go on with other cells meanwhile."""
+        if self._known(arch.key):
+            return True
+        claim = self._claims.try_claim(arch.key) if self._claims else UNCLAIMED
+        if claim is None:
+            return False
+        with claim:
+            self._compute_claimed(arch, claim)
+        return True
+
+    def prefetch(self, archs) -> None:
+        """Compute the entries of `archs` not yet known, cells claimed by other processes last: processes that
+        share the cache and prefetch the same list (sweep jobs of one seed, `nasrun-score` workers) split it
+        between them instead of computing it twice or waiting on each other."""
+        waiting = [arch for arch in archs if not self.try_entry(arch)]
+        for arch in waiting:
+            if not self._known(arch.key):
+                with self._claims.claim(arch.key) if self._claims else UNCLAIMED as claim:
+                    self._compute_claimed(arch, claim)
+
+    def _known(self, key: str) -> bool:
         if key not in self.entries and self.cache_path is not None:
             self._read_new()  # another process sharing the cache may have scored it meanwhile
-        if key not in self.entries:
+        return key in self.entries
+
+    def _compute_claimed(self, arch, claim: Claim) -> None:
+        """Compute and store `arch`'s entry under `claim`, unless the process that held the claim before wrote it."""
+        self._read_new()
+        if arch.key not in self.entries:
             self.store(arch, self._compute(arch))
-        return self.entries[key]
 
     def __call__(self, arch) -> float:
         entry = self.entry(arch)
@@ -224,15 +270,17 @@ class ProxyScorer:
 
     def _fills_siblings(self) -> bool:
         """Whether this scorer computes the five gradient proxies in one pass and caches them all: it is one of
-        nasrun's own gradient proxies (not a user's function of the same name), and there is a disk cache for
-        the other four to go to."""
+        nasrun's own gradient proxies, and there is a disk cache for the other four to go to."""
+        return self.fill and self.cache_path is not None and self._is_gradient_proxy()
+
+    def _is_gradient_proxy(self) -> bool:
+        """Whether the proxy is one of nasrun's own gradient proxies (not a user's function of the same name)."""
         from nasrun.proxies import zero_cost  # torch: imported when scoring
 
         function = self.proxy
         while isinstance(function, partial):
             function = function.func
-        return self.fill and self.cache_path is not None and self.name in zero_cost.GRADIENT_PROXIES and \
-            function is getattr(zero_cost, self.name)
+        return self.name in zero_cost.GRADIENT_PROXIES and function is getattr(zero_cost, self.name)
 
     def _compute_gradient_pass(self, arch) -> dict:
         """This proxy's entry, from a gradient pass that scores all five gradient proxies; the four others' go to
@@ -243,11 +291,13 @@ class ProxyScorer:
         if self._siblings is None:
             self._siblings = {name: ProxyScorer(getattr(zero_cost, name), **self._arguments)
                               for name in zero_cost.GRADIENT_PROXIES if name != self.name}
-        eps = _keyed_options(self.proxy if self.name == "jacob_cov" else zero_cost.jacob_cov)["eps"]
+        # The options of this proxy as set, the others' as their siblings' cache files are keyed: their defaults.
+        options = {k: v for name in ("jacob_cov", "grasp")
+                   for k, v in _keyed_options(self.proxy if self.name == name else getattr(zero_cost, name)).items()}
         began = time.perf_counter()
         model = self.build(arch)
         seconds = {"shared": _since(began, self.data.device)}
-        scores = zero_cost.gradient_proxies(model, self.batch, zero_cost.GRADIENT_PROXIES, eps=eps, seconds=seconds)
+        scores = zero_cost.gradient_proxies(model, self.batch, zero_cost.GRADIENT_PROXIES, **options, seconds=seconds)
         entries = {}
         for name, value in scores.items():
             entry = {"score": None, "error": str(value)} if isinstance(value, ValueError) else {"score": value}

@@ -48,16 +48,36 @@ def _finite(name: str, value: float) -> float:
 
 GRADIENT_PROXIES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov")  # share one forward pass
 
+# GraSP's finite-difference step, relative to the weights: H θ ≈ (∇L(θ(1+STEP)) − ∇L(θ)) / STEP. Chosen by
+# measuring against the double backward on NAS-Bench-201 cells (README, "GraSP without the double backward"):
+# the error falls with the step down to 3e-4 (median 0.3 %), below which float32 rounding takes over.
+GRASP_STEP = 3e-4
 
-def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float = 1e-5,
-                     seconds: dict | None = None) -> dict:
+
+def check_options(options: dict) -> None:
+    """The gradient proxies' options (jacob_cov's eps, grasp's exact and step) as a config sets them, checked
+    before any cell is scored: a bad one would otherwise fail every cell's score one by one."""
+    from nasrun.checks import check_bool, check_float
+
+    if "eps" in options:
+        check_float("proxy.eps", options["eps"], low=0.0, low_open=True)
+    if "exact" in options:
+        check_bool("proxy.exact", options["exact"])
+    if "step" in options:
+        check_float("proxy.step", options["step"], low=0.0, high=0.5, low_open=True)
+
+
+def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float = 1e-5, exact: bool = False,
+                     step: float = GRASP_STEP, seconds: dict | None = None) -> dict:
     """The gradient-based proxies in `names`, all from one forward pass over the batch: name -> score, or
-    name -> the ValueError saying why that proxy has no score for this network.
+    name -> the ValueError saying why that proxy has no score for this network. eps is jacob_cov's option;
+    exact and step are grasp's (see `grasp`).
 
     One forward serves every proxy: jacob_cov backpropagates the summed outputs to the input; one backward of
-    the cross-entropy gives the weight gradients (grad_norm, snip) and the activation gradients (fisher), kept
-    differentiable when grasp needs its Hessian-gradient product. Scoring them together costs about what grasp
-    costs alone; asking for one proxy computes only what it needs.
+    the cross-entropy gives the weight gradients (grad_norm, snip) and the activation gradients (fisher), and
+    grasp's finite difference reuses them, so it costs one more forward and backward (exact=true keeps that
+    backward differentiable and takes a double backward instead, about three times the cost). Asking for one
+    proxy computes only what it needs.
 
     seconds: if given, filled with where the time went: "shared" (copying the model, the forward pass and the
     cross-entropy backward, which every proxy asked for needs) and each proxy's own work apart from it.
@@ -68,8 +88,15 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     clock = _Stopwatch(batch[0].device, seconds)
     net = _copy_for_scoring(model)
     x, y = batch
-    inputs = x.float().detach().clone().requires_grad_("jacob_cov" in names)
+    inputs = x.float().detach().clone()
+    if inputs.ndim == 4 and inputs.device.type == "cpu":
+        # oneDNN's convolutions run a quarter faster on channels-last tensors (same sums, in another order):
+        # the forward and backward passes are nearly all of a cell's time. GPUs keep their default layout.
+        net = net.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    inputs.requires_grad_("jacob_cov" in names)
     layers = _weighted_layers(net)
+    relus = _recording_relus(net) if "grasp" in names and not exact else []
     hooked: list[tuple[nn.Module, torch.Tensor]] = []  # (layer, its output) for each call, for fisher
 
     def keep(module, args, output):
@@ -92,7 +119,7 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     if not set(names) - {"jacob_cov"}:
         return scores
     weights = [cast(torch.Tensor, m.weight) for m in layers]
-    hessian = "grasp" in names
+    hessian = "grasp" in names and exact
     outputs = [z for _, z in hooked]
     grads = torch.autograd.grad(F.cross_entropy(logits, y), weights + outputs, create_graph=hessian,
                                 allow_unused=True)
@@ -108,8 +135,12 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     if "fisher" in names:
         scores["fisher"] = _attempt("fisher", _fisher_score, [m for m, _ in hooked], outputs, layer_grads)
         clock.lap("fisher")
-    if hessian:
-        scores["grasp"] = _attempt("grasp", _grasp_score, weights, weight_grads)
+    if "grasp" in names:
+        if exact:
+            scores["grasp"] = _attempt("grasp", _grasp_score, weights, weight_grads)
+        else:
+            scores["grasp"] = _attempt("grasp", _grasp_difference, net, inputs.detach(), y, layers, weight_grads, step,
+                                       relus)
         clock.lap("grasp")
     return scores
 
@@ -167,6 +198,81 @@ def _grasp_score(weights, grads) -> float:
     return sum((-w.detach() * h).sum().item() for w, h in zip(weights, hg) if h is not None)
 
 
+def _grasp_difference(net: nn.Module, x, y, layers, grads, step: float, relus: list) -> float:
+    """Σ −W ⊙ (H g) without a double backward. Summed over the weights it is −θᵀ H g = −gᵀ (H θ) (H is
+    symmetric), and H θ is the derivative of the gradient along θ: (∇L(θ(1+step)) − ∇L(θ)) / step, one more
+    forward and backward at the scaled weights (same batch, BatchNorm on batch statistics) beside the gradient
+    the shared pass already has. The scaled weights go in through `functional_call`, so the network's own
+    weights are never written.
+
+    Two traps. The ReLUs replay the shared pass's on/off pattern: the double backward takes a ReLU's second
+    derivative as zero, but scaling θ moves some pre-activations across zero, and each such flip changes the
+    gradient by a jump that does not shrink with the step (on NAS-Bench-201 cells it swamped the score, sign
+    included). With the pattern held, the only nonlinearities left are smooth (BatchNorm, softmax), and the
+    difference converges to the double backward's value. And a convolution followed by BatchNorm is
+    scale-invariant: the loss does not move along its θ but its gradient does (∇L(cθ) = ∇L(θ)/c, so H θ = −g),
+    which a difference of gradients captures and a difference of losses would not."""
+    from torch.func import functional_call
+
+    live = [(m, g) for m, g in zip(layers, grads) if g is not None]
+    if not live:
+        return 0.0  # no weight reaches the loss (a cell of `none` edges): no curvature either
+    names = {id(m): name for name, m in net.named_modules()}
+    scaled = {f"{names[id(m)]}.weight": m.weight.detach() * (1 + step) for m, _ in live}
+    for w in scaled.values():
+        w.requires_grad_(True)
+    for relu in relus:
+        relu.replay()
+    loss = F.cross_entropy(functional_call(net, scaled, (x,)), y)
+    for relu in relus:
+        relu.check_replayed()
+    moved = torch.autograd.grad(loss, list(scaled.values()), allow_unused=True)
+    total = 0.0
+    for (_, g), h in zip(live, moved):  # float64 sums: the terms cancel heavily
+        g = g.detach()
+        difference = -g if h is None else h - g  # exact in float32 where h and g are close (Sterbenz)
+        total -= (difference.double() * g.double()).sum().item() / step
+    return total
+
+
+class _RecordedReLU(nn.Module):
+    """A ReLU that records which inputs were positive on each call, then can replay those patterns: the
+    scaled pass of `_grasp_difference` goes through the same linear pieces as the shared pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patterns: list[torch.Tensor] = []
+        self.replaying: list[torch.Tensor] | None = None
+
+    def forward(self, x):
+        if self.replaying is None:
+            self.patterns.append((x > 0).to(x.dtype))  # as a factor of the input's type: no casts on replay
+            return F.relu(x)
+        if not self.replaying:
+            raise ValueError("proxy grasp: the network called a ReLU more often at the scaled weights than at the "
+                             "weights themselves; use proxy.proxy.exact=true for it")
+        return x * self.replaying.pop(0)
+
+    def replay(self) -> None:
+        self.replaying = list(self.patterns)
+
+    def check_replayed(self) -> None:
+        if self.replaying:
+            raise ValueError("proxy grasp: the network called a ReLU less often at the scaled weights than at the "
+                             "weights themselves; use proxy.proxy.exact=true for it")
+
+
+def _recording_relus(net: nn.Module) -> list[_RecordedReLU]:
+    """Replace every nn.ReLU module of `net` (a private copy) by a `_RecordedReLU`, which computes the same."""
+    made = []
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.ReLU):
+                made.append(_RecordedReLU())
+                setattr(module, name, made[-1])
+    return made
+
+
 def _jacob_cov_score(jacobian, eps: float) -> float:
     """Mellor et al.'s Jacobian covariance in the reference code's form: per sample, the input gradient of the
     summed outputs; C its correlation matrix over the batch, λ C's eigenvalues; −Σ [log(λ + ε) + 1/(λ + ε)]."""
@@ -196,9 +302,11 @@ def snip(model: nn.Module, batch) -> float:
     return _one("snip", model, batch)
 
 
-def grasp(model: nn.Module, batch) -> float:
-    """Σ −W ⊙ (H g): g = ∂L/∂W, H g by double backpropagation (Wang et al. 2020)."""
-    return _one("grasp", model, batch)
+def grasp(model: nn.Module, batch, exact: bool = False, step: float = GRASP_STEP) -> float:
+    """Σ −W ⊙ (H g), g = ∂L/∂W (Wang et al. 2020). exact=False (default): its sum −gᵀ(H θ) with H θ by a forward
+    difference of the gradient along the weights, relative step `step` (one more forward and backward);
+    exact=True: H g by double backpropagation, the reference's way (about three times slower on a CPU)."""
+    return _one("grasp", model, batch, exact=exact, step=step)
 
 
 def fisher(model: nn.Module, batch) -> float:

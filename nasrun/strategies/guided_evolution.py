@@ -25,7 +25,9 @@ class GuidedEvolution:
     """ask/tell proxy-guided aging evolution.
 
     scorer: arch -> proxy score (higher = better), raising ValueError when the proxy has no score for an
-    architecture; the CLI passes the `proxy=` option's scorer. P: population size and children per cycle.
+    architecture; the CLI passes the `proxy=` option's scorer. A scorer with `prefetch(archs)` (the CLI's) is
+    handed each batch of candidates first, so concurrent searches sharing its cache split the batch's scoring.
+    P: population size and children per cycle.
     S: tournament size. C: random architectures scored to seed the population. mutation_prob: chance that each
     choice changes (null: exactly one choice changes, as in the paper's NAS-Bench-201 mutation).
     """
@@ -72,6 +74,9 @@ class GuidedEvolution:
 
     def _rank(self, candidates: list) -> list:
         """Candidates by proxy score, best first (ties keep the earlier); unscorable ones are dropped."""
+        prefetch = getattr(self.scorer, "prefetch", None)
+        if prefetch is not None:
+            prefetch(candidates)
         scored = {}
         for arch in candidates:
             try:
