@@ -3,4 +3,4 @@
 Nothing heavy happens at import time; torch is imported by the modules that need it.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"

@@ -240,7 +240,8 @@ def test_grasp_by_difference_ranks_nb201_cells_as_the_double_backward_does(data_
         difference.append(proxies.grasp(model, images))
     assert np.sign(exact).tolist() == np.sign(difference).tolist()
     assert np.argsort(exact).tolist() == np.argsort(difference).tolist()
-    assert difference == pytest.approx(exact, rel=GRASP_TOLERANCE, abs=GRASP_TOLERANCE * np.max(np.abs(exact)))
+    # Small networks on 32 images: within 5 % of the largest score (full-size cells on 64: README's figures).
+    assert difference == pytest.approx(exact, abs=0.05 * np.max(np.abs(exact)))
 
 
 @pytest.mark.parametrize("exact", [False, True])

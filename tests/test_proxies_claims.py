@@ -16,11 +16,12 @@ from nasrun.rundir.jsonl import decode_lines
 from nasrun.spaces.nb201 import NB201Space
 
 SPACE = NB201Space(4, 1)
-SPAWN = multiprocessing.get_context("spawn")
+# fork: a second process in a fraction of the spawn start (torch is imported already, on one thread)
+FORK = multiprocessing.get_context("fork")
 
 
 def slow_params(model, batch) -> float:
-    """A proxy slow enough that two processes asking for one cell overlap (module level: spawn imports it)."""
+    """A proxy slow enough that two processes asking for one cell overlap."""
     time.sleep(0.3)
     return proxies.params(model, batch)
 
@@ -58,8 +59,8 @@ def score_one(cache, start, proxy_name, count, prefetch, computed):
 
 
 def run_together(cache, proxy_name="slow_params", count=1, prefetch=False, processes=2):
-    start, computed = SPAWN.Barrier(processes), SPAWN.Queue()
-    workers = [SPAWN.Process(target=score_one, args=(cache, start, proxy_name, count, prefetch, computed))
+    start, computed = FORK.Barrier(processes), FORK.Queue()
+    workers = [FORK.Process(target=score_one, args=(cache, start, proxy_name, count, prefetch, computed))
                for _ in range(processes)]
     for w in workers:
         w.start()
@@ -84,8 +85,8 @@ def test_two_processes_prefetching_one_list_share_it_out(tmp_path):
 
 def test_the_gradient_pass_is_claimed_once_for_all_five_proxies(tmp_path):
     """A grad_norm search and a grasp search on one cell: one pass, five cache files of one line each."""
-    start, computed = SPAWN.Barrier(2), SPAWN.Queue()
-    workers = [SPAWN.Process(target=score_one, args=(tmp_path, start, name, 1, False, computed))
+    start, computed = FORK.Barrier(2), FORK.Queue()
+    workers = [FORK.Process(target=score_one, args=(tmp_path, start, name, 1, False, computed))
                for name in ("grad_norm", "grasp")]
     for w in workers:
         w.start()
@@ -105,8 +106,8 @@ def hold_claim(folder, group, key, held):
 def test_a_claim_left_by_a_killed_process_is_taken_over(tmp_path):
     arch = archs(1)[0]
     scorer = make_scorer(tmp_path, proxies.params)
-    held = SPAWN.Event()
-    holder = SPAWN.Process(target=hold_claim, args=(tmp_path / "claims", "group", arch.key, held))
+    held = FORK.Event()
+    holder = FORK.Process(target=hold_claim, args=(tmp_path / "claims", "group", arch.key, held))
     holder.start()
     try:
         assert held.wait(timeout=60)
@@ -122,7 +123,7 @@ def test_a_claim_left_by_a_killed_process_is_taken_over(tmp_path):
             holder.kill()
     # Through the scorer: its own group's claim, left by a killed scorer, and the cell scored here.
     held.clear()
-    holder = SPAWN.Process(target=hold_claim, args=(scorer._claims.folder, scorer._claims.group, arch.key, held))
+    holder = FORK.Process(target=hold_claim, args=(scorer._claims.folder, scorer._claims.group, arch.key, held))
     holder.start()
     assert held.wait(timeout=60)
     assert scorer.try_entry(arch) is False and scorer.computed == 0

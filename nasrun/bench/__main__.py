@@ -31,7 +31,7 @@ from nasrun.training.device import select_device
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "nb201", "tabular", "sweeps", "search", "proxies",
-                                           "proxy_timing", "eval",
+                                           "proxy_timing", "grasp", "eval",
                                            "phases", "threads", "folder", "faults", "executors", "reinforce",
                                            "nascnn15", "bayesian", "soak", "shared_cache", "schedulers", "oneshot"])
     parser.add_argument("--images", type=int, default=None,
@@ -76,6 +76,8 @@ def main() -> None:
         results["proxy_timing"] = proxies.timing(args.root)
     if wanted("proxies"):
         results["proxy_correlation"] = proxies.correlation(args.root, args.cells)
+    if wanted("proxies") or args.only == "grasp":
+        results["grasp_exactness"] = proxies.grasp_exactness(args.root)
     if wanted("eval"):
         results["evaluation"] = evaluation.evaluation(args.root, args.rounds, args.images or 1000)
     if wanted("phases"):

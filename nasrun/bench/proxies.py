@@ -17,7 +17,7 @@ import time
 from functools import partial
 
 from nasrun.data.builtin import cifar10
-from nasrun.proxies.correlation import score_space
+from nasrun.proxies.correlation import sample_architectures, score_space
 from nasrun.proxies.scorer import ProxyScorer, score_together
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.training.device import select_device
@@ -94,6 +94,58 @@ def _profile(archs, space, data, seed: int) -> dict:
     return {part: value / len(archs) for part, value in parts.items()}
 
 
+def grasp_exactness(root: str, cells: int = 200, sweep_cells: int = 30, seed: int = 0, device: str = "auto",
+                    steps=(1e-2, 3e-3, 1e-3, 3e-4, 1e-4)) -> dict:
+    """GraSP by the finite difference (the default step) against the double backward on `cells` uniformly drawn
+    NAS-Bench-201 cells (each network initialised and scored as `nasrun-score ... proxy.seed=seed` does):
+    Spearman between the two, the relative error's percentiles and sign disagreements; and over the first
+    `sweep_cells` the same for forward differences of other steps and central differences, which is how the
+    default step was chosen. One CPU thread: what each nasrun-score worker runs on."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from nasrun.proxies import zero_cost as proxies  # torch: only for this bench
+
+    dev = select_device(device, 1)
+    data = cifar10(root, download=False, seed=seed, device=dev)
+    space = NB201Space()
+    archs = sample_architectures(space, cells, seed)
+    scorer = ProxyScorer(proxies.grasp, space, data, run_seed=seed, batch_size=64)
+    exact: list[float] = []
+    values: dict[str, list[float]] = {"forward, default step": []}
+    timing = {"double backward": 0.0, "finite difference": 0.0}
+    for number, arch in enumerate(archs):
+        model = scorer.build(arch)
+        began = time.perf_counter()
+        exact.append(proxies.grasp(model, scorer.batch, exact=True))
+        timing["double backward"] += time.perf_counter() - began
+        began = time.perf_counter()
+        values["forward, default step"].append(proxies.grasp(model, scorer.batch))
+        timing["finite difference"] += time.perf_counter() - began
+        if number < sweep_cells:
+            for step in steps:
+                values.setdefault(f"forward {step:g}", []).append(proxies.grasp(model, scorer.batch, step=step))
+                values.setdefault(f"central {step:g}", []).append(_central_grasp(model, scorer.batch, step))
+    reference = np.array(exact)
+    out: dict = {"cells": len(archs), "sweep_cells": min(sweep_cells, len(archs)),
+                 "seconds_per_cell": {k: v / len(archs) for k, v in timing.items()}, "rows": []}
+    for name, found in values.items():
+        got, ref = np.array(found), reference[:len(found)]
+        error = np.abs(got - ref) / np.abs(ref)
+        out["rows"].append({"variant": name, "cells": len(got), "spearman": float(spearmanr(got, ref).statistic),
+                            **{f"p{q}": float(np.percentile(error, q)) for q in (50, 90, 99, 100)},
+                            "sign_flips": int(np.sum(np.sign(got) != np.sign(ref)))})
+    return out
+
+
+def _central_grasp(model, batch, step: float) -> float:
+    """−gᵀ(H θ) with H θ by the central difference (∇L(θ(1+step)) − ∇L(θ(1−step))) / 2 step, error O(step²) but
+    two passes: it is the mean of the forward differences of step and −step."""
+    from nasrun.proxies import zero_cost as proxies  # torch: only for this bench
+
+    return (proxies.grasp(model, batch, step=step) + proxies.grasp(model, batch, step=-step)) / 2
+
+
 def print_results(results: dict, console) -> None:
     from rich.table import Table
 
@@ -124,3 +176,14 @@ def print_results(results: dict, console) -> None:
         for part in t[cases[0]]["profile"]:
             table.add_row(f"  after: {part}", *(f"{t[c]['profile'].get(part, 0.0):.3f}" for c in cases for _ in "ab"))
         console.print(table)
+    if "grasp_exactness" in results:
+        g = results["grasp_exactness"]
+        table = Table(title="GraSP by finite difference against the double backward, NB201 cells (relative error)")
+        for column in ("variant", "cells", "Spearman", "median", "p90", "p99", "max", "sign flips"):
+            table.add_column(column, justify="left" if column == "variant" else "right")
+        for r in g["rows"]:
+            table.add_row(r["variant"], str(r["cells"]), f"{r['spearman']:.5f}", f"{r['p50']:.2%}",
+                          f"{r['p90']:.2%}", f"{r['p99']:.2%}", f"{r['p100']:.2%}", str(r["sign_flips"]))
+        console.print(table)
+        console.print("seconds per cell, grasp alone, one thread: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in g["seconds_per_cell"].items()), highlight=False)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrun.checks import check_bool, check_float
+
 WEIGHTED = (nn.Conv2d, nn.Linear)
 
 
@@ -57,8 +59,6 @@ GRASP_STEP = 3e-4
 def check_options(options: dict) -> None:
     """The gradient proxies' options (jacob_cov's eps, grasp's exact and step) as a config sets them, checked
     before any cell is scored: a bad one would otherwise fail every cell's score one by one."""
-    from nasrun.checks import check_bool, check_float
-
     if "eps" in options:
         check_float("proxy.eps", options["eps"], low=0.0, low_open=True)
     if "exact" in options:
