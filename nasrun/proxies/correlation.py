@@ -110,6 +110,8 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
     part = f"-shard{index}of{shards}" if shards > 1 else ""
     out = out or Path("outputs") / "scores" / f"{space.name}-{data.name}-seed{first.seed}-b{first.batch_size}{part}.csv"
     known = sum(arch.key in s.entries for s in scorers.values() for arch in archs)
+    if known == len(archs) * len(scorers):
+        workers = 1  # all in the cache: helpers would only spend their start-up reading it
     helpers = [_start_helper(overrides, proxies, count, shard) for _ in range(workers - 1)]
     rows: list[dict] = []
     began = time.perf_counter()

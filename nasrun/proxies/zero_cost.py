@@ -89,9 +89,10 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     net = _copy_for_scoring(model)
     x, y = batch
     inputs = x.float().detach().clone()
-    if inputs.ndim == 4 and inputs.device.type == "cpu":
+    if inputs.ndim == 4 and inputs.device.type == "cpu" and not ("grasp" in names and exact):
         # oneDNN's convolutions run a quarter faster on channels-last tensors (same sums, in another order):
-        # the forward and backward passes are nearly all of a cell's time. GPUs keep their default layout.
+        # the forward and backward passes are nearly all of a cell's time. Not for the double backward, which
+        # it slows by 60 %; GPUs keep their default layout.
         net = net.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     inputs.requires_grad_("jacob_cov" in names)
