@@ -88,14 +88,9 @@ def gradient_proxies(model: nn.Module, batch, names=GRADIENT_PROXIES, eps: float
     clock = _Stopwatch(batch[0].device, seconds)
     net = _copy_for_scoring(model)
     x, y = batch
-    inputs = x.float().detach().clone()
-    if inputs.ndim == 4 and inputs.device.type == "cpu" and not ("grasp" in names and exact):
-        # oneDNN's convolutions run a quarter faster on channels-last tensors (same sums, in another order):
-        # the forward and backward passes are nearly all of a cell's time. Not for the double backward, which
-        # it slows by 60 %; GPUs keep their default layout.
-        net = net.to(memory_format=torch.channels_last)
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    inputs.requires_grad_("jacob_cov" in names)
+    # Not channels-last, though oneDNN's convolutions run a quarter faster on it: their rounding is coarser, and
+    # GraSP's difference of two gradients magnifies it (README, "GraSP without the double backward").
+    inputs = x.float().detach().clone().requires_grad_("jacob_cov" in names)
     layers = _weighted_layers(net)
     relus = _recording_relus(net) if "grasp" in names and not exact else []
     hooked: list[tuple[nn.Module, torch.Tensor]] = []  # (layer, its output) for each call, for fisher
