@@ -147,3 +147,20 @@ def test_workers_need_a_disk_cache_and_a_count(data_root, tmp_path):
     for bad in ("0", "-1", "two"):
         with pytest.raises(UserError, match=f"--workers={bad}: expected a whole number >= 1, or auto"):
             parse_workers(bad)
+
+
+def test_an_interrupted_fill_still_writes_the_cells_scored_so_far(data_root, tmp_path, monkeypatch):
+    from nasrun.proxies import correlation
+
+    real_fill = correlation.fill
+
+    def interrupted(scorers, archs):
+        real_fill(scorers, list(archs)[:2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(correlation, "fill", interrupted)
+    out = tmp_path / "part.csv"
+    with pytest.raises(KeyboardInterrupt):
+        score_space(overrides(data_root, tmp_path), ["params", "synflow"], 5, out, None, progress=False)
+    with open(out, newline="") as f:
+        assert [r["arch"] for r in csv.DictReader(f)] == [a.key for a in sample_architectures(NB201Space(), 2, 0)]

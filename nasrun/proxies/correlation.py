@@ -122,18 +122,12 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
             # helpers hold are waited for at the end.
             label = f"scoring {len(archs)} {space.name} architectures" + (f", {workers} processes" if helpers else "")
             fill(list(scorers.values()), _progress(archs, label, progress))
-        for arch in archs:
-            row = {"arch": arch.key}
-            shared = None
-            for name, entry in zip(scorers, score_together(list(scorers.values()), arch)):
-                row[name], row[f"{name}_seconds"] = entry["score"], entry["seconds"]
-                shared = entry.get("shared_seconds", shared)
-            row["shared_seconds"] = shared  # once per cell, whichever proxies shared it
-            if table is not None:
-                row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})
-            rows.append(row)
+        rows = [_row(scorers, arch, table) for arch in archs]
         finished = True
     finally:
+        if not finished and not rows:  # interrupted while filling the cache: the cells scored so far
+            rows = [_row(scorers, arch, table) for arch in archs
+                    if all(arch.key in s.entries for s in scorers.values())]
         _write_csv(out, rows)
         _stop(helpers, wait=finished)
     seconds = time.perf_counter() - began
@@ -142,6 +136,19 @@ def score_space(overrides: list[str], proxies: list[str], count: int | None, out
              "%.2f cells/s", len(rows), len(scorers), computed, workers, known,
              first.cache_path.parent if first.cache_path else "", seconds, len(rows) / seconds if seconds else 0)
     return rows, correlations(rows, proxies, target) if target else [], out, target
+
+
+def _row(scorers: dict, arch, table) -> dict:
+    """One CSV row: the cell, each proxy's score and seconds, the shared pass's seconds, the table's accuracies."""
+    row = {"arch": arch.key}
+    shared = None
+    for name, entry in zip(scorers, score_together(list(scorers.values()), arch)):
+        row[name], row[f"{name}_seconds"] = entry["score"], entry["seconds"]
+        shared = entry.get("shared_seconds", shared)
+    row["shared_seconds"] = shared  # once per cell, whichever proxies shared it
+    if table is not None:
+        row.update({k: v for k, v in table[arch.key].items() if "_acc" in k})
+    return row
 
 
 def _scorers(overrides: list[str], proxies: list[str]):
