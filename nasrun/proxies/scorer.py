@@ -183,12 +183,9 @@ class ProxyScorer:
     def entry(self, arch) -> dict:
         """The cache entry for `arch` ({"score", "seconds"} or {"score": None, "error"}), computing it if new; if
         another process sharing the cache is scoring it right now, waiting for its score instead."""
-        key = arch.key
-        self._asked.add(key)
-        if not self._known(key):
-            with self._claims.claim(key) if self._claims else UNCLAIMED as claim:
-                self._compute_claimed(arch, claim)
-        return self.entries[key]
+        self._asked.add(arch.key)
+        self._wait_or_compute(arch)
+        return self.entries[arch.key]
 
     def try_entry(self, arch) -> bool:
         """Make sure `arch`'s entry is known, computing it if no process has; False (at once) when another process
@@ -208,9 +205,13 @@ class ProxyScorer:
         between them instead of computing it twice or waiting on each other."""
         waiting = [arch for arch in archs if not self.try_entry(arch)]
         for arch in waiting:
-            if not self._known(arch.key):
-                with self._claims.claim(arch.key) if self._claims else UNCLAIMED as claim:
-                    self._compute_claimed(arch, claim)
+            self._wait_or_compute(arch)
+
+    def _wait_or_compute(self, arch) -> None:
+        """Make sure `arch`'s entry is known: read, computed here, or waited for while another process holds it."""
+        if not self._known(arch.key):
+            with self._claims.claim(arch.key) if self._claims else UNCLAIMED as claim:
+                self._compute_claimed(arch, claim)
 
     def _known(self, key: str) -> bool:
         if key not in self.entries and self.cache_path is not None:
