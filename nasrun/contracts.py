@@ -189,6 +189,15 @@ def hears_rungs(strategy) -> bool:
     return "rungs" in inspect.signature(strategy.tell).parameters
 
 
+def hears_scores(strategy) -> bool:
+    """Whether the strategy's `tell` takes `scores` (`nasrun.objectives.Scores`: the objective vector and the
+    constraint violation), which the runner passes under objectives other than `[val_acc]` alone. A strategy
+    without it hears the first objective's value only (random search needs nothing more)."""
+    import inspect
+
+    return "scores" in inspect.signature(strategy.tell).parameters
+
+
 def trains(evaluator) -> bool:
     """Whether a trial of this evaluator is a training (not a table lookup or a proxy score)."""
     return bool(getattr(evaluator, "trains", True))

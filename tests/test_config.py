@@ -60,6 +60,7 @@ def runtime_values(group, option):
         "oneshot": {},
         "device": {},
         "executor": dict(evaluator=CostlyToy(), make_evaluator=Toy(), device=torch.device("cpu")),
+        "latency": dict(space=NB201Space()),
     }[group]
 
 
@@ -128,6 +129,8 @@ def test_every_option_composes_and_builds(group, option, data_root, tmp_path):
     if group == "strategy":
         arch = built.ask()
         built.tell(arch, 1.0)
+    if group == "latency":  # a cell's measured latency on the default device, in ms
+        assert 0 < built(NB201Space().sample(np.random.default_rng(0))) < 1000
     if group == "executor" and option != "ray":  # one trial through it (Ray's: tests/test_executors_ray.py)
         with built:
             built.submit(Trial(0, CustomSpace().sample(np.random.default_rng(0))))

@@ -24,7 +24,7 @@ STRATEGIES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf
 SPACE = NB201Space()
 # Settings that keep each option's warm-up short enough for a unit test; everything else is the shipped config.
 QUICK = {"bayesian": {"initial": 4}, "guided_evolution": {"P": 5, "S": 3, "C": 20},
-         "evolution": {"population_size": 5, "sample_size": 2}}
+         "evolution": {"population_size": 5, "sample_size": 2}, "nsga2": {"population_size": 5}}
 
 
 def fitness(arch) -> float:
@@ -76,7 +76,7 @@ def cycles(strategy, count: int) -> list:
 
 
 def test_every_strategy_option_is_covered():
-    assert set(STRATEGIES) == {"bayesian", "evolution", "guided_evolution", "random", "reinforce"}
+    assert set(STRATEGIES) == {"bayesian", "evolution", "guided_evolution", "nsga2", "random", "reinforce"}
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -159,3 +159,44 @@ def test_every_strategy_searches_under_a_scheduler_and_resumes_exactly(name, sch
     resumed = run(tmp_path / "part", 14, resume=True)
     assert [(r["trial"], r["key"], r["epochs"]) for r in resumed.records] == \
         [(r["trial"], r["key"], r["epochs"]) for r in whole.records]
+
+
+def toy_latency(arch) -> float:
+    """A deterministic second objective that conflicts with `fitness`: convolutions are slow."""
+    return 1.0 + 2.0 * arch.key.count("conv_3x3") + 1.5 * arch.key.count("conv_1x1")
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("constrained", [False, True], ids=["two objectives", "and a latency bound"])
+def test_two_objectives_and_a_constraint_search_and_resume_exactly(name, constrained, tmp_path):
+    """Under [val_acc, latency_ms] (and latency_ms <= 6): every strategy searches, the runner keeps the Pareto
+    set, an architecture over the bound is recorded as infeasible without being evaluated or counted, and a
+    resume replays to exactly the uninterrupted run."""
+    import json
+
+    from nasrun.objectives import Objectives
+    from nasrun.pareto import nondominated
+    from nasrun.search.goals import Goals
+
+    bounds = (("latency_ms", 6.0),) if constrained else ()
+    goals = Goals(Objectives(("val_acc", "latency_ms"), bounds), None, toy_latency)
+
+    def run(run_dir, trials, resume=False):
+        return run_search(SPACE, make(name, seed=4), Evaluator(), Budget(trials=trials), run_dir, goals=goals,
+                          resume=resume)
+
+    whole = run(tmp_path / "whole", 18)
+    evaluated = [r for r in whole.records if r["status"] == "ok"]
+    assert len(evaluated) == 18
+    infeasible = [r for r in whole.records if r["status"] == "infeasible"]
+    assert all(r["metrics"]["latency_ms"] > 6.0 and "val_acc" not in r["metrics"] for r in infeasible)
+    assert constrained or not infeasible
+    assert all(r["metrics"]["latency_ms"] <= 6.0 for r in evaluated) or not constrained
+    front = json.loads((tmp_path / "whole" / "pareto.json").read_text())
+    points = [(r["metrics"]["val_acc"], -r["metrics"]["latency_ms"]) for r in evaluated]
+    expected = {r["key"] for r, keep in zip(evaluated, nondominated(points)) if keep}
+    assert {t["key"] for t in front["trials"]} == expected
+    run(tmp_path / "part", 7)
+    resumed = run(tmp_path / "part", 18, resume=True)
+    assert [(r["key"], r["status"]) for r in resumed.records] == [(r["key"], r["status"]) for r in whole.records]
+    assert json.loads((tmp_path / "part" / "pareto.json").read_text())["trials"] == front["trials"]

@@ -70,7 +70,7 @@ def check_keys(group: str, node, runtime=()) -> None:
     for key in node:
         if not str(key).startswith("_") and key not in params:
             allowed = [p for p, spec in params.items()
-                       if p not in runtime and p not in RUNTIME_VALUES and spec.kind in kinds]
+                       if p not in runtime and (p not in RUNTIME_VALUES or p in node) and spec.kind in kinds]
             raise UserError(f"{group}.{key}: unknown key; {group} accepts: "
                             f"{', '.join(closest_first(str(key), allowed)) or 'no keys'}")
 

@@ -110,6 +110,8 @@ class TabularEvaluator:
         self.reports_cost = self.benchmark == "cifar10"
         self._columns = (f"{self.benchmark}_valid_acc12", f"{self.benchmark}_test_acc200",
                          f"{self.benchmark}_test_acc12")
+        # The images the table's networks were trained on: what their size (params, flops) is counted for.
+        self.input_shape = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet16": (3, 16, 120)}[benchmark]
 
     def __call__(self, arch, deadline: float | None = None):
         """(metrics, None): a lookup takes microseconds, so the wall-clock deadline never bites here."""

@@ -22,16 +22,18 @@ class Status(TextEnum):
     CANCELLED = "cancelled"  # cut short by the wall-clock budget: recorded, and run again on resume
     RUNG = "rung"  # a scheduled trial's result at a rung it goes on from (continue) or waits at (pause)
     END = "end"  # not a trial: the run ended, with its stop reason and counts
+    INFEASIBLE = "infeasible"  # broke a constraint known before training (constraints=): never trained, not counted
 
 
 STATUSES = tuple(s.value for s in Status)
 COUNTED = (Status.OK, Status.FAILED)  # trials that count against the budget; a cancelled one runs again
+FINISHED = (*COUNTED, Status.INFEASIBLE)  # trials whose result a resume replays (an infeasible one costs nothing)
 DECISIONS = ("continue", "pause", "stop", "finished")  # a scheduler's `decision` on a rung or final record
 
 
 # Numbers that are never negative: durations, the simulated clock and a benchmark's training time (its cost).
-NON_NEGATIVE = ("seconds", "elapsed", "simulated", "simulated_start")
-NON_NEGATIVE_METRICS = ("cost", "params", "train_seconds", "val_seconds", "test_seconds")
+NON_NEGATIVE = ("seconds", "elapsed", "simulated", "simulated_start", "violation")
+NON_NEGATIVE_METRICS = ("cost", "params", "flops", "latency_ms", "train_seconds", "val_seconds", "test_seconds")
 
 
 def record_problem(record) -> str | None:
@@ -67,6 +69,11 @@ def record_problem(record) -> str | None:
     for name in NON_NEGATIVE_METRICS:
         if metrics.get(name) is not None and not _non_negative(metrics[name]):
             return f"metrics.{name}={metrics[name]!r}: must be a finite number >= 0"
+    if status == Status.INFEASIBLE:
+        violation = record.get("violation")
+        if isinstance(violation, (int, float)) and not isinstance(violation, bool) and violation > 0:
+            return None
+        return f"violation={violation!r}: an infeasible trial needs a violation > 0"
     if status in (Status.OK, Status.RUNG):
         name = "fitness" if "fitness" in metrics else "val_acc"
         value = metrics.get(name)
@@ -115,10 +122,16 @@ def ok_fitness(record: dict) -> float:
     return metrics["fitness"] if "fitness" in metrics else metrics["val_acc"]
 
 
+def feasible(record: dict) -> bool:
+    """Whether a trial meets the run's constraints (`violation` 0 or absent: a run without constraints)."""
+    return record["status"] != Status.INFEASIBLE and not record.get("violation", 0.0)
+
+
 def better(record: dict, best: dict | None) -> bool:
     """At the higher fidelity (`epochs`, when a scheduler ran trials to different lengths), else strictly higher
-    fitness wins; ties keep the earlier trial. Without a scheduler every record has the same epochs (or none)."""
-    if not is_ok(record):
+    fitness wins; ties keep the earlier trial. Without a scheduler every record has the same epochs (or none).
+    A trial that breaks the run's constraints is never the best (best.json holds the most accurate feasible one)."""
+    if not is_ok(record) or not feasible(record):
         return False
     if best is None:
         return True

@@ -20,7 +20,7 @@ from pathlib import Path
 from nasrun.checks import UserError
 from nasrun.rundir.atomic import environment_error, write_bytes
 from nasrun.rundir.jsonl import UNREADABLE, decode_lines, encode_line
-from nasrun.rundir.records import COUNTED, Status, arch_problem, record_problem
+from nasrun.rundir.records import FINISHED, Status, arch_problem, record_problem
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
         if problem is not None:
             raise UserError(f"{path}:{number} is not a valid nasrun trial record: {problem}",
                             "repair or remove that line", path=path, line=number)
-        if record["status"] in COUNTED:
+        if record["status"] in FINISHED:
             earlier = finished.setdefault(record["trial"], (number, record))
             if earlier[0] != number:
                 if earlier[1] != record:
@@ -80,7 +80,7 @@ def read_trials(path: Path, repair: bool = True, space=None) -> list[dict]:
 
 def split_log(records: list[dict]) -> tuple[list[dict], list[dict], dict | None]:
     """(finished trials, cancelled trials, the last end record or None if the run has not ended since)."""
-    trials = [r for r in records if r["status"] in COUNTED]
+    trials = [r for r in records if r["status"] in FINISHED]
     cancelled = [r for r in records if r["status"] == Status.CANCELLED]
     end = records[-1] if records and records[-1]["status"] == Status.END else None
     return trials, cancelled, end

@@ -15,6 +15,7 @@ from nasrun.checks import UserError
 from nasrun.config.groups import build, check_keys, parameters, proxy_options
 from nasrun.contracts import Evaluator, Scheduler, Space, Strategy, trains_in_segments
 from nasrun.search.budget import Budget
+from nasrun.search.goals import Goals
 from nasrun.search.loop import SearchResult
 from nasrun.search.runner import run_search
 
@@ -35,11 +36,13 @@ class SearchSetup:
     scorer: ProxyScorer | None  # the proxy= option's scorer, or None
     data: ImageData | None  # the dataset, when the evaluator or the proxy reads one (else None)
     scheduler: Scheduler | None = None  # the scheduler= option (how far each trial trains), or None
+    goals: Goals | None = None  # objectives, constraints, hardware metrics (None: val_acc alone, no metrics)
 
     def run(self, run_dir: Path, **options: Any) -> SearchResult:
         """`run_search` on these pieces; `options` are its keyword options (resume, executor, on_trial, ...)."""
         return run_search(self.space, self.strategy, self.evaluator, self.budget, run_dir,
-                          model_info=self.model_info, scorer=self.scorer, scheduler=self.scheduler, **options)
+                          model_info=self.model_info, scorer=self.scorer, scheduler=self.scheduler,
+                          goals=self.goals, **options)
 
 
 def build_search(cfg: DictConfig, seed: int, device, data=None, supernet=None) -> SearchSetup:
@@ -50,6 +53,8 @@ def build_search(cfg: DictConfig, seed: int, device, data=None, supernet=None) -
     groups = {"space": cfg.space, "budget": cfg.budget, "strategy": cfg.strategy, "evaluator": cfg.evaluator}
     if cfg.proxy is not None:
         groups["proxy"] = cfg.proxy
+    if cfg.get("latency") is not None:
+        groups["latency"] = cfg.latency
     if cfg.get("scheduler") is not None:
         groups["scheduler"] = cfg.scheduler
     unread = {"dataset": cfg.dataset, **({"executor": cfg.executor} if cfg.get("executor") is not None else {})}
@@ -96,7 +101,53 @@ def build_search(cfg: DictConfig, seed: int, device, data=None, supernet=None) -
     scorer = runtime.get("scorer")
     if scorer is not None:
         model_info.update(proxy=scorer.name, proxy_batch_size=scorer.batch_size)
-    return SearchSetup(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"), scheduler)
+    goals = build_goals(cfg, space, evaluator, runtime.get("data"))
+    if not goals.objectives.plain:
+        model_info.update(goals.objectives.describe())
+    return SearchSetup(space, budget, strategy, evaluator, model_info, scorer, runtime.get("data"), scheduler, goals)
+
+
+def build_goals(cfg: DictConfig, space, evaluator, data) -> Goals:
+    """The search's objectives and constraints (`objectives`, `constraints`, `reference`), with what measures
+    an architecture before training: its size on the data's image shape, and the latency= option."""
+    from nasrun.objectives import Objectives
+
+    def plain(key):
+        value = cfg.get(key)
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    try:
+        objectives = Objectives.from_config(plain("objectives"), plain("constraints"))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    latency = build("latency", cfg.latency, space=space) if cfg.get("latency") is not None else None
+    shape = input_shape(evaluator, data)
+    cost = None
+    if shape is not None:
+        from nasrun.hardware.cost import CostOf
+
+        cost = CostOf(space, *shape)
+    reference = plain("reference")
+    if reference is not None:
+        numbers = isinstance(reference, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in reference)
+        if not numbers or len(reference) != len(objectives.names):
+            raise UserError(f"reference={reference!r}: give one number per objective "
+                            f"({', '.join(objectives.names)}), e.g. reference='[85.0,12.5]'")
+        reference = tuple(float(v) for v in reference)
+    try:
+        return Goals(objectives, cost, latency, reference)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def input_shape(evaluator, data) -> tuple[int, int, int] | None:
+    """(in_channels, image_size, num_classes) of the networks a search builds: the data's, or the benchmark's
+    that a table evaluator stands for; None when neither is known."""
+    if data is not None:
+        return data.in_channels, data.image_size, data.num_classes
+    shape = getattr(evaluator, "input_shape", None)
+    return tuple(shape) if shape is not None else None
 
 
 def build_executor(cfg: DictConfig, search: SearchSetup, seed: int, device):

@@ -23,6 +23,7 @@ from nasrun.contracts import (
     Space,
     Strategy,
     Trial,
+    hears_scores,
     resumes_clock,
     trains,
 )
@@ -32,6 +33,7 @@ from nasrun.rundir.records import Status, better, fitness, is_ok, ok_fitness
 from nasrun.rundir.trial_log import TrialWriter
 from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget, Stop, StopReason
+from nasrun.search.goals import MAX_INFEASIBLE, Goals, ParetoSet
 
 if TYPE_CHECKING:
     from nasrun.proxies.scorer import ProxyScorer
@@ -78,6 +80,7 @@ class Search:
     clock: Callable[[], float] = time.monotonic
     store: WeightStore | None = None  # the weights children inherit (space=morph), or None
     offset: float = 0.0  # the run's clock where its log ends: a resumed run's time goes on from there
+    goals: Goals | None = None  # objectives, constraints and hardware metrics (None: val_acc alone, no metrics)
     records: list[dict] = field(default_factory=list)  # finished trials in completion order (the log's order)
     done: dict[str, dict] = field(default_factory=dict)  # key -> finished record, for deduplication
     in_flight: dict[str, Trial] = field(default_factory=dict)  # key -> Trial submitted and not yet completed
@@ -89,10 +92,14 @@ class Search:
     counts: Counter = field(default_factory=Counter)  # evaluated, replayed, repeats
     start: float = field(init=False)
     deadline: float | None = field(init=False)  # the wall-clock budget as a time on `clock`, or None
+    pareto: ParetoSet | None = field(init=False)  # the feasible non-dominated trials (pareto.json), or None
+    rebuilding: bool = field(init=False, default=False)  # replaying the log: pareto.json is written once after
 
     def __post_init__(self) -> None:
         self.start = self.clock()
         self.deadline = None if self.budget.seconds is None else self.start + self.budget.seconds - self.offset
+        plain = self.goals is None or self.goals.objectives.plain
+        self.pareto = None if plain else ParetoSet(self.goals, self.run_dir / "pareto.json")  # type: ignore[arg-type]
 
     def elapsed(self) -> float:
         """The run's time so far, earlier sessions of a resumed run included."""
@@ -121,8 +128,9 @@ class Search:
         return False
 
     def started(self) -> int:
-        """Trials started: finished or in flight (under a scheduler also those waiting at a rung)."""
-        return len(self.records) + len(self.in_flight)
+        """Trials started: finished or in flight (under a scheduler also those waiting at a rung). An
+        architecture rejected before training (infeasible) is not a trial the budget counts."""
+        return len(self.records) - self.counts["infeasible"] + len(self.in_flight)
 
     def explored(self) -> int:
         """Distinct architectures finished or in flight (under a scheduler also those waiting at a rung)."""
@@ -144,7 +152,7 @@ class Search:
         """Ask the strategy for trials until every slot of the executor is busy; the reason to stop, or None.
         An architecture already evaluated is answered from its record; one in flight is never submitted twice
         (its ask waits for that trial's result)."""
-        streak = 0
+        streak = rejected = 0
         while len(self.in_flight) < self.executor.slots:
             if self.go_on():  # trials under way go before new ones (under a scheduler)
                 continue
@@ -156,7 +164,8 @@ class Search:
             known = self.known(key)
             if known is not None:  # not evaluated again (and free on the simulated clock)
                 self.counts["repeats"] += 1
-                self.tell(arch, *known)
+                value, rungs = known
+                self.tell(arch, value, rungs, self.done.get(key))
                 streak += 1
                 if streak >= MAX_REPEATS:
                     return Stop(StopReason.STUCK,
@@ -166,8 +175,28 @@ class Search:
             if key in self.in_flight:
                 self.parked.setdefault(key, []).append(arch)
                 return None  # ask again once something completes
+            screened = self.goals.screen(arch) if self.goals is not None else None
+            if screened is not None:
+                self.reject(arch, *screened)
+                rejected += 1
+                if rejected >= MAX_INFEASIBLE:
+                    assert self.goals is not None  # screened implies goals
+                    bounds = ", ".join(f"constraints.{n}={b:g}" for n, b in self.goals.objectives.constraints)
+                    return Stop(StopReason.STUCK, f"the strategy proposed {MAX_INFEASIBLE} new architectures in a "
+                                                  f"row that break {bounds}; loosen the bounds")
+                continue
+            rejected = 0
             self.submit(arch)
         return None
+
+    def reject(self, arch, metrics: dict, violation: float) -> None:
+        """Record an architecture that breaks a constraint known before training: never trained, free, and not
+        counted against budget.trials; the strategy hears its violation."""
+        record = {"trial": len(self.records), "key": arch.key, "arch": arch.to_json(), "status": Status.INFEASIBLE,
+                  "metrics": metrics, "violation": violation, "seconds": 0.0, "elapsed": self.elapsed()}
+        self.writer.append(record)
+        log.debug("trial %d infeasible (violation %.3g): %s", record["trial"], violation, arch.key)
+        self.finish(arch, record)
 
     def go_on(self) -> bool:
         """Submit a trial already under way, when one is due; whether one was."""
@@ -217,6 +246,8 @@ class Search:
         if not self.on_simulated_clock(record):
             log.debug("trial %d would end at %.0f simulated s; not counted", record["trial"], record["simulated"])
             return Stop(StopReason.SIMULATED)
+        if self.goals is not None:
+            self.goals.annotate(record, arch)
         self.counts["evaluated"] += 1
         self.writer.append(record)
         if better(record, self.best):
@@ -244,25 +275,44 @@ class Search:
         """A finished trial joins the records and the strategy hears it (so do asks parked on it)."""
         self.records.append(record)
         self.done[record["key"]] = record
+        self.counts["infeasible"] += record["status"] == Status.INFEASIBLE
         self.simulated = max(self.simulated, record.get("simulated", 0.0))
-        self.tell(arch, fitness(record), rungs)
+        self.tell(arch, fitness(record), rungs, record)
         for twin in self.parked.pop(record["key"], []):
             self.counts["repeats"] += 1
-            self.tell(twin, fitness(record), rungs)
+            self.tell(twin, fitness(record), rungs, record)
         if better(record, self.best):
             self.best = record
+        if self.pareto is not None:
+            self.pareto.add(record, write=not self.rebuilding)
         if self.on_trial:
             self.on_trial(record)
 
-    def tell(self, arch, value: float | None, rungs: dict | None = None) -> None:
-        """Tell the strategy a result (`rungs`: the fidelities it was measured at, under a scheduler)."""
-        self.strategy.tell(arch, value)
+    def tell(self, arch, value: float | None, rungs: dict | None = None, record: dict | None = None) -> None:
+        """Tell the strategy a result (`rungs`: the fidelities it was measured at, under a scheduler; `record`:
+        the trial's record, whose `Scores` a strategy that hears them gets under non-default objectives)."""
+        self.strategy.tell(arch, value, **self.scores_for(record))
+
+    def scores_for(self, record: dict | None) -> dict:
+        """{"scores": Scores} for a strategy that takes them, under objectives other than the default; else {}."""
+        if record is None or self.pareto is None or not hears_scores(self.strategy):
+            return {}
+        return {"scores": self.goals.scores(record)}  # type: ignore[union-attr]  # pareto implies goals
 
     def replay(self, previous: list[dict]):
         """Feed the recorded trials to the fresh strategy in the order it asks for them. The first ask the log
         cannot answer (the strategy's config changed, or the trials ran in parallel) ends the replay: every
         recorded trial left is told as it is (a tell the strategy did not ask for), and that ask is returned,
         to be evaluated first."""
+        self.rebuilding = True
+        try:
+            return self._replay(previous)
+        finally:
+            self.rebuilding = False
+            if self.pareto is not None and self.pareto.members:
+                self.pareto.write()
+
+    def _replay(self, previous: list[dict]):
         pending = {rec["key"]: rec for rec in previous}
         streak = 0
         while pending:
@@ -270,7 +320,7 @@ class Search:
             if arch.key in self.done and streak < MAX_REPEATS:
                 self.counts["repeats"] += 1
                 streak += 1
-                self.strategy.tell(arch, fitness(self.done[arch.key]))
+                self.tell(arch, fitness(self.done[arch.key]), None, self.done[arch.key])
                 continue
             streak = 0
             if arch.key in pending:
@@ -302,6 +352,8 @@ class Search:
                               counts["repeats"], self.scorer.evaluations if self.scorer is not None else 0,
                               self.cancelled)
         evaluator_counts = {**result.counts(self.evaluator), **self.more_counts()}
+        if self.counts["infeasible"]:  # rejected before training by a constraint: not trials the budget counted
+            evaluator_counts["infeasible"] = self.counts["infeasible"]
         if self.best is not None:
             # The search's totals beside its best trial: trainings and proxy evaluations counted apart.
             write_json(self.run_dir / "best.json", {**read_best_json(self.run_dir), "counts": evaluator_counts,

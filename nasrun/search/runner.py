@@ -18,6 +18,7 @@ from nasrun.rundir.records import Status, best_of
 from nasrun.rundir.trial_log import TrialWriter, read_trials, split_log
 from nasrun.rundir.weight_store import WeightStore
 from nasrun.search.budget import Budget
+from nasrun.search.goals import Goals
 from nasrun.search.loop import Search, SearchResult
 from nasrun.search.scheduled import ScheduledSearch
 
@@ -31,7 +32,7 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
                resume: bool = False, model_info: dict | None = None, on_trial: Callable[[dict], None] | None = None,
                clock: Callable[[], float] = time.monotonic, scorer: ProxyScorer | None = None,
                on_start: Callable[[], None] | None = None, executor: Executor | None = None,
-               scheduler: Scheduler | None = None) -> SearchResult:
+               scheduler: Scheduler | None = None, goals: Goals | None = None) -> SearchResult:
     """Run one search in `run_dir` and return every trial.
 
     resume: replay `trials.jsonl` into the fresh `strategy`, then go on. Replay feeds the strategy the same
@@ -43,7 +44,8 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
     on_start: called once the log has been read and checked, before anything is written (the command records
     the environment there, so a refused resume leaves the run directory as it was).
     executor: where trials run (`nasrun.executors`); None runs them one at a time in this process.
-    scheduler: how far each trial trains (`nasrun.search.scheduled`); None trains every trial to the end."""
+    scheduler: how far each trial trains (`nasrun.search.scheduled`); None trains every trial to the end.
+    goals: objectives, constraints and hardware metrics (`nasrun.search.goals`); None: val_acc alone."""
     run_dir = Path(run_dir)
     runs_on: Executor = executor if executor is not None else InlineExecutor(evaluator)
     with hold_run_dir(run_dir):  # one writer per run directory (re-entrant: the command holds it already)
@@ -65,8 +67,9 @@ def run_search(space: Space, strategy: Strategy, evaluator: Evaluator, budget: B
                 pieces = (space, strategy, evaluator, budget, runs_on, run_dir, model_info or {}, writer, scorer,
                           on_trial, clock)
                 if scheduler is None:
-                    return Search(*pieces, store=store, offset=offset).run(previous)
-                return ScheduledSearch(*pieces, store=store, offset=offset, scheduler=scheduler).run(logged)
+                    return Search(*pieces, store=store, offset=offset, goals=goals).run(previous)
+                return ScheduledSearch(*pieces, store=store, offset=offset, goals=goals,
+                                       scheduler=scheduler).run(logged)
 
 
 def read_log(run_dir: Path, space, resume: bool) -> tuple[list[dict], float, list[dict]]:

@@ -113,6 +113,8 @@ class ScheduledSearch(Search):
             if self.scorer is not None:
                 record_proxy_score(record, self.scorer, arch)
             record["elapsed"] = self.elapsed()
+            if self.goals is not None:
+                self.goals.annotate(record, arch)
             self.writer.append(record)
             if drop is not None:
                 drop.unlink(missing_ok=True)  # after the record: a kill in between leaves a spare, not a hole
@@ -123,7 +125,7 @@ class ScheduledSearch(Search):
             if better(record, self.best):
                 self.best = record
             if record["decision"] == "pause":  # it has ended for now: the strategy hears where it stands
-                self.tell(arch, fitness(record), scheduled.rungs)
+                self.tell(arch, fitness(record), scheduled.rungs, record)
             if self.on_trial:
                 self.on_trial(record)
             return None
@@ -155,12 +157,12 @@ class ScheduledSearch(Search):
             self.fidelity.requeue(trial.arch.key)
         self.fidelity.tidy()
 
-    def tell(self, arch, value: float | None, rungs: dict | None = None) -> None:
+    def tell(self, arch, value: float | None, rungs: dict | None = None, record: dict | None = None) -> None:
         """With the fidelities it was measured at, when the strategy's tell takes them."""
+        options = self.scores_for(record)
         if rungs and hears_rungs(self.strategy):
-            self.strategy.tell(arch, value, rungs=dict(rungs))  # type: ignore[call-arg]  # hears_rungs asked
-        else:
-            self.strategy.tell(arch, value)
+            options["rungs"] = dict(rungs)
+        self.strategy.tell(arch, value, **options)
 
     # ----- the end ------------------------------------------------------------------------------------------
 

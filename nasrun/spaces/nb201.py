@@ -106,6 +106,9 @@ class NB201Space(ChoiceSpace):
 
     name = "nb201"
     choices = NB201Arch.CHOICES
+    # A cell's size (params, flops) is the skeleton's plus each edge's operation's, the same in every cell of a
+    # stage: nasrun.hardware.cost counts 25 networks once instead of every cell a search meets.
+    cost_is_additive = True
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5):
         self.channels = check_int("channels", channels, low=1)

@@ -46,6 +46,8 @@ class BorderAvgPool3x3(nn.Module):
     64-image batch where the convolution takes 0.3 ms: it was a third of a zero-cost proxy's time per cell.
     No parameters and no buffers, so state dicts are those of the pooling layer it replaces."""
 
+    counts_as_pooling = True  # a pooling for FLOP counts (nasrun.hardware.cost), though computed as a convolution
+
     def forward(self, x):
         channels, height, width = x.shape[-3:]
         kernel = x.new_ones((channels, 1, 3, 3))

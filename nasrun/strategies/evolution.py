@@ -12,6 +12,7 @@ from collections import deque
 import numpy as np
 
 from nasrun.checks import check_bool, check_float, check_int
+from nasrun.objectives import Scores
 
 
 class AgingPopulation:
@@ -69,6 +70,22 @@ def tournament(population, size: int, rng):
     return population[best][0]
 
 
+def pareto_tournament(population, size: int, rng, judged: dict):
+    """`tournament` under several objectives or constraints: the sample member ranked best in the population at
+    its fidelity, by Deb's rules (feasible first, then non-dominated rank, then the larger crowding distance in
+    its front; infeasible ones by the smaller violation), as Syne Tune's multi-objective regularized evolution
+    ranks its population; ties go to the younger. `judged`: arch -> its `Scores`. The draw is the same as
+    `tournament`'s, so the random stream does not depend on the objectives."""
+    from nasrun.pareto import order_keys
+
+    picks = rng.integers(len(population), size=size)
+    fidelity = max(population[i][2] if len(population[i]) > 2 else 0 for i in picks)
+    peers = [i for i in range(len(population)) if (population[i][2] if len(population[i]) > 2 else 0) == fidelity]
+    keys = dict(zip(peers, order_keys([judged[population[i][0]] for i in peers])))
+    best = min((i for i in picks if i in keys), key=lambda i: (keys[i], -i))
+    return population[best][0]
+
+
 class RegularizedEvolution:
     """ask/tell aging evolution.
 
@@ -87,6 +104,7 @@ class RegularizedEvolution:
         self.crossover = check_bool("crossover", crossover)
         self.rng = np.random.default_rng(seed)
         self.population = AgingPopulation(self.population_size)
+        self.judged: dict = {}  # arch -> Scores, under several objectives or constraints (the runner's `scores`)
 
     @property
     def outstanding(self) -> int:
@@ -99,13 +117,27 @@ class RegularizedEvolution:
         # population holds, asks beyond it are random too until the first result arrives.
         if self.population.filling() or not self.population:
             return self.space.sample(self.rng)
-        first = tournament(self.population, self.sample_size, self.rng)
-        second = tournament(self.population, self.sample_size, self.rng) if self.crossover else first
+        pick = tournament if not self.judged else (
+            lambda population, size, rng: pareto_tournament(population, size, rng, self.judged))
+        first = pick(self.population, self.sample_size, self.rng)
+        second = pick(self.population, self.sample_size, self.rng) if self.crossover else first
         return self._child(first, second)
 
-    def tell(self, arch, fitness: float | None, rungs: dict[int, float] | None = None) -> None:
-        """rungs: under a scheduler, epochs -> fitness at each decision point the trial reached."""
+    def tell(self, arch, fitness: float | None, rungs: dict[int, float] | None = None,
+             scores: Scores | None = None) -> None:
+        """rungs: under a scheduler, epochs -> fitness at each decision point the trial reached. scores: under
+        several objectives or constraints, the trial's objective vector and violation (the runner gives them):
+        an infeasible member joins the population too, and loses every tournament to a feasible one."""
+        if scores is not None:
+            if scores.values is None and scores.feasible:
+                fitness = None  # failed: never joins
+            else:
+                self.judged[arch] = scores
+                fitness = 0.0 if fitness is None else fitness  # infeasible: ranked by `judged`, not by fitness
         self.population.told(arch, fitness, max(rungs) if rungs else None)
+        if self.judged and len(self.judged) > 4 * self.population_size:  # forget the members aged out
+            alive = {m[0] for m in self.population}
+            self.judged = {a: s for a, s in self.judged.items() if a in alive}
 
     def _child(self, first, second):
         parents = {first, second}
