@@ -240,7 +240,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
                                       "proxy=NAME", "jacob_cov"]),
     (["proxy=snip", "proxy.batchsize=8"], ["proxy.batchsize", "unknown key", "batch_size, cache_dir"]),
     (["proxy=snip", "proxy.batch_size=1"], ["proxy.batch_size=1: must be an integer"]),
-    (["strategy=foo"], ["strategy=foo", "evolution, guided_evolution, random"]),
+    (["strategy=foo"], ["strategy=foo", "evolution, guided_evolution, nsga2, random"]),
     (["foo=1"], ["foo", "unknown key", "seed"]),
     (["dataset=synthetic", "evaluator.test_every_trial=maybe"],
      ["evaluator.test_every_trial='maybe'", "true or false"]),

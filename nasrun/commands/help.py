@@ -15,7 +15,7 @@ def help_text() -> str:
              "       nasrun-train arch=ARCH [OVERRIDES]                 train one architecture in full, export it",
              "       nasrun-report DIR [--out DIR]                      report.csv, anytime.png, checklist.md",
              "       nasrun-score [--proxies a,b] [-n N] OVERRIDES      proxy scores, rank correlations",
-             "", "config groups (default first):"]
+             "config groups (default first):"]
     for group, default in defaults.items():
         options = sorted((p.stem for p in (Path(conf_dir()) / group).glob("*.yaml")), key=lambda o: (o != default, o))
         lines.append(f"  {group + '=':11}{'|'.join(options)}")
@@ -25,10 +25,10 @@ def help_text() -> str:
               "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
               "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
               "  executor=pool executor.workers=N                  trials in parallel (ray: a cluster)",
-              "  seed=N                                            data split, strategy, every trial",
-              "  hydra.run.dir=DIR resume=true                     continue a stopped run in DIR",
+              "  seed=N  hydra.run.dir=DIR resume=true             seeds everything; continue a stopped run",
+              "  objectives=[val_acc,latency_ms] latency=table     Pareto search (+constraints.METRIC=BOUND)",
               "  dataset.root=DIR, or NASRUN_DATA=DIR              where the datasets are (offline: README)",
-              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl, best.json, best.pt, nasrun.log",
-              "more: nasrun --cfg job (the composed config), nasrun --hydra-help (Hydra's help), README.md"]
+              "outputs in outputs/DATE/TIME/ (or hydra.run.dir): trials.jsonl, best.json, best.pt, pareto.json",
+              "more: nasrun --cfg job (the config), nasrun --hydra-help, README.md; logs: nasrun.log"]
     return "\n".join(lines)
 

@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from nasrun.checks import UserError
 from nasrun.config.groups import build, check_keys, parameters, proxy_options
 from nasrun.contracts import Evaluator, Scheduler, Space, Strategy, trains_in_segments
+from nasrun.hardware.cost import CostOf
+from nasrun.objectives import Objectives
 from nasrun.search.budget import Budget
 from nasrun.search.goals import Goals
 from nasrun.search.loop import SearchResult
@@ -110,8 +112,6 @@ def build_search(cfg: DictConfig, seed: int, device, data=None, supernet=None) -
 def build_goals(cfg: DictConfig, space, evaluator, data) -> Goals:
     """The search's objectives and constraints (`objectives`, `constraints`, `reference`), with what measures
     an architecture before training: its size on the data's image shape, and the latency= option."""
-    from nasrun.objectives import Objectives
-
     def plain(key):
         value = cfg.get(key)
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
@@ -122,11 +122,7 @@ def build_goals(cfg: DictConfig, space, evaluator, data) -> Goals:
         raise UserError(str(err)) from None
     latency = build("latency", cfg.latency, space=space) if cfg.get("latency") is not None else None
     shape = input_shape(evaluator, data)
-    cost = None
-    if shape is not None:
-        from nasrun.hardware.cost import CostOf
-
-        cost = CostOf(space, *shape)
+    cost = CostOf(space, *shape) if shape is not None else None
     reference = plain("reference")
     if reference is not None:
         numbers = isinstance(reference, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -13,6 +13,7 @@ import numpy as np
 
 from nasrun.checks import check_bool, check_float, check_int
 from nasrun.objectives import Scores
+from nasrun.pareto import order_keys
 
 
 class AgingPopulation:
@@ -76,8 +77,6 @@ def pareto_tournament(population, size: int, rng, judged: dict):
     its front; infeasible ones by the smaller violation), as Syne Tune's multi-objective regularized evolution
     ranks its population; ties go to the younger. `judged`: arch -> its `Scores`. The draw is the same as
     `tournament`'s, so the random stream does not depend on the objectives."""
-    from nasrun.pareto import order_keys
-
     picks = rng.integers(len(population), size=size)
     fidelity = max(population[i][2] if len(population[i]) > 2 else 0 for i in picks)
     peers = [i for i in range(len(population)) if (population[i][2] if len(population[i]) > 2 else 0) == fidelity]
