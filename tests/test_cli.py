@@ -275,6 +275,15 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
     (["scheduler=hyperband", "budget.epochs=9", "scheduler.brackets=7"], ["scheduler.brackets=7", "in [1, 3]"]),
     (["space=nb201", "evaluator=tabular", "scheduler=asha", "budget.epochs=9"],
      ["scheduler: ASHA decides how many epochs", "evaluator=train"]),
+    (["objectives=[val_acc,latncy_ms]"], ["'latncy_ms' is not a metric", "latency_ms, params, flops"]),
+    (["objectives=[val_acc,latency_ms]"], ["latency=none measures no latency", "latency=table"]),
+    (["+constraints.params=-5"], ["constraints.params=-5.0", "> 0"]),
+    (["space=nb201", "evaluator=tabular", "dataset=cifar10", "latency=table", "latency.device=pixel9"],
+     ["latency.device='pixel9'", "eyeriss, fpga"]),
+    (["latency=table"], ["latency=table", "space=nb201", "not space=custom"]),
+    (["space=nb201", "evaluator=tabular", "dataset=cifar10", "latency=table", "latency.devce=fpga"],
+     ["latency.devce: unknown key", "device"]),
+    (["objectives=[val_acc,params]", "reference=[1,2,3]"], ["reference=[1, 2, 3]", "one number per objective"]),
 ])
 def test_user_errors_are_one_line_without_traceback(args, expected, tmp_path, monkeypatch, data_root):
     from nasrun.bench.faults.runner import invoke

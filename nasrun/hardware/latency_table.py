@@ -90,10 +90,10 @@ class TableLatency:
     def __init__(self, space, device: str, table: str | Path):
         if space.name != "nb201":
             raise UserError(f"latency=table looks cells up in NAS-Bench-201's latency table; it needs space=nb201, "
-                            f"not space={space.name} (use latency=measured to time networks here)")
+                            f"not space={space.name}")
         if not getattr(space, "is_table_space", lambda: False)():
             raise UserError("latency=table: the latencies were measured on the benchmark's network size; use "
-                            "space.channels=16 space.cells_per_stage=5, or latency=measured")
+                            "space.channels=16 space.cells_per_stage=5")
         devices, rows = read_latency_table(table)
         if device not in devices:
             raise UserError(f"latency.device={device!r} is not in {table}; choose one of: {', '.join(devices)}")

@@ -40,7 +40,7 @@ class Goals:
             for name in self.objectives.metrics_needed():
                 if name == "latency_ms":
                     raise ValueError("latency_ms is an objective or a constraint, but latency=none measures no "
-                                     "latency; choose latency=table (NAS-Bench-201) or latency=measured")
+                                     "latency; choose latency=table (NAS-Bench-201's measured latencies)")
         if self.cost is None and {"params", "flops"} & set(self.objectives.metrics_needed()):
             raise ValueError("params/flops are objectives or constraints, but this search builds no network to "
                              "count them on")
