@@ -21,7 +21,8 @@ from conftest import run_cli
 def test_a_latency_bound_on_the_real_tables(tmp_path, data_root):
     run_dir = tmp_path / "run"
     proc = run_cli("space=nb201", "evaluator=tabular", "dataset=cifar10", "budget.trials=60",
-                   "budget.simulated_seconds=null", "strategy=evolution", "objectives=[val_acc,latency_ms]", "latency=table", "latency.device=fpga",
+                   "budget.simulated_seconds=null", "strategy=evolution", "objectives=[val_acc,latency_ms]",
+                   "latency=table", "latency.device=fpga",
                    "+constraints.latency_ms=3.0", "reference=[70.0,3.72496]", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
