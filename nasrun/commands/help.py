@@ -20,7 +20,7 @@ def help_text() -> str:
         options = sorted((p.stem for p in (Path(conf_dir()) / group).glob("*.yaml")), key=lambda o: (o != default, o))
         lines.append(f"  {group + '=':11}{'|'.join(options)}")
     presets = " ".join(sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml")))
-    lines += ["presets (+experiment=NAME):", *textwrap.wrap(presets, 99, initial_indent="  ", subsequent_indent="  "),
+    lines += [*textwrap.wrap(presets, 99, initial_indent="presets (+experiment=NAME): ", subsequent_indent="  "),
               "keys people change first:",
               "  budget.trials=N budget.seconds=S budget.epochs=E  trials, wall-clock cap, epochs per trial",
               "  device=cpu|cuda device.threads=N                  where trials run; CPU threads (1 if shared)",
