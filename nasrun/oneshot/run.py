@@ -104,7 +104,7 @@ def run_oneshot(cfg: DictConfig, seed: int, device, run_dir: Path, *, resume: bo
                           **({"table": method.table, "benchmark": method.benchmark} if table is not None else {})}
             save_best(run_dir, final, None, model_info)
         return OneShotResult(reason, final, None, run.records)
-    # Trials in the log before this session (the supernet's phase writes none): the search goes on from them.
+    # Trials in the log from an earlier start (the supernet's phase writes none): the search goes on from them.
     searched = any(r["status"] in (Status.OK, Status.FAILED) for r in logged)
     return OneShotResult(reason, None, _search_on_supernet(cfg, seed, device, run_dir, run, data, budget, clock,
                                                            on_trial, searched), run.records)

@@ -17,7 +17,8 @@ from nasrun.rundir.best import save_best
 from nasrun.rundir.records import Status, better, fitness, is_ok, ok_fitness
 from nasrun.search.budget import Stop, StopReason
 from nasrun.search.fidelity import Fidelity, LogReplay, Scheduled, segment_trial
-from nasrun.search.loop import Search, log_trial, record_proxy_score
+from nasrun.search.loop import Search
+from nasrun.search.trial_lines import log_trial, record_proxy_score
 
 log = logging.getLogger(__name__)
 
